@@ -1,0 +1,71 @@
+"""Firewall: the node's security group, open only on the WIS2 ports to the allowed sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from wis2node.settings import NodeSettings
+
+# What the host itself must reach: packages (Ubuntu's archive is served over HTTP, signed with
+# apt's keys), AWS APIs and Let's Encrypt over HTTPS. Amazon's DNS resolver and Time Sync service
+# (169.254.169.123) are link-local and never filtered by security groups, so they need no rule.
+EGRESS = (
+    ("https", 443, "HTTPS: AWS APIs, package mirrors, certificate authority"),
+    ("http", 80, "HTTP: Ubuntu package archive (signed packages)"),
+)
+
+
+@dataclass(frozen=True)
+class FirewallArgs:
+    settings: NodeSettings
+    vpc_id: str
+
+
+class Firewall(pulumi.ComponentResource):
+    """A security group with one ingress rule per allowed (source, port) and minimal egress."""
+
+    def __init__(self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("wis2-node:index:Firewall", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description=f"WIS2 Node {settings.centre_id}: MQTTS 8883 and HTTPS 443 to allowed sources",
+            vpc_id=args.vpc_id,
+            revoke_rules_on_delete=True,
+            tags={**settings.resource_tags, "Name": f"{settings.stack}-wis2-node"},
+            opts=child,
+        )
+        self.ingress_rules = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-in-{rule.name}",
+                security_group_id=self.security_group.id,
+                ip_protocol="tcp",
+                from_port=rule.port,
+                to_port=rule.port,
+                cidr_ipv4=rule.cidr if rule.ip_version == 4 else None,
+                cidr_ipv6=rule.cidr if rule.ip_version == 6 else None,
+                description=rule.description,
+                tags=settings.resource_tags,
+                opts=child,
+            )
+            for rule in settings.ingress_rules()
+        ]
+        self.egress_rules = [
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-out-{label}",
+                security_group_id=self.security_group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4="0.0.0.0/0",
+                description=description,
+                tags=settings.resource_tags,
+                opts=child,
+            )
+            for label, port, description in EGRESS
+        ]
+        self.register_outputs({"security_group_id": self.security_group.id})

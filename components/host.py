@@ -1,0 +1,115 @@
+"""Host: the node's VM, its role, and the data volume that outlives it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from wis2node.payload import DeployFacts, render_user_data
+from wis2node.settings import NodeSettings
+
+DATA_DEVICE = "/dev/sdf"
+
+# Session Manager only (no SSH, no key pair): the agent registers the instance and opens the
+# channels a session runs over. These actions take no resource ARNs, hence "*".
+SESSION_MANAGER_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+]
+
+
+@dataclass(frozen=True)
+class HostArgs:
+    settings: NodeSettings
+    subnet_id: str
+    image_id: str
+    security_group_id: pulumi.Input[str]
+
+
+class Host(pulumi.ComponentResource):
+    """An Ubuntu 24.04 instance reached only through SSM, with an encrypted data volume."""
+
+    def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("wis2-node:index:Host", name, None, opts)
+        settings = args.settings
+        tags = settings.resource_tags
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"WIS2 Node {settings.stack}: the instance's own permissions",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "ec2.amazonaws.com"}}],
+            }),
+            tags=tags,
+            opts=child,
+        )
+        self.session_manager_policy = aws.iam.RolePolicy(
+            f"{name}-session-manager",
+            role=self.role.id,
+            policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"}],
+            }),
+            opts=child,
+        )
+        self.instance_profile = aws.iam.InstanceProfile(
+            f"{name}-profile", role=self.role.name, tags=tags, opts=child)
+
+        # Kept across instance replacements, and protected in production: it holds the
+        # certificates, the broker's persistent sessions and the published files.
+        self.data_volume = aws.ebs.Volume(
+            f"{name}-data",
+            availability_zone=settings.availability_zone,
+            size=settings.data_volume_gb,
+            type="gp3",
+            encrypted=True,
+            tags={**tags, "Name": f"{settings.stack}-wis2-data"},
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
+        )
+        user_data = self.data_volume.id.apply(
+            lambda volume_id: render_user_data(settings, DeployFacts(data_volume_id=volume_id)))
+
+        self.instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=args.image_id,
+            instance_type=settings.instance_type,
+            subnet_id=args.subnet_id,
+            vpc_security_group_ids=[args.security_group_id],
+            iam_instance_profile=self.instance_profile.name,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",  # IMDSv2 only
+                http_put_response_hop_limit=1,
+            ),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3",
+                volume_size=settings.root_volume_gb,
+                encrypted=True,
+                delete_on_termination=True,
+                tags={**tags, "Name": f"{settings.stack}-wis2-root"},
+            ),
+            monitoring=True,
+            user_data=user_data,
+            user_data_replace_on_change=True,
+            tags={**tags, "Name": f"{settings.stack}-wis2-node"},
+            # The data volume can be attached to one instance at a time: remove the old first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.data_attachment = aws.ec2.VolumeAttachment(
+            f"{name}-data-attachment",
+            device_name=DATA_DEVICE,
+            volume_id=self.data_volume.id,
+            instance_id=self.instance.id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.register_outputs({"instance_id": self.instance.id, "data_volume_id": self.data_volume.id})

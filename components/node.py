@@ -1,0 +1,45 @@
+"""Wis2Node: the whole cloud side of a WIS2 Node, composed from its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.address import Address, AddressArgs
+from components.dns import Dns, DnsArgs
+from components.firewall import Firewall, FirewallArgs
+from components.host import Host, HostArgs
+from components.settings import Platform
+from wis2node.settings import NodeSettings
+
+
+@dataclass(frozen=True)
+class Wis2NodeArgs:
+    settings: NodeSettings
+    platform: Platform
+
+
+class Wis2Node(pulumi.ComponentResource):
+    """Firewall, host, address and DNS name of one centre's node in one environment."""
+
+    def __init__(self, name: str, args: Wis2NodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("wis2-node:index:Wis2Node", name, None, opts)
+        settings, platform = args.settings, args.platform
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.firewall = Firewall("firewall", FirewallArgs(settings=settings, vpc_id=platform.vpc_id), child)
+        self.host = Host("host", HostArgs(
+            settings=settings,
+            subnet_id=platform.subnet_id,
+            image_id=platform.image_id,
+            security_group_id=self.firewall.security_group.id,
+        ), child)
+        self.address = Address("address", AddressArgs(settings=settings, instance_id=self.host.instance.id), child)
+        self.dns = Dns("dns", DnsArgs(settings=settings, zone_id=platform.zone_id,
+                                      public_ip=self.address.public_ip), child)
+
+        self.fqdn = settings.fqdn
+        self.public_ip = self.address.public_ip
+        self.instance_id = self.host.instance.id
+        self.register_outputs({"fqdn": self.fqdn, "public_ip": self.public_ip, "instance_id": self.instance_id})

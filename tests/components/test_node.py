@@ -1,0 +1,195 @@
+"""The program, evaluated under Pulumi's mocks for every example stack: what it declares."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+import re
+
+import pytest
+import yaml
+
+from tests.pulumi_harness import DOC_IP, Deployment, run_program, user_data_files
+from wis2node.catalogue import GLOBAL_SERVICES_CSV
+from wis2node.stackfile import ROOT, STACKS, StackFile
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+def expected_sources(stack_file: StackFile) -> set[tuple[str, int]]:
+    """The allowlist as the issue states it, read straight from the catalogue file and the stack."""
+    config = stack_file.config
+    expected: set[tuple[str, int]] = set()
+    if config.get("wis2-node:globalServices", True):
+        excluded = set(config.get("wis2-node:excludeOperators", []))
+        with GLOBAL_SERVICES_CSV.open() as handle:
+            for row in csv.DictReader(line for line in handle if not line.startswith("#")):
+                if row["operator"] not in excluded:
+                    expected.add((row["ip"] + "/32", 8883 if row["service"] == "global-broker" else 443))
+    for partner in config.get("wis2-node:partners", []):
+        expected |= {(partner["cidr"], port) for port in partner["ports"]}
+    for port in config.get("wis2-node:openToInternet", []):
+        expected |= {("0.0.0.0/0", port), ("::/0", port)}
+    return expected
+
+
+def declared_sources(deployment: Deployment) -> list[tuple[str, int]]:
+    rules = deployment.of_type(INGRESS)
+    for rule in rules:
+        assert rule.inputs["ipProtocol"] == "tcp"
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"]
+    return [(r.inputs.get("cidrIpv4") or r.inputs["cidrIpv6"], int(r.inputs["fromPort"])) for r in rules]
+
+
+def test_every_stack_evaluates_and_declares_the_node(deployment: Deployment):
+    for type_ in (INSTANCE, "aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation",
+                  "aws:ec2/securityGroup:SecurityGroup", "aws:ebs/volume:Volume",
+                  "aws:ec2/volumeAttachment:VolumeAttachment", "aws:iam/instanceProfile:InstanceProfile"):
+        deployment.one(type_)
+
+
+def test_ingress_is_exactly_the_allowlist(stack_file: StackFile, deployment: Deployment):
+    declared = declared_sources(deployment)
+    assert len(declared) == len(set(declared)), "one rule per (source, port)"
+    assert set(declared) == expected_sources(stack_file)
+    assert {port for _, port in declared} <= {443, 8883}
+    assert "ingress" not in deployment.one("aws:ec2/securityGroup:SecurityGroup").inputs
+
+
+def test_no_port_is_open_to_the_world_unless_asked(deployment: Deployment):
+    assert not [s for s in declared_sources(deployment) if s[0] in ("0.0.0.0/0", "::/0")]
+
+
+def test_open_to_internet_opens_exactly_the_listed_port(stack_file: StackFile):
+    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:openToInternet": [443]})
+    public = {s for s in declared_sources(deployment) if ipaddress.ip_network(s[0]).prefixlen == 0}
+    assert public == {("0.0.0.0/0", 443), ("::/0", 443)}
+
+
+def test_excluding_an_operator_removes_its_addresses(stack_file: StackFile):
+    config = {**stack_file.config, "wis2-node:excludeOperators": ["jp-jma"]}
+    deployment = run_program(stack_file.stack, config)
+    jma = {"35.76.201.251/32", "13.115.11.72/32"}
+    assert not jma & {cidr for cidr, _ in declared_sources(deployment)}
+    assert set(declared_sources(deployment)) == expected_sources(
+        StackFile(stack_file.stack, stack_file.path, config))
+
+
+def test_egress_is_web_only(deployment: Deployment):
+    egress = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"]))
+              for r in deployment.of_type(EGRESS)}
+    assert egress == {("tcp", 443, 443), ("tcp", 80, 80)}
+
+
+def test_instance_is_locked_down(deployment: Deployment):
+    instance = deployment.one(INSTANCE).inputs
+    assert instance["metadataOptions"]["httpTokens"] == "required"
+    assert instance["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert instance["rootBlockDevice"]["encrypted"] is True
+    assert instance["rootBlockDevice"]["volumeType"] == "gp3"
+    assert "keyName" not in instance
+    assert instance["userDataReplaceOnChange"] is True
+    assert instance["tags"]["wis2-node:centre-id"]
+    assert not [t for t in deployment.resources if t.type == "aws:ec2/keyPair:KeyPair"]
+
+
+def test_data_volume_is_encrypted_and_attached(deployment: Deployment):
+    volume = deployment.one("aws:ebs/volume:Volume")
+    assert volume.inputs["encrypted"] is True
+    attachment = deployment.one("aws:ec2/volumeAttachment:VolumeAttachment").inputs
+    assert attachment["volumeId"] == "vol-0123456789abcdef0"
+    assert attachment["instanceId"] == "i-0123456789abcdef0"
+    # the boot script waits for exactly this volume
+    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    assert b"nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in files["/usr/local/sbin/wis2-data-volume"]
+
+
+def test_elastic_ip_is_associated_with_the_instance(deployment: Deployment):
+    eip = deployment.one("aws:ec2/eip:Eip")
+    assert eip.inputs["domain"] == "vpc"
+    association = deployment.one("aws:ec2/eipAssociation:EipAssociation").inputs
+    assert association["instanceId"] == "i-0123456789abcdef0"
+    assert association["allocationId"] == "eipalloc-0123456789abcdef0"
+
+
+def test_a_record_is_the_fqdn_pointing_at_the_elastic_ip(stack_file: StackFile, deployment: Deployment):
+    fqdn = stack_file.config["wis2-node:fqdn"]
+    records = {r.inputs["type"]: r.inputs for r in deployment.of_type("aws:route53/record:Record")}
+    assert records["A"]["name"] == fqdn and records["A"]["records"] == [DOC_IP]
+    assert records["CAA"]["name"] == fqdn
+    assert records["CAA"]["records"] == ['0 issue "letsencrypt.org"', '0 issuewild ";"']
+    assert deployment.outputs["fqdn"] == fqdn and deployment.outputs["public_ip"] == DOC_IP
+
+
+def test_caa_names_the_provided_ca(stack_file: StackFile):
+    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:tlsMode": "provided",
+                                                "wis2-node:certificateAuthority": "digicert.com"})
+    caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
+    assert '0 issue "digicert.com"' in caa.inputs["records"]
+
+
+def test_instance_role_has_session_manager_only(deployment: Deployment):
+    assert not deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    for policy in deployment.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for statement in json.loads(policy.inputs["policy"])["Statement"]:
+            assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:")) for a in statement["Action"])
+    trust = json.loads(deployment.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_user_data_holds_no_secret(deployment: Deployment):
+    user_data = deployment.one(INSTANCE).inputs["userData"]
+    assert user_data.startswith("#cloud-config\n")
+    readable = user_data + "".join(f.decode() for f in user_data_files(user_data).values())
+    for pattern in (r"PRIVATE KEY", r"AKIA[0-9A-Z]{16}", r"(?i)password\s*[:=]", r"(?i)secret\s*[:=]"):
+        assert not re.search(pattern, readable), pattern
+
+
+def test_every_resource_belongs_to_a_component(deployment: Deployment):
+    for resource in deployment.resources:
+        parent_type = resource.urn.split("::")[2].split("$")[0]
+        assert parent_type.startswith("wis2-node:index:"), resource.urn
+
+
+def test_exports_tell_a_centre_how_to_reach_and_register_the_node(stack_file: StackFile, deployment: Deployment):
+    fqdn = stack_file.config["wis2-node:fqdn"]
+    outputs = deployment.outputs
+    assert outputs["mqtts_url"] == f"mqtts://everyone:everyone@{fqdn}:8883"
+    assert outputs["https_url"] == f"https://{fqdn}/"
+    assert outputs["wss_url"] == f"wss://{fqdn}/mqtt"
+    assert outputs["instance_id"] == "i-0123456789abcdef0"
+    assert outputs["ssm_session_command"] == "aws ssm start-session --region eu-west-1 --target i-0123456789abcdef0"
+    registration = outputs["wmo_registration"]
+    centre_id = stack_file.config["wis2-node:centreId"]
+    assert registration["subscription_topics"] == [f"origin/a/wis2/{centre_id}/#"]
+    assert registration["public_ip"] == DOC_IP
+
+
+def test_image_follows_the_instance_architecture(stack_file: StackFile):
+    for instance_type, arch in (("t4g.small", "arm64"), ("t3.small", "amd64")):
+        deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:instanceType": instance_type})
+        names = [args["name"] for token, args in deployment.calls if token == "aws:ssm/getParameter:getParameter"]
+        assert names == [f"/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"]
+
+
+def test_pinned_image_is_used_as_is(stack_file: StackFile):
+    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:imageId": "ami-0fedcba9876543210"})
+    assert deployment.one(INSTANCE).inputs["ami"] == "ami-0fedcba9876543210"
+    assert not [c for c in deployment.calls if c[0] == "aws:ssm/getParameter:getParameter"]
+
+
+def test_pulumi_yaml_declares_every_simple_key():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["stackConfigDir"] == "stacks" and project["runtime"]["name"] == "python"
+    declared = {f"wis2-node:{name}" for name in project["config"]}
+    from wis2node.settings import NodeSettings
+    keys = NodeSettings.config_keys()
+    project_keys = {k for k in keys if k.startswith("wis2-node:")}
+    assert declared <= project_keys
+    # only what Pulumi's schema cannot type (lists of objects, maps) is left undeclared
+    assert project_keys - declared == {"wis2-node:partners", "wis2-node:tags"}
+    for name, declaration in project["config"].items():
+        assert declaration.get("description"), name

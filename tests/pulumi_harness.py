@@ -1,0 +1,171 @@
+"""Run the real Pulumi program under Pulumi's own mocks and record what it declares."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.sync_await import _sync_await
+
+from wis2node.stackfile import ROOT, StackFile
+
+PROGRAM = ROOT / "__main__.py"
+DOC_IP = "203.0.113.10"  # TEST-NET-3: the address the mock gives every Elastic IP
+
+# What AWS would answer for the instance types the tests use.
+ARCHITECTURES = {"t4g": ["arm64"], "m7g": ["arm64"], "t3": ["i386", "x86_64"], "t3a": ["x86_64"],
+                 "mac2": ["arm64_mac"], "mac1": ["x86_64_mac"]}
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    urn: str
+
+
+@dataclass
+class Deployment:
+    """What one evaluation of the program declared, invoked and exported."""
+
+    resources: list[Declared] = field(default_factory=list)
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    program: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Declared:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+        return found[0]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like AWS would for the few things the program reads back, and records the rest."""
+
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = {"name": args.name, **args.inputs}
+        resource_id = f"{args.name}-id"
+        if args.typ == "aws:ec2/eip:Eip":
+            outputs.update(publicIp=DOC_IP, allocationId="eipalloc-0123456789abcdef0")
+        elif args.typ == "aws:ec2/instance:Instance":
+            resource_id = "i-0123456789abcdef0"
+        elif args.typ == "aws:ebs/volume:Volume":
+            resource_id = "vol-0123456789abcdef0"
+        elif args.typ == "aws:route53/record:Record":
+            outputs["fqdn"] = args.inputs["name"]
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.deployment.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:route53/getZone:getZone":
+            return {"zoneId": "Z0123456789EXAMPLE", "name": args.args["name"]}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            az = args.args.get("availabilityZone", "eu-west-1a")
+            return {"id": args.args.get("id", "subnet-0123456789abcdef0"), "vpcId": "vpc-0123456789abcdef0",
+                    "availabilityZone": az}
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            family = args.args["instanceType"].split(".")[0]
+            if family not in ARCHITECTURES:  # how AWS refuses it: a failed invoke, not a crash
+                return {}, [("instanceType", f"InvalidInstanceType: {args.args['instanceType']}")]
+            return {"instanceType": args.args["instanceType"], "supportedArchitectures": ARCHITECTURES[family]}
+        if args.token == "aws:ssm/getParameter:getParameter":
+            arch = "arm64" if "/arm64/" in args.args["name"] else "amd64"
+            return {"name": args.args["name"], "value": f"ami-0{arch}0000000000000"[:21], "type": "String"}
+        raise Exception(f"the tests do not expect the program to call {args.token}")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self.deployment = mocks.deployment
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.custom:
+            from google.protobuf import json_format
+
+            inputs = json_format.MessageToDict(request.object)
+            self.deployment.resources.append(Declared(request.type, request.name, inputs, response.urn))
+        return response
+
+
+def to_pulumi_config(config: dict[str, Any]) -> dict[str, str]:
+    """Encode a stack file's config as the Pulumi CLI hands it to a program: strings, JSON for structures."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def run_program(stack: str, config: dict[str, Any]) -> Deployment:
+    """Evaluate __main__.py for a stack config under mocks; return what it declared and exported."""
+    deployment = Deployment()
+    pulumi.runtime.set_all_config(to_pulumi_config(config))
+    pulumi.runtime.settings.ROOT.set(None)
+    mocks = RecordingMocks(deployment)
+    pulumi.runtime.set_mocks(mocks, project="wis2-node", stack=stack, preview=False,
+                             monitor=RecordingMonitor(mocks))
+
+    @pulumi.runtime.test
+    def evaluate():
+        deployment.program = runpy.run_path(str(PROGRAM), run_name="__main__")
+
+    evaluate()
+    root = pulumi.runtime.settings.get_root_resource()
+    for name, value in root.outputs.items():
+        deployment.outputs[name] = _sync_await(pulumi.Output.from_input(value).future())
+    return deployment
+
+
+def run_stack_file(stack_file: StackFile) -> Deployment:
+    return run_program(stack_file.stack, stack_file.config)
+
+
+def user_data_files(user_data: str) -> dict[str, bytes]:
+    """The files a cloud-config document writes, decoded as cloud-init would."""
+    import base64
+    import gzip
+
+    import yaml
+
+    document = yaml.safe_load(user_data)
+    files = {}
+    for entry in document.get("write_files", []):
+        assert entry["encoding"] == "gz+b64"
+        files[entry["path"]] = gzip.decompress(base64.b64decode(entry["content"]))
+    return files
+
+
+def main(argv: list[str]) -> int:
+    """Print what the program declares for a stack, offline (used by `make demo` and for review)."""
+    from wis2node.stackfile import find_stack
+
+    stack_file = find_stack(argv[0] if argv else "aq-examplemet-test")
+    deployment = run_stack_file(stack_file)
+    print(f"stack {stack_file.stack}: {len(deployment.resources)} resources declared under Pulumi's mocks")
+    for resource in deployment.resources:
+        detail = ""
+        if resource.type.endswith("SecurityGroupIngressRule"):
+            detail = f"tcp/{int(resource.inputs['fromPort'])} from {resource.inputs.get('cidrIpv4') or resource.inputs.get('cidrIpv6')}"
+        elif resource.type.endswith("record:Record"):
+            detail = f"{resource.inputs['type']} {resource.inputs['name']} -> {', '.join(resource.inputs['records'])}"
+        print(f"  {resource.type:58} {resource.name:40} {detail}")
+    print("outputs:")
+    for name, value in deployment.outputs.items():
+        print(f"  {name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

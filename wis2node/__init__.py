@@ -1,0 +1,1 @@
+"""wis2-node: the software and tools of a WIS2 Node; never imports pulumi."""

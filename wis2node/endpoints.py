@@ -1,0 +1,34 @@
+"""The node's public endpoints and what WMO asks for when a node is registered."""
+
+from __future__ import annotations
+
+from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
+
+# WIS2 convention: Global Brokers subscribe with these read-only, non-secret credentials.
+READ_ONLY_USER = "everyone"
+READ_ONLY_PASSWORD = "everyone"
+
+
+def endpoints(settings: NodeSettings) -> dict[str, str]:
+    """The URLs subscribers and downloaders use."""
+    return {
+        "mqtts": f"mqtts://{READ_ONLY_USER}:{READ_ONLY_PASSWORD}@{settings.fqdn}:{MQTTS_PORT}",
+        "wss": f"wss://{settings.fqdn}/mqtt",
+        "https": f"https://{settings.fqdn}/",
+    }
+
+
+def wmo_registration(settings: NodeSettings) -> dict[str, object]:
+    """What the WIS National Focal Point gives the WMO Secretariat to register the node."""
+    urls = endpoints(settings)
+    return {
+        "centre_id": settings.centre_id,
+        "test_node": not settings.is_production,
+        "mqtt_broker_url": f"mqtts://{settings.fqdn}:{MQTTS_PORT}",
+        "mqtt_websocket_url": urls["wss"],
+        "mqtt_username": READ_ONLY_USER,
+        "mqtt_password": READ_ONLY_PASSWORD,
+        "subscription_topics": [f"origin/a/wis2/{settings.centre_id}/#"],
+        "http_endpoint": urls["https"],
+        "ports": [MQTTS_PORT, HTTPS_PORT],
+    }

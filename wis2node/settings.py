@@ -1,0 +1,384 @@
+"""The node's settings: one validated, typed object built from a stack's configuration.
+
+This module is pure (no Pulumi): the Pulumi program, the offline checker, the local node and the
+tests all validate a stack through `NodeSettings.from_config`, so a stack accepted by one is
+accepted by all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Literal, Optional, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wis2node import catalogue
+
+PROJECT = "wis2-node"
+HTTPS_PORT = 443
+MQTTS_PORT = 8883
+WIS2_PORTS = (HTTPS_PORT, MQTTS_PORT)
+Port = Literal[443, 8883]
+
+# The certificate authority each TLS mode uses, as written in the CAA record of the node's name.
+# ";" is CAA's "no CA may issue" (RFC 8659 §4.2): a self-signed node needs no public CA.
+LETSENCRYPT_CAA = "letsencrypt.org"
+NO_CA = ";"
+
+_CENTRE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
+# Characters EC2 accepts in a security group rule description.
+_RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
+_STANDARD_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
+
+
+class SettingsError(ValueError):
+    """A stack configuration that cannot be deployed; the message names each key and the fix."""
+
+
+def key(name: str) -> str:
+    """The full config key of a project setting, as written in a stack file."""
+    return name if ":" in name else f"{PROJECT}:{name}"
+
+
+class Partner(BaseModel):
+    """A local partner allowed in on one or both WIS2 ports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cidr: str
+    description: str
+    ports: list[Port] = Field(min_length=1)
+
+    @field_validator("cidr")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as err:
+            if "host bits set" in str(err):
+                fixed = ipaddress.ip_network(value, strict=False)
+                raise ValueError(f"host bits are set; expected the network address, e.g. {fixed}") from None
+            raise ValueError("expected an IPv4 or IPv6 network in CIDR form, e.g. 192.0.2.0/24") from None
+        if network.prefixlen == 0:
+            raise ValueError(
+                "a partner cannot be the whole internet; to open a port to everyone, list it in "
+                f"{key('openToInternet')} instead"
+            )
+        if not network.is_global and not network.is_private:
+            raise ValueError("expected a routable network, not a reserved or loopback range")
+        return str(network)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if not _RULE_DESCRIPTION.match(value):
+            raise ValueError(
+                "expected 1 to 200 characters of letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*"
+            )
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("a port is listed twice; expected each of 443 and 8883 at most once")
+        return sorted(value)
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_network(self.cidr).version
+
+
+class IngressRule(BaseModel):
+    """One allowed (source, port) pair on the node's firewall."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cidr: str
+    port: Port
+    description: str
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_network(self.cidr).version
+
+    @property
+    def name(self) -> str:
+        """A stable, readable resource name: the same rule keeps the same name across previews."""
+        source = self.cidr.replace(".", "-").replace(":", "-").replace("/", "-")
+        return f"{'mqtts' if self.port == MQTTS_PORT else 'https'}-{source}"
+
+
+class NodeSettings(BaseModel):
+    """Everything a stack says about its node, validated; field aliases are the config keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    stack: str
+    centre_id: str = Field(alias="wis2-node:centreId")
+    environment: Literal["production", "test"] = Field(alias="wis2-node:environment")
+    fqdn: str = Field(alias="wis2-node:fqdn")
+    hosted_zone: str = Field(alias="wis2-node:hostedZone")
+    region: str = Field(alias="aws:region")
+    availability_zone: str = Field(alias="wis2-node:availabilityZone")
+    subnet_id: Optional[str] = Field(default=None, alias="wis2-node:subnetId")
+    instance_type: str = Field(default="t4g.small", alias="wis2-node:instanceType")
+    image_id: Optional[str] = Field(default=None, alias="wis2-node:imageId")
+    root_volume_gb: int = Field(default=16, ge=8, le=1024, alias="wis2-node:rootVolumeGb")
+    data_volume_gb: int = Field(default=20, ge=1, le=16384, alias="wis2-node:dataVolumeGb")
+    global_services: bool = Field(default=True, alias="wis2-node:globalServices")
+    exclude_operators: list[str] = Field(default_factory=list, alias="wis2-node:excludeOperators")
+    partners: list[Partner] = Field(default_factory=list, alias="wis2-node:partners")
+    open_to_internet: list[Port] = Field(default_factory=list, alias="wis2-node:openToInternet")
+    alert_emails: list[str] = Field(default_factory=list, alias="wis2-node:alertEmails")
+    tags: dict[str, str] = Field(default_factory=dict, alias="wis2-node:tags")
+    tls_mode: Literal["letsencrypt", "provided", "self-signed"] = Field(
+        default="letsencrypt", alias="wis2-node:tlsMode"
+    )
+    certificate_authority: Optional[str] = Field(default=None, alias="wis2-node:certificateAuthority")
+
+    # -- single fields -------------------------------------------------------------------------
+
+    @field_validator("centre_id")
+    @classmethod
+    def _centre_id(cls, value: str) -> str:
+        if not _CENTRE_ID.match(value):
+            raise ValueError(
+                "expected the WIS2 form tld-name in lowercase letters, digits and hyphens, "
+                "e.g. fr-meteofrance"
+            )
+        tld = value.split("-", 1)[0]
+        if tld.upper() not in catalogue.top_level_domains():
+            raise ValueError(f"'{tld}' is not a top-level domain in IANA's list")
+        return value
+
+    @field_validator("fqdn", "hosted_zone")
+    @classmethod
+    def _domain_name(cls, value: str) -> str:
+        name = value.lower().rstrip(".")
+        labels = name.split(".")
+        if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+            raise ValueError("expected a DNS name such as wis2.example.org (letters, digits, hyphens)")
+        return name
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError("expected an AWS region such as eu-west-1")
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not _INSTANCE_TYPE.match(value):
+            raise ValueError("expected an EC2 instance type such as t4g.small")
+        return value
+
+    @field_validator("image_id")
+    @classmethod
+    def _image_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _IMAGE_ID.match(value):
+            raise ValueError("expected an AMI id such as ami-0123456789abcdef0")
+        return value
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _subnet_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _SUBNET_ID.match(value):
+            raise ValueError("expected a subnet id such as subnet-0123456789abcdef0")
+        return value
+
+    @field_validator("exclude_operators")
+    @classmethod
+    def _operators(cls, value: list[str]) -> list[str]:
+        known = catalogue.operators()
+        for operator in value:
+            if operator not in known:
+                raise ValueError(
+                    f"'{operator}' is not an operator in the Global Services catalogue; "
+                    f"expected one of {', '.join(sorted(known))}"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("an operator is listed twice")
+        return value
+
+    @field_validator("open_to_internet")
+    @classmethod
+    def _public_ports(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("a port is listed twice; expected each of 443 and 8883 at most once")
+        return sorted(value)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not _EMAIL.match(address):
+                raise ValueError(f"'{address}' is not an e-mail address; expected name@example.org")
+        if len(set(value)) != len(value):
+            raise ValueError("an address is listed twice")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for tag, tag_value in value.items():
+            if tag.lower().startswith("aws:") or tag in _STANDARD_TAGS:
+                raise ValueError(f"tag '{tag}' is reserved; expected a key of your own")
+            if not 1 <= len(tag) <= 128 or len(tag_value) > 256:
+                raise ValueError(f"tag '{tag}' is too long; expected keys up to 128, values up to 256 characters")
+        return value
+
+    # -- relations between fields --------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "NodeSettings":
+        problems: list[tuple[str, Any, str]] = []
+        if self.fqdn == self.hosted_zone or not self.fqdn.endswith("." + self.hosted_zone):
+            problems.append(("fqdn", self.fqdn, f"a name inside the hosted zone {self.hosted_zone}, "
+                             f"e.g. wis2node.{self.hosted_zone} (the zone apex itself is refused: its "
+                             "CAA record would bind the whole domain)"))
+        if not (self.availability_zone.startswith(self.region)
+                and re.fullmatch(r"[a-z]", self.availability_zone[len(self.region):] or "")):
+            problems.append(("availabilityZone", self.availability_zone,
+                             f"a zone of region {self.region}, e.g. {self.region}a"))
+        is_test_id = self.centre_id.endswith("-test")
+        if self.environment == "production" and is_test_id:
+            problems.append(("centreId", self.centre_id,
+                             "a centre-id without the -test suffix on a production stack"))
+        if self.environment == "test" and not is_test_id:
+            problems.append(("centreId", self.centre_id,
+                             f"a centre-id ending in -test on a test stack, e.g. {self.centre_id}-test"))
+        if self.tls_mode == "self-signed" and self.environment == "production":
+            problems.append(("tlsMode", self.tls_mode,
+                             "letsencrypt or provided: Global Services must be able to trust a "
+                             "production node's certificate"))
+        if self.tls_mode == "provided" and not self.certificate_authority:
+            problems.append(("certificateAuthority", None,
+                             "the CAA domain of the CA that issues the certificate, e.g. digicert.com"))
+        if self.certificate_authority and self.tls_mode != "provided":
+            problems.append(("certificateAuthority", self.certificate_authority,
+                             "no value unless tlsMode is provided (the CA is implied otherwise)"))
+        seen = {rule_key: f"the Global Services catalogue ({rule.description})"
+                for rule_key, rule in self._catalogue_rules().items()}
+        for index, partner in enumerate(self.partners):
+            for port in partner.ports:
+                if (partner.cidr, port) in seen:
+                    problems.append((f"partners[{index}]", partner.cidr,
+                                     f"each network once per port, but port {port} is already "
+                                     f"allowed for it by {seen[(partner.cidr, port)]}"))
+                seen[(partner.cidr, port)] = f"partners entry '{partner.description}'"
+        if not self.ingress_rules():
+            problems.append(("partners", [],
+                             "at least one allowed source: with globalServices off and no partners "
+                             "or openToInternet ports, nobody could reach the node"))
+        if problems:
+            raise ValueError("\n".join(_explain(key(name), value, expected) for name, value, expected in problems))
+        return self
+
+    # -- derived values ------------------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def caa_issuer(self) -> str:
+        """The CA domain allowed to issue for the node's name, for its CAA record."""
+        if self.tls_mode == "letsencrypt":
+            return LETSENCRYPT_CAA
+        if self.tls_mode == "provided":
+            return self.certificate_authority or NO_CA
+        return NO_CA
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        """Tags on every resource: who owns it and which stack manages it, plus the stack's own."""
+        return {
+            "wis2-node:centre-id": self.centre_id,
+            "wis2-node:environment": self.environment,
+            "wis2-node:stack": self.stack,
+            "managed-by": "pulumi",
+            **self.tags,
+        }
+
+    def ingress_rules(self) -> list[IngressRule]:
+        """Exactly the firewall's allowed (source, port) pairs, in a stable order."""
+        rules = self._catalogue_rules()
+        for partner in self.partners:
+            for port in partner.ports:
+                rules[(partner.cidr, port)] = IngressRule(
+                    cidr=partner.cidr, port=port, description=f"partner {partner.description}")
+        for port in self.open_to_internet:
+            for cidr in ("0.0.0.0/0", "::/0"):
+                rules[(cidr, port)] = IngressRule(
+                    cidr=cidr, port=port, description="open to the internet (openToInternet)")
+        return sorted(rules.values(), key=lambda r: (r.port, r.ip_version, ipaddress.ip_network(r.cidr)))
+
+    def _catalogue_rules(self) -> dict[tuple[str, int], IngressRule]:
+        """Global Brokers on the MQTT port, Global Caches on the HTTPS port, less excluded operators."""
+        rules: dict[tuple[str, int], IngressRule] = {}
+        if not self.global_services:
+            return rules
+        for service in catalogue.global_services():
+            if service.operator in self.exclude_operators:
+                continue
+            port = MQTTS_PORT if service.service == "global-broker" else HTTPS_PORT
+            rule_key = (f"{service.ip}/32", port)
+            label = f"WIS2 {service.service} {service.operator}"
+            if rule_key in rules:  # one address may serve two operators on the same port
+                label = f"{rules[rule_key].description}, {service.operator}"
+            rules[rule_key] = IngressRule(cidr=rule_key[0], port=port, description=label)
+        return rules
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, stack: str, config: dict[str, Any]) -> "NodeSettings":
+        """Validate a stack's config (full keys, decoded values); raise SettingsError naming each bad key."""
+        try:
+            return cls.model_validate({"stack": stack, **config})
+        except ValidationError as err:
+            raise SettingsError(_describe(stack, err)) from None
+
+    @classmethod
+    def config_keys(cls) -> dict[str, bool]:
+        """Every config key a stack may set, mapped to whether its value is structured (list or map)."""
+        return {field.alias: get_origin(field.annotation) in (list, dict)
+                for field in cls.model_fields.values() if field.alias}
+
+
+def _explain(config_key: str, value: Any, expected: str) -> str:
+    return f"{config_key} = {value!r}: expected {expected}"
+
+
+def _describe(stack: str, err: ValidationError) -> str:
+    """Turn pydantic's errors into lines that name the config key, the bad value and the fix."""
+    lines = []
+    for error in err.errors(include_url=False):
+        loc = list(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc:  # relations between fields: each line is already fully explained
+            lines.extend(message.splitlines())
+            continue
+        config_key = str(loc[0])
+        for part in loc[1:]:
+            config_key += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if error["type"] == "missing":
+            lines.append(f"{config_key} is required but not set in the stack")
+        elif error["type"] == "extra_forbidden":
+            lines.append(f"{config_key} is not a setting of this project; check its spelling")
+        elif error["type"] == "literal_error":
+            lines.append(f"{config_key} = {error.get('input')!r}: expected {error['ctx']['expected']}")
+        else:
+            lines.append(f"{config_key} = {error.get('input')!r}: {message}")
+    return f"stack {stack}: invalid configuration\n  " + "\n  ".join(lines)
+
