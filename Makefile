@@ -1,20 +1,32 @@
-# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+# The two commands of the README: `make demo` and `make test`. Both set up what they need:
+# Debian packages (mosquitto, nginx, cloud-init's schema checker) and a virtualenv with the
+# pinned Python requirements.
 PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := mosquitto nginx cloud-init iproute2
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean
+.PHONY: demo test system clean
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) -m tests.pulumi_harness aq-examplemet-test
+demo: system $(STAMP)
+	$(PY) -m wis2node demo --stack aq-examplemet-test
 
-test: $(STAMP)
+test: system $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:

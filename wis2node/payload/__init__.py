@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
-from wis2node.settings import NodeSettings
+from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_USER
+from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
 DATA_ROOT = "/srv/wis2"
@@ -36,6 +37,59 @@ class DeployFacts:
 
 
 @dataclass(frozen=True)
+class Ports:
+    """Where the node listens. The VM uses the WIS2 ports; a local node picks free ones."""
+
+    mqtts: int = MQTTS_PORT
+    https: int = HTTPS_PORT
+    mqtt_local: int = 1883  # loopback only
+    websockets: int = 8081  # loopback only, behind nginx's /mqtt
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the node's files and state live: "/" on the VM, or a local work directory.
+
+    A local node is the VM's own tree rebased under its work directory, so the files it runs
+    are the files the VM runs, but for paths, ports and the accounts the daemons run as.
+    """
+
+    prefix: str = ""
+    ports: Ports = field(default_factory=Ports)
+    public_host: str = ""  # "" listens on every address (the VM); a local node uses loopback
+    broker_user: str = "mosquitto"
+    web_user: str = "www-data"
+    nginx_mime_types: str = "/etc/nginx/mime.types"
+
+    def path(self, vm_path: str) -> str:
+        """Where a file the VM keeps at vm_path lives in this layout."""
+        return self.prefix + vm_path
+
+    @property
+    def listen(self) -> dict[str, str]:
+        """The public listeners' addresses, written as mosquitto and nginx expect them."""
+        https = self.ports.https
+        if not self.public_host:
+            return {"mqtts": f"{self.ports.mqtts}", "https_v4": f"{https}", "https_v6": f"[::]:{https}"}
+        return {"mqtts": f"{self.ports.mqtts} {self.public_host}", "https_v4": f"{self.public_host}:{https}",
+                "https_v6": f"[::1]:{https}"}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {
+            "etc": self.path("/etc"),
+            "data": self.path(DATA_ROOT),
+            "tls": self.path(DATA_ROOT + "/tls"),
+            "run": self.path("/run/wis2"),
+            "log": self.path("/var/log/wis2"),
+            "nginx_mime_types": self.nginx_mime_types,
+        }
+
+
+VM = Layout()
+
+
+@dataclass(frozen=True)
 class NodeFile:
     """One file the VM gets, with its owner and mode."""
 
@@ -50,39 +104,54 @@ class NodeFile:
         return base64.b64encode(gzip.compress(self.content, mtime=0)).decode("ascii")
 
 
-# (template under templates/, path on the VM, mode)
+# (template under templates/ = its path on the VM, mode, owner)
 _FILES = (
-    ("usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-data-volume", "0755"),
+    ("/etc/mosquitto/mosquitto.conf", "0644", "root:root"),
+    ("/etc/mosquitto/acl", "0644", "root:root"),
+    ("/etc/nginx/nginx.conf", "0644", "root:root"),
+    ("/etc/systemd/system/mosquitto.service.d/wis2.conf", "0644", "root:root"),
+    ("/etc/systemd/system/nginx.service.d/wis2.conf", "0644", "root:root"),
+    ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
 )
-_PACKAGES = ()
+# Files the local node runs (the rest are the VM's boot and systemd plumbing).
+LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf")
+_PACKAGES = ("mosquitto", "nginx", "python3-boto3")
 _COMMANDS = ("/usr/local/sbin/wis2-data-volume",)
 
 
-def _context(settings: NodeSettings, facts: DeployFacts) -> dict:
+def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict:
     return {
         "centre_id": settings.centre_id,
         "environment": settings.environment,
         "stack": settings.stack,
         "fqdn": settings.fqdn,
         "hostname": settings.fqdn.split(".", 1)[0],
-        "data_root": DATA_ROOT,
+        "data_root": layout.path(DATA_ROOT),
         "data_volume_id": facts.data_volume_id,
+        "paths": layout.paths,
+        "ports": layout.ports,
+        "listen": layout.listen,
+        "broker_user": layout.broker_user,
+        "web_user": layout.web_user,
+        "read_only_user": READ_ONLY_USER,
+        "publisher_user": PUBLISHER_USER,
     }
 
 
-def render_files(settings: NodeSettings, facts: DeployFacts) -> list[NodeFile]:
-    """Every file the node's VM gets, in a stable order."""
-    context = _context(settings, facts)
+def render_files(settings: NodeSettings, facts: DeployFacts, layout: Layout = VM) -> list[NodeFile]:
+    """Every file the node gets, at its path in the layout, in a stable order."""
+    context = _context(settings, facts, layout)
     return [
-        NodeFile(path=path, content=_ENV.get_template(template).render(context).encode("utf-8"), mode=mode)
-        for template, path, mode in _FILES
+        NodeFile(path=layout.path(path), mode=mode, owner=owner,
+                 content=_ENV.get_template(path.lstrip("/")).render(context).encode("utf-8"))
+        for path, mode, owner in _FILES
     ]
 
 
 def render_user_data(settings: NodeSettings, facts: DeployFacts) -> str:
     """The cloud-init document that turns a fresh Ubuntu instance into the node."""
     document = _ENV.get_template("cloud-config.yaml").render(
-        _context(settings, facts),
+        _context(settings, facts, VM),
         files=render_files(settings, facts),
         packages=_PACKAGES,
         commands=_COMMANDS,

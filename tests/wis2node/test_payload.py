@@ -1,0 +1,55 @@
+"""The rendered payload: deterministic, valid for cloud-init, under EC2's size limit."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.pulumi_harness import Deployment, user_data_files
+from wis2node.payload import USER_DATA_LIMIT, DeployFacts, render_files, render_user_data
+
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+def cloud_init_schema(tmp_path, document: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "user-data"
+    path.write_text(document)
+    return subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True)
+
+
+def test_user_data_passes_cloud_init_schema_and_fits(deployment: Deployment, tmp_path):
+    user_data = deployment.one(INSTANCE).inputs["userData"]
+    checked = cloud_init_schema(tmp_path, user_data)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert len(user_data.encode()) < USER_DATA_LIMIT
+
+
+def test_the_schema_check_catches_a_broken_document(tmp_path):
+    checked = cloud_init_schema(tmp_path, "#cloud-config\npackages: 5\nruncmd: {a: 1}\n")
+    assert checked.returncode != 0
+
+
+def test_rendering_is_deterministic(stack_file):
+    settings = stack_file.settings()
+    facts = DeployFacts(data_volume_id="vol-0123456789abcdef0")
+    assert render_user_data(settings, facts) == render_user_data(settings, facts)
+    other = render_user_data(settings, DeployFacts(data_volume_id="vol-0fedcba9876543210"))
+    assert other != render_user_data(settings, facts)
+
+
+def test_user_data_carries_every_rendered_file(deployment: Deployment, stack_file):
+    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    rendered = render_files(stack_file.settings(), DeployFacts(data_volume_id="vol-0123456789abcdef0"))
+    assert files == {f.path: f.content for f in rendered}
+
+
+def test_broker_config_follows_the_wis2_guide(stack_file):
+    files = {f.path: f.content.decode() for f in render_files(stack_file.settings(), DeployFacts("vol-1"))}
+    broker = files["/etc/mosquitto/mosquitto.conf"].splitlines()
+    for line in ("allow_anonymous false", "persistence true", "max_queued_messages 2000",
+                 "persistence_location /srv/wis2/mosquitto/", "tls_version tlsv1.2", "listener 8883"):
+        assert line in broker, line
+    acl = files["/etc/mosquitto/acl"]
+    centre = stack_file.config["wis2-node:centreId"]
+    assert f"topic read origin/a/wis2/{centre}/#" in acl and "topic write" not in acl
