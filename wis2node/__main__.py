@@ -1,0 +1,92 @@
+"""python -m wis2node render | local | demo: the node's files and a local node, without the cloud."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from wis2node.local import LocalNode, free_port, require_daemons
+from wis2node.payload import DeployFacts, Ports, render_files, render_user_data
+from wis2node.settings import SettingsError
+from wis2node.stackfile import find_stack
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Write the VM's files (and its cloud-init document) under a directory for review."""
+    settings = find_stack(args.stack).settings()
+    facts = DeployFacts(data_volume_id=args.data_volume_id)
+    out = Path(args.out)
+    for file in render_files(settings, facts):
+        target = out / file.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.content)
+        print(f"{file.mode} {file.owner:12} {file.path}")
+    (out / "user-data").write_text(render_user_data(settings, facts))
+    print(f"cloud-init user data: {out / 'user-data'}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    """Run the stack's broker and HTTPS server on loopback until interrupted."""
+    require_daemons()
+    settings = find_stack(args.stack).settings()
+    chosen = {name: getattr(args, f"{name}_port") for name in ("mqtts", "https", "mqtt_local", "websockets")}
+    ports = Ports(**{name: port or free_port() for name, port in chosen.items()})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalNode(settings, Path(args.workdir), ports) as node:
+        print(f"local node for {settings.stack} running; details in {node.workdir / 'node.json'}")
+        print(json.dumps({k: v for k, v in node.description().items() if k != "publisher"}, indent=2))
+        try:
+            while not stop.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping mosquitto and nginx")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the local node, publish a sample file as a centre would, receive and download it."""
+    require_daemons()
+    from wis2node import demo
+
+    return demo.run(find_stack(args.stack).settings())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wis2node", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="write the VM's rendered files for review")
+    render.add_argument("--stack", required=True)
+    render.add_argument("--out", default="build/rendered")
+    render.add_argument("--data-volume-id", default="vol-0123456789abcdef0")
+    render.set_defaults(func=cmd_render)
+
+    local = commands.add_parser("local", help="run the broker and HTTPS server on loopback")
+    local.add_argument("--stack", required=True)
+    local.add_argument("--workdir", required=True)
+    for name in ("mqtts", "https", "mqtt_local", "websockets"):
+        local.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=0, dest=f"{name}_port",
+                           help="default: a free port")
+    local.set_defaults(func=cmd_local)
+
+    demo = commands.add_parser("demo", help="publish, receive and download a sample file locally")
+    demo.add_argument("--stack", default="aq-examplemet-test")
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""WIS2 Notification Messages (WNM 1.0): what the node announces for each published file."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import uuid
+from typing import Optional
+
+CONFORMS_TO = "http://wis.wmo.int/spec/wnm/1/conf/core"
+INLINE_LIMIT = 4096  # bytes of data that may travel inside the message itself
+
+
+def build_notification(*, data_id: str, href: str, content: bytes, media_type: str,
+                       observed: Optional[datetime.datetime] = None, metadata_id: Optional[str] = None,
+                       rel: str = "canonical", pubtime: Optional[datetime.datetime] = None) -> dict:
+    """A WNM for one file: UUID id, pubtime, data_id, datetime, canonical link, sha512 integrity."""
+    now = pubtime or datetime.datetime.now(datetime.timezone.utc)
+    properties: dict = {
+        "data_id": data_id,
+        "pubtime": _rfc3339(now),
+        "datetime": _rfc3339(observed) if observed else None,
+        "integrity": {"method": "sha512", "value": base64.b64encode(hashlib.sha512(content).digest()).decode()},
+    }
+    if metadata_id:
+        properties["metadata_id"] = metadata_id
+    if len(content) <= INLINE_LIMIT:
+        properties["content"] = {"encoding": "base64", "value": base64.b64encode(content).decode(),
+                                 "size": len(content)}
+    return {
+        "id": str(uuid.uuid4()),
+        "conformsTo": [CONFORMS_TO],
+        "type": "Feature",
+        "geometry": None,
+        "properties": properties,
+        "links": [{"href": href, "rel": rel, "type": media_type, "length": len(content)}],
+    }
+
+
+def verify_integrity(message: dict, content: bytes) -> bool:
+    """Whether downloaded bytes match the message's integrity value."""
+    integrity = message["properties"]["integrity"]
+    digest = hashlib.new(integrity["method"], content).digest()
+    return base64.b64encode(digest).decode() == integrity["value"]
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
