@@ -53,3 +53,13 @@ def test_broker_config_follows_the_wis2_guide(stack_file):
     acl = files["/etc/mosquitto/acl"]
     centre = stack_file.config["wis2-node:centreId"]
     assert f"topic read origin/a/wis2/{centre}/#" in acl and "topic write" not in acl
+
+
+def test_boot_scripts_are_valid_bash(stack_file, tmp_path):
+    for file in render_files(stack_file.settings(), DeployFacts("vol-0123456789abcdef0")):
+        if file.path.startswith("/usr/local/sbin/"):
+            script = tmp_path / file.path.rsplit("/", 1)[1]
+            script.write_bytes(file.content)
+            checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+            assert checked.returncode == 0, (file.path, checked.stderr)
+            assert file.mode == "0755"

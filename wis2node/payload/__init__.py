@@ -112,11 +112,12 @@ _FILES = (
     ("/etc/systemd/system/mosquitto.service.d/wis2.conf", "0644", "root:root"),
     ("/etc/systemd/system/nginx.service.d/wis2.conf", "0644", "root:root"),
     ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-bootstrap", "0755", "root:root"),
 )
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
 LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf")
 _PACKAGES = ("mosquitto", "nginx", "python3-boto3")
-_COMMANDS = ("/usr/local/sbin/wis2-data-volume",)
+_COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap")
 
 
 def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict:
