@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import runpy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -144,28 +143,3 @@ def user_data_files(user_data: str) -> dict[str, bytes]:
         files[entry["path"]] = gzip.decompress(base64.b64decode(entry["content"]))
     return files
 
-
-def main(argv: list[str]) -> int:
-    """Print what the program declares for a stack, offline (used by `make demo` and for review)."""
-    from wis2node.stackfile import find_stack
-
-    stack_file = find_stack(argv[0] if argv else "aq-examplemet-test")
-    deployment = run_stack_file(stack_file)
-    print(f"stack {stack_file.stack}: {len(deployment.resources)} resources declared under Pulumi's mocks")
-    for resource in deployment.resources:
-        detail = ""
-        if resource.type.endswith("SecurityGroupIngressRule"):
-            detail = f"tcp/{int(resource.inputs['fromPort'])} from {resource.inputs.get('cidrIpv4') or resource.inputs.get('cidrIpv6')}"
-        elif resource.type.endswith("record:Record"):
-            detail = f"{resource.inputs['type']} {resource.inputs['name']} -> {', '.join(resource.inputs['records'])}"
-        print(f"  {resource.type:58} {resource.name:40} {detail}")
-    print("outputs:")
-    for name, value in deployment.outputs.items():
-        print(f"  {name}: {value}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))

@@ -7,12 +7,11 @@ import ipaddress
 import json
 import re
 
-import pytest
 import yaml
 
 from tests.pulumi_harness import DOC_IP, Deployment, run_program, user_data_files
 from wis2node.catalogue import GLOBAL_SERVICES_CSV
-from wis2node.stackfile import ROOT, STACKS, StackFile
+from wis2node.stackfile import ROOT, StackFile
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"

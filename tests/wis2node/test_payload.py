@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 
 from tests.pulumi_harness import Deployment, user_data_files
 from wis2node.payload import USER_DATA_LIMIT, DeployFacts, render_files, render_user_data
