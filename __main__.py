@@ -20,3 +20,9 @@ pulumi.export("ssm_session_command", node.instance_id.apply(
     lambda instance_id: f"aws ssm start-session --region {settings.region} --target {instance_id}"))
 pulumi.export("wmo_registration", node.public_ip.apply(
     lambda ip: {**wmo_registration(settings), "public_ip": ip}))
+pulumi.export("publisher_password_command",
+              f"aws ssm get-parameter --region {settings.region} --name "
+              f"{settings.parameter_name('publisher-password')} --with-decryption "
+              "--query Parameter.Value --output text")
+if node.certificates.csr_pem is not None:
+    pulumi.export("certificate_signing_request", node.certificates.csr_pem)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 
+from components.settings import Platform
 from wis2node.payload import DeployFacts, render_user_data
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
 
-# Session Manager only (no SSH, no key pair): the agent registers the instance and opens the
-# channels a session runs over. These actions take no resource ARNs, hence "*".
+# Admin access through Session Manager only (no SSH, no key pair): the agent registers the
+# instance and opens the channels a session runs over. These actions take no resource ARNs.
 SESSION_MANAGER_ACTIONS = [
     "ssm:UpdateInstanceInformation",
     "ssmmessages:CreateControlChannel",
@@ -27,9 +29,41 @@ SESSION_MANAGER_ACTIONS = [
 @dataclass(frozen=True)
 class HostArgs:
     settings: NodeSettings
-    subnet_id: str
-    image_id: str
+    platform: Platform
     security_group_id: pulumi.Input[str]
+    # The certificate to install (self-signed or provided); None when certbot makes it on the VM.
+    certificate_pem: Optional[pulumi.Input[str]] = None
+
+
+def node_policy(settings: NodeSettings, platform: Platform) -> dict:
+    """What the node itself may do in the account: its own parameters, its own ACME record."""
+    def parameter_arn(name: str) -> str:
+        return (f"arn:{platform.partition}:ssm:{settings.region}:{platform.account_id}:parameter"
+                f"{settings.parameter_name(name)}")
+
+    statements = [
+        {"Sid": "SessionManager", "Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"},
+        # The node generates its publisher password on first boot and reads it back afterwards.
+        {"Sid": "PublisherPassword", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+         "Resource": parameter_arn("publisher-password")},
+    ]
+    if settings.uses_private_key_parameter:
+        statements.append({"Sid": "TlsKey", "Effect": "Allow", "Action": "ssm:GetParameter",
+                           "Resource": parameter_arn("tls-private-key")})
+    if settings.tls_mode == "letsencrypt":
+        # certbot's dns-route53 plugin: only the TXT record _acme-challenge.<fqdn> of its own zone.
+        statements += [
+            {"Sid": "AcmeChallengeRecord", "Effect": "Allow", "Action": "route53:ChangeResourceRecordSets",
+             "Resource": f"arn:{platform.partition}:route53:::hostedzone/{platform.zone_id}",
+             "Condition": {"ForAllValues:StringEquals": {
+                 "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{settings.fqdn}"],
+                 "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+                 "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}}},
+            {"Sid": "AcmeChangeStatus", "Effect": "Allow", "Action": "route53:GetChange",
+             "Resource": f"arn:{platform.partition}:route53:::change/*"},
+            {"Sid": "AcmeFindZone", "Effect": "Allow", "Action": "route53:ListHostedZones", "Resource": "*"},
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 class Host(pulumi.ComponentResource):
@@ -52,13 +86,10 @@ class Host(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.session_manager_policy = aws.iam.RolePolicy(
-            f"{name}-session-manager",
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-policy",
             role=self.role.id,
-            policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"}],
-            }),
+            policy=json.dumps(node_policy(settings, args.platform)),
             opts=child,
         )
         self.instance_profile = aws.iam.InstanceProfile(
@@ -75,14 +106,15 @@ class Host(pulumi.ComponentResource):
             tags={**tags, "Name": f"{settings.stack}-wis2-data"},
             opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
         )
-        user_data = self.data_volume.id.apply(
-            lambda volume_id: render_user_data(settings, DeployFacts(data_volume_id=volume_id)))
+        user_data = pulumi.Output.all(self.data_volume.id, args.certificate_pem).apply(
+            lambda values: render_user_data(settings, DeployFacts(data_volume_id=values[0],
+                                                                  certificate_pem=values[1])))
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
-            ami=args.image_id,
+            ami=args.platform.image_id,
             instance_type=settings.instance_type,
-            subnet_id=args.subnet_id,
+            subnet_id=args.platform.subnet_id,
             vpc_security_group_ids=[args.security_group_id],
             iam_instance_profile=self.instance_profile.name,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.address import Address, AddressArgs
+from components.certificates import Certificates, CertificatesArgs
 from components.dns import Dns, DnsArgs
 from components.firewall import Firewall, FirewallArgs
 from components.host import Host, HostArgs
@@ -21,7 +22,7 @@ class Wis2NodeArgs:
 
 
 class Wis2Node(pulumi.ComponentResource):
-    """Firewall, host, address and DNS name of one centre's node in one environment."""
+    """Firewall, certificates, host, address and DNS name of one centre's node in one environment."""
 
     def __init__(self, name: str, args: Wis2NodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("wis2-node:index:Wis2Node", name, None, opts)
@@ -29,11 +30,12 @@ class Wis2Node(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.firewall = Firewall("firewall", FirewallArgs(settings=settings, vpc_id=platform.vpc_id), child)
+        self.certificates = Certificates("tls", CertificatesArgs(settings=settings), child)
         self.host = Host("host", HostArgs(
             settings=settings,
-            subnet_id=platform.subnet_id,
-            image_id=platform.image_id,
+            platform=platform,
             security_group_id=self.firewall.security_group.id,
+            certificate_pem=self.certificates.certificate_pem,
         ), child)
         self.address = Address("address", AddressArgs(settings=settings, instance_id=self.host.instance.id), child)
         self.dns = Dns("dns", DnsArgs(settings=settings, zone_id=platform.zone_id,

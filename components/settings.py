@@ -25,6 +25,8 @@ UBUNTU_ARCHITECTURES = {"arm64": "arm64", "x86_64": "amd64"}
 class Platform:
     """Facts about the account the node is deployed into, looked up once at preview."""
 
+    account_id: str
+    partition: str  # aws, aws-cn, aws-us-gov: ARNs differ
     zone_id: str
     vpc_id: str
     subnet_id: str
@@ -72,7 +74,9 @@ def look_up_platform(settings: NodeSettings) -> Platform:
     architecture = _ubuntu_architecture(settings.instance_type, instance_type.supported_architectures)
     image_id = settings.image_id or aws.ssm.get_parameter(
         name=UBUNTU_IMAGE_PARAMETER.format(arch=architecture)).value
-    return Platform(zone_id=zone.zone_id, vpc_id=subnet.vpc_id, subnet_id=subnet.id,
+    identity = aws.get_caller_identity()
+    return Platform(account_id=identity.account_id, partition=aws.get_partition().partition,
+                    zone_id=zone.zone_id, vpc_id=subnet.vpc_id, subnet_id=subnet.id,
                     architecture=architecture, image_id=image_id)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import runpy
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.sync_await import _sync_await
 
@@ -15,6 +20,36 @@ from wis2node.stackfile import ROOT, StackFile
 
 PROGRAM = ROOT / "__main__.py"
 DOC_IP = "203.0.113.10"  # TEST-NET-3: the address the mock gives every Elastic IP
+ACCOUNT = "123456789012"
+
+# What pulumi-tls would make: one real key per test session, so tests can issue certificates for it.
+_MOCK_KEY = ec.generate_private_key(ec.SECP256R1())
+MOCK_KEY_PEM = _MOCK_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()).decode()
+MOCK_PUBLIC_KEY_PEM = _MOCK_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def mock_certificate(fqdn: str, key=_MOCK_KEY, issuer_key=None, days: int = 365) -> str:
+    """A certificate for fqdn and key, self-signed unless an issuer key is given."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example CA")]) if issuer_key else subject
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=days))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+                   .sign(issuer_key or key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def mock_csr(fqdn: str) -> str:
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+               .sign(_MOCK_KEY, hashes.SHA256()))
+    return request.public_bytes(serialization.Encoding.PEM).decode()
 
 # What AWS would answer for the instance types the tests use.
 ARCHITECTURES = {"t4g": ["arm64"], "m7g": ["arm64"], "t3": ["i386", "x86_64"], "t3a": ["x86_64"],
@@ -64,6 +99,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = "vol-0123456789abcdef0"
         elif args.typ == "aws:route53/record:Record":
             outputs["fqdn"] = args.inputs["name"]
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            outputs.update(privateKeyPem=MOCK_KEY_PEM, publicKeyPem=MOCK_PUBLIC_KEY_PEM)
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            outputs["certPem"] = mock_certificate(args.inputs["dnsNames"][0])
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            outputs["certRequestPem"] = mock_csr(args.inputs["dnsNames"][0])
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -79,6 +120,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             if family not in ARCHITECTURES:  # how AWS refuses it: a failed invoke, not a crash
                 return {}, [("instanceType", f"InvalidInstanceType: {args.args['instanceType']}")]
             return {"instanceType": args.args["instanceType"], "supportedArchitectures": ARCHITECTURES[family]}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDEXAMPLE"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
         if args.token == "aws:ssm/getParameter:getParameter":
             arch = "arm64" if "/arm64/" in args.args["name"] else "amd64"
             return {"name": args.args["name"], "value": f"ami-0{arch}0000000000000"[:21], "type": "String"}

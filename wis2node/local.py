@@ -112,8 +112,9 @@ class LocalNode:
                 target = Path(file.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(file.content)
-        for vm_dir in ("/run/wis2", "/var/log/wis2", DATA_ROOT + "/mosquitto", DATA_ROOT + "/public/data",
-                       DATA_ROOT + "/public/metadata"):
+                target.chmod(int(file.mode, 8))
+        for vm_dir in ("/run/wis2", "/run/mosquitto", "/var/lib/nginx", "/var/log/wis2", DATA_ROOT + "/mosquitto",
+                       DATA_ROOT + "/public/data", DATA_ROOT + "/public/metadata"):
             self.path(vm_dir).mkdir(parents=True, exist_ok=True)
         write_certificate(self.tls_dir, self.settings.fqdn)
         passwd = self.path("/etc/mosquitto/passwd")

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wis2node import catalogue
+from wis2node import catalogue, tls
 
 PROJECT = "wis2-node"
 HTTPS_PORT = 443
@@ -143,6 +143,7 @@ class NodeSettings(BaseModel):
         default="letsencrypt", alias="wis2-node:tlsMode"
     )
     certificate_authority: Optional[str] = Field(default=None, alias="wis2-node:certificateAuthority")
+    certificate: Optional[str] = Field(default=None, alias="wis2-node:certificate")
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -237,6 +238,13 @@ class NodeSettings(BaseModel):
                 raise ValueError(f"tag '{tag}' is too long; expected keys up to 128, values up to 256 characters")
         return value
 
+    @field_validator("certificate")
+    @classmethod
+    def _certificate(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            tls.read_chain(value)  # raises ValueError with what is wrong
+        return value
+
     # -- relations between fields --------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -264,6 +272,13 @@ class NodeSettings(BaseModel):
         if self.tls_mode == "provided" and not self.certificate_authority:
             problems.append(("certificateAuthority", None,
                              "the CAA domain of the CA that issues the certificate, e.g. digicert.com"))
+        if self.certificate and self.tls_mode != "provided":
+            problems.append(("certificate", "(a PEM certificate)",
+                             "no certificate unless tlsMode is provided (the other modes make their own)"))
+        if self.certificate:
+            uncovered = tls.uncovered_name(self.certificate, self.fqdn)
+            if uncovered:
+                problems.append(("certificate", uncovered, f"a certificate valid for {self.fqdn}"))
         if self.certificate_authority and self.tls_mode != "provided":
             problems.append(("certificateAuthority", self.certificate_authority,
                              "no value unless tlsMode is provided (the CA is implied otherwise)"))
@@ -298,6 +313,15 @@ class NodeSettings(BaseModel):
         if self.tls_mode == "provided":
             return self.certificate_authority or NO_CA
         return NO_CA
+
+    @property
+    def uses_private_key_parameter(self) -> bool:
+        """Whether Pulumi makes the TLS key (self-signed, provided) and hands it over through SSM."""
+        return self.tls_mode in ("self-signed", "provided")
+
+    def parameter_name(self, name: str) -> str:
+        """The SSM Parameter Store name of one of the node's secrets."""
+        return f"/{PROJECT}/{self.stack}/{name}"
 
     @property
     def resource_tags(self) -> dict[str, str]:

@@ -9,7 +9,9 @@ import re
 
 import yaml
 
-from tests.pulumi_harness import DOC_IP, Deployment, run_program, user_data_files
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.pulumi_harness import DOC_IP, MOCK_KEY_PEM, Deployment, mock_certificate, run_program, user_data_files
 from wis2node.catalogue import GLOBAL_SERVICES_CSV
 from wis2node.stackfile import ROOT, StackFile
 
@@ -124,17 +126,31 @@ def test_a_record_is_the_fqdn_pointing_at_the_elastic_ip(stack_file: StackFile, 
 
 
 def test_caa_names_the_provided_ca(stack_file: StackFile):
+    issued = mock_certificate(stack_file.config["wis2-node:fqdn"], issuer_key=ec.generate_private_key(ec.SECP256R1()))
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:tlsMode": "provided",
-                                                "wis2-node:certificateAuthority": "digicert.com"})
+                                                "wis2-node:certificateAuthority": "digicert.com",
+                                                "wis2-node:certificate": issued})
     caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
     assert '0 issue "digicert.com"' in caa.inputs["records"]
 
 
-def test_instance_role_has_session_manager_only(deployment: Deployment):
+def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: Deployment):
     assert not deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    for policy in deployment.of_type("aws:iam/rolePolicy:RolePolicy"):
-        for statement in json.loads(policy.inputs["policy"])["Statement"]:
-            assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:")) for a in statement["Action"])
+    statements = {s["Sid"]: s for s in json.loads(deployment.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+                  ["Statement"]}
+    assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:"))
+               for a in statements.pop("SessionManager")["Action"])
+    stack = stack_file.stack
+    assert statements.pop("PublisherPassword")["Resource"] == \
+        f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/publisher-password"
+    # letsencrypt stacks: the ACME challenge record of the node's own name, nothing else in the zone
+    challenge = statements.pop("AcmeChallengeRecord")
+    assert challenge["Resource"] == "arn:aws:route53:::hostedzone/Z0123456789EXAMPLE"
+    assert challenge["Condition"]["ForAllValues:StringEquals"] == {
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{stack_file.config['wis2-node:fqdn']}"],
+        "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}
+    assert set(statements) == {"AcmeChangeStatus", "AcmeFindZone"}
     trust = json.loads(deployment.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
@@ -142,9 +158,12 @@ def test_instance_role_has_session_manager_only(deployment: Deployment):
 def test_user_data_holds_no_secret(deployment: Deployment):
     user_data = deployment.one(INSTANCE).inputs["userData"]
     assert user_data.startswith("#cloud-config\n")
-    readable = user_data + "".join(f.decode() for f in user_data_files(user_data).values())
-    for pattern in (r"PRIVATE KEY", r"AKIA[0-9A-Z]{16}", r"(?i)password\s*[:=]", r"(?i)secret\s*[:=]"):
+    files = user_data_files(user_data)
+    readable = user_data + "".join(f.decode() for f in files.values())
+    for pattern in (r"PRIVATE KEY", r"AKIA[0-9A-Z]{16}", MOCK_KEY_PEM.splitlines()[1]):
         assert not re.search(pattern, readable), pattern
+    # accounts are made on the VM (the publisher's password comes from SSM at boot), never shipped
+    assert not [path for path in files if path.endswith("/passwd")]
 
 
 def test_every_resource_belongs_to_a_component(deployment: Deployment):

@@ -29,12 +29,12 @@ def test_local_node_runs_until_interrupted_then_stops_both_daemons(tmp_path):
         time.sleep(0.1)
     assert node_json.exists(), process.stdout.read() if process.poll() is not None else "no node.json"
     described = json.loads(node_json.read_text())
-    pids = [int((tmp_path / "run/wis2" / name).read_text()) for name in ("nginx.pid",)]
+    pids = [int((tmp_path / "run" / name).read_text()) for name in ("nginx.pid", "mosquitto/mosquitto.pid")]
     assert described["publisher"]["password"] and described["ports"]["https"]
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}"), "nginx still running"
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} still running"
     assert subprocess.run(["pgrep", "-f", str(tmp_path / "etc/mosquitto")], capture_output=True).returncode == 1
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 
 
 from tests.pulumi_harness import Deployment, user_data_files
@@ -54,11 +56,21 @@ def test_broker_config_follows_the_wis2_guide(stack_file):
     assert f"topic read origin/a/wis2/{centre}/#" in acl and "topic write" not in acl
 
 
-def test_boot_scripts_are_valid_bash(stack_file, tmp_path):
-    for file in render_files(stack_file.settings(), DeployFacts("vol-0123456789abcdef0")):
-        if file.path.startswith("/usr/local/sbin/"):
-            script = tmp_path / file.path.rsplit("/", 1)[1]
-            script.write_bytes(file.content)
-            checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-            assert checked.returncode == 0, (file.path, checked.stderr)
-            assert file.mode == "0755"
+def test_node_scripts_parse_in_their_language(stack_file, tmp_path):
+    checkers = {b"#!/bin/bash": ["bash", "-n"], b"#!/usr/bin/python3": [sys.executable, "-m", "py_compile"]}
+    scripts = [f for f in render_files(stack_file.settings(), DeployFacts("vol-1")) if "/sbin/" in f.path]
+    assert len(scripts) >= 5
+    for file in scripts:
+        script = tmp_path / file.path.rsplit("/", 1)[1]
+        script.write_bytes(file.content)
+        checked = subprocess.run([*checkers[file.content.split(b"\n", 1)[0]], str(script)],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, (file.path, checked.stderr)
+        assert file.mode == "0755"
+
+
+def test_node_json_is_json_with_the_stack_facts(stack_file):
+    files = {f.path: f.content for f in render_files(stack_file.settings(), DeployFacts("vol-1"))}
+    node = json.loads(files["/etc/wis2/node.json"])
+    assert node["fqdn"] == stack_file.config["wis2-node:fqdn"]
+    assert node["broker"]["password_parameter"] == f"/wis2-node/{stack_file.stack}/publisher-password"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 from dataclasses import dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import jinja2
@@ -34,6 +35,8 @@ class DeployFacts:
     """What only the deployment knows: ids of resources created alongside the instance."""
 
     data_volume_id: str
+    # The certificate Pulumi made (self-signed) or the stack carries (provided); public.
+    certificate_pem: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,12 @@ class Layout:
             "etc": self.path("/etc"),
             "data": self.path(DATA_ROOT),
             "tls": self.path(DATA_ROOT + "/tls"),
+            "sbin": self.path("/usr/local/sbin"),
             "run": self.path("/run/wis2"),
             "log": self.path("/var/log/wis2"),
+            "mosquitto_pid": self.path("/run/mosquitto/mosquitto.pid"),
+            "nginx_pid": self.path("/run/nginx.pid"),
+            "nginx_state": self.path("/var/lib/nginx"),
             "nginx_mime_types": self.nginx_mime_types,
         }
 
@@ -111,12 +118,21 @@ _FILES = (
     ("/etc/nginx/nginx.conf", "0644", "root:root"),
     ("/etc/systemd/system/mosquitto.service.d/wis2.conf", "0644", "root:root"),
     ("/etc/systemd/system/nginx.service.d/wis2.conf", "0644", "root:root"),
+    ("/etc/wis2/node.json", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-certificate.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-certificate.timer", "0644", "root:root"),
     ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
     ("/usr/local/sbin/wis2-bootstrap", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-install-certificate", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-certificate", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-publisher-credential", "0755", "root:root"),
 )
+CERTIFICATE_FILE = "/etc/wis2/certificate.pem"
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
-LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf")
-_PACKAGES = ("mosquitto", "nginx", "python3-boto3")
+LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf",
+               "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate",
+               "/usr/local/sbin/wis2-certificate", "/usr/local/sbin/wis2-publisher-credential")
+_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "certbot", "python3-certbot-dns-route53")
 _COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap")
 
 
@@ -136,17 +152,28 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "web_user": layout.web_user,
         "read_only_user": READ_ONLY_USER,
         "publisher_user": PUBLISHER_USER,
+        "region": settings.region,
+        "publisher_password_parameter": settings.parameter_name("publisher-password"),
+        "tls": {
+            "mode": settings.tls_mode,
+            "staging": not settings.is_production,
+            "email": settings.alert_emails[0] if settings.alert_emails else None,
+            "key_parameter": settings.parameter_name("tls-private-key") if settings.uses_private_key_parameter else None,
+        },
     }
 
 
 def render_files(settings: NodeSettings, facts: DeployFacts, layout: Layout = VM) -> list[NodeFile]:
     """Every file the node gets, at its path in the layout, in a stable order."""
     context = _context(settings, facts, layout)
-    return [
+    files = [
         NodeFile(path=layout.path(path), mode=mode, owner=owner,
                  content=_ENV.get_template(path.lstrip("/")).render(context).encode("utf-8"))
         for path, mode, owner in _FILES
     ]
+    if facts.certificate_pem:
+        files.append(NodeFile(path=layout.path(CERTIFICATE_FILE), content=facts.certificate_pem.encode("ascii")))
+    return files
 
 
 def render_user_data(settings: NodeSettings, facts: DeployFacts) -> str:
