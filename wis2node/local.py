@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -145,11 +144,6 @@ class LocalNode:
     def stop_broker(self) -> None:
         _stop(self.broker)
         self.broker = None
-
-    def reload_tls(self) -> None:
-        """What the certificate deploy hook does: mosquitto re-reads on SIGHUP, nginx on reload."""
-        self.broker.send_signal(signal.SIGHUP)
-        self.web.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         _stop(self.web)

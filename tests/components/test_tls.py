@@ -53,7 +53,8 @@ def test_letsencrypt_makes_nothing_in_pulumi_and_uses_staging_on_test_stacks():
         assert not [r for r in deployment.resources if r.type.startswith("tls:")]
         assert not deployment.of_type(PARAMETER)
         node = json.loads(files(deployment)["/etc/wis2/node.json"])
-        assert node["tls"]["mode"] == "letsencrypt" and node["tls"]["letsencrypt_staging"] is staging
+        assert node["tls"]["mode"] == "letsencrypt"
+        assert ("acme-staging" in node["tls"]["acme_server"]) is staging
         assert "/etc/wis2/certificate.pem" not in files(deployment)
 
 

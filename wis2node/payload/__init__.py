@@ -19,6 +19,8 @@ from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
 DATA_ROOT = "/srv/wis2"
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # EC2 refuses user data over 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 
@@ -89,6 +91,8 @@ class Layout:
             "mosquitto_pid": self.path("/run/mosquitto/mosquitto.pid"),
             "nginx_pid": self.path("/run/nginx.pid"),
             "nginx_state": self.path("/var/lib/nginx"),
+            "letsencrypt_work": self.path("/var/lib/letsencrypt"),
+            "letsencrypt_logs": self.path("/var/log/letsencrypt"),
             "nginx_mime_types": self.nginx_mime_types,
         }
 
@@ -156,7 +160,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
             "mode": settings.tls_mode,
-            "staging": not settings.is_production,
+            # Test stacks use Let's Encrypt's staging CA: same protocol, no rate limits, untrusted.
+            "acme_server": LETSENCRYPT_PRODUCTION if settings.is_production else LETSENCRYPT_STAGING,
             "email": settings.alert_emails[0] if settings.alert_emails else None,
             "key_parameter": settings.parameter_name("tls-private-key") if settings.uses_private_key_parameter else None,
         },
