@@ -7,7 +7,11 @@ import subprocess
 import sys
 
 
-from tests.pulumi_harness import Deployment, user_data_files
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.pulumi_harness import Deployment, mock_certificate, run_program, user_data_files
+from wis2node.stackfile import find_stack
 from wis2node.payload import USER_DATA_LIMIT, DeployFacts, render_files, render_user_data
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -21,6 +25,23 @@ def cloud_init_schema(tmp_path, document: str) -> subprocess.CompletedProcess:
 
 def test_user_data_passes_cloud_init_schema_and_fits(deployment: Deployment, tmp_path):
     user_data = deployment.one(INSTANCE).inputs["userData"]
+    checked = cloud_init_schema(tmp_path, user_data)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert len(user_data.encode()) < USER_DATA_LIMIT
+
+
+@pytest.mark.parametrize("mode", ["self-signed", "provided"])
+def test_user_data_with_a_certificate_passes_and_fits(mode, tmp_path):
+    stack = find_stack("aq-examplemet-test")
+    fqdn = stack.config["wis2-node:fqdn"]
+    extra = {"wis2-node:tlsMode": mode}
+    if mode == "provided":
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        extra.update({"wis2-node:certificateAuthority": "digicert.com",
+                      "wis2-node:certificate": mock_certificate(fqdn, issuer_key=ca_key)
+                      + mock_certificate("Example CA", key=ca_key)})
+    user_data = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE).inputs["userData"]
+    assert "/etc/wis2/certificate.pem" in user_data_files(user_data)
     checked = cloud_init_schema(tmp_path, user_data)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert len(user_data.encode()) < USER_DATA_LIMIT
