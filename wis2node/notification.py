@@ -9,7 +9,9 @@ import uuid
 from typing import Optional
 
 CONFORMS_TO = "http://wis.wmo.int/spec/wnm/1/conf/core"
-INLINE_LIMIT = 4096  # bytes of data that may travel inside the message itself
+# Data travels inside the message only when its encoded form is at most this long (WNM 1.0:
+# content.value maxLength 4096, "the limit takes into account the data encoding used").
+INLINE_LIMIT = 4096
 
 
 def build_notification(*, data_id: str, href: str, content: bytes, media_type: str,
@@ -25,9 +27,9 @@ def build_notification(*, data_id: str, href: str, content: bytes, media_type: s
     }
     if metadata_id:
         properties["metadata_id"] = metadata_id
-    if len(content) <= INLINE_LIMIT:
-        properties["content"] = {"encoding": "base64", "value": base64.b64encode(content).decode(),
-                                 "size": len(content)}
+    encoded = base64.b64encode(content).decode()
+    if len(encoded) <= INLINE_LIMIT:
+        properties["content"] = {"encoding": "base64", "value": encoded, "size": len(content)}
     return {
         "id": str(uuid.uuid4()),
         "conformsTo": [CONFORMS_TO],
