@@ -31,6 +31,9 @@ class Firewall(pulumi.ComponentResource):
         super().__init__("wis2-node:index:Firewall", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
+        # The stack's explicit choice, on each rule, so the policy pack can tell it from a typo.
+        ingress_tags = {**settings.resource_tags,
+                        "wis2-node:open-to-internet": ",".join(map(str, settings.open_to_internet)) or "none"}
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description=f"WIS2 Node {settings.centre_id}: MQTTS 8883 and HTTPS 443 to allowed sources",
@@ -49,7 +52,7 @@ class Firewall(pulumi.ComponentResource):
                 cidr_ipv4=rule.cidr if rule.ip_version == 4 else None,
                 cidr_ipv6=rule.cidr if rule.ip_version == 6 else None,
                 description=rule.description,
-                tags=settings.resource_tags,
+                tags=ingress_tags,
                 opts=child,
             )
             for rule in settings.ingress_rules()

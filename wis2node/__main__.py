@@ -1,4 +1,4 @@
-"""python -m wis2node render | local | demo: the node's files and a local node, without the cloud."""
+"""python -m wis2node render | local | demo | check | stacks: the node without the cloud."""
 
 from __future__ import annotations
 
@@ -58,6 +58,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(find_stack(args.stack).settings())
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate stack files offline, as the program would, plus checks across stacks."""
+    from wis2node.check import check_stacks, summary
+    from wis2node.stackfile import stack_files
+
+    try:
+        files = [find_stack(name) for name in args.stacks] if args.stacks else stack_files()
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    result = check_stacks(files)
+    for settings in result.settings.values():
+        print("\n".join(summary(settings)))
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(files)} stacks checked, {len(result.problems)} problems")
+    return 0 if result.ok else 1
+
+
+def cmd_stacks(args: argparse.Namespace) -> int:
+    """The stacks in stacks/, as a GitHub Actions matrix (what the workflows deploy)."""
+    from wis2node.stackfile import stack_files
+
+    entries = [{"stack": f.stack, "production": f.config.get("wis2-node:environment") == "production"}
+               for f in stack_files()]
+    print(json.dumps(entries, separators=(",", ":")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wis2node", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="publish, receive and download a sample file locally")
     demo.add_argument("--stack", default="aq-examplemet-test")
     demo.set_defaults(func=cmd_demo)
+
+    check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
+    check.add_argument("stacks", nargs="*", help="stack names or stack file paths")
+    check.set_defaults(func=cmd_check)
+
+    stacks = commands.add_parser("stacks", help="print the stacks as a JSON matrix for CI")
+    stacks.set_defaults(func=cmd_stacks)
 
     args = parser.parse_args(argv)
     try:

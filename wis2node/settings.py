@@ -181,6 +181,9 @@ class NodeSettings(BaseModel):
     def _instance_type(cls, value: str) -> str:
         if not _INSTANCE_TYPE.match(value):
             raise ValueError("expected an EC2 instance type such as t4g.small")
+        if value.startswith("mac"):  # known offline; other types are checked against AWS at preview
+            raise ValueError("Mac instances run only macOS images; expected a type with an Ubuntu "
+                             "image, e.g. t4g.small (arm64) or t3.small (x86_64)")
         return value
 
     @field_validator("image_id")

@@ -54,7 +54,7 @@ CASES = {
     "bad email": ({"wis2-node:alertEmails": ["ops-at-example"]}, "wis2-node:alertEmails", "ops-at-example"),
     "too small root volume": ({"wis2-node:rootVolumeGb": 2}, "wis2-node:rootVolumeGb", "2"),
     "instance type without an ubuntu image": ({"wis2-node:instanceType": "mac1.metal"},
-                                              "wis2-node:instanceType", "x86_64_mac"),
+                                              "wis2-node:instanceType", "macOS"),
     "unknown instance type": ({"wis2-node:instanceType": "t9z.small"}, "wis2-node:instanceType", "t9z.small"),
 }
 

@@ -1,0 +1,153 @@
+"""The WIS2 security recommendations as plain validators (the policy pack wires them to CrossGuard).
+
+Each resource rule takes (type, name, props) as the engine gives them (camelCase inputs) and
+returns violation messages naming the resource. Stack rules take every resource at once. Plain
+functions, so the tests run them against what the program declares under Pulumi's mocks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, NamedTuple
+
+WIS2_PORTS = {443, 8883}
+WORLD = {"0.0.0.0/0", "::/0"}
+REQUIRED_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
+OPEN_TO_INTERNET_TAG = "wis2-node:open-to-internet"
+
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+INSTANCE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+VOLUME = "aws:ebs/volume:Volume"
+KEY_PAIR = "aws:ec2/keyPair:KeyPair"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+TAGGED = {SECURITY_GROUP, INGRESS_RULE, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", INSTANCE,
+          VOLUME, "aws:ec2/eip:Eip", "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile",
+          "aws:ssm/parameter:Parameter"}
+
+
+class Resource(NamedTuple):
+    type: str
+    name: str
+    props: dict
+
+
+class Rule(NamedTuple):
+    name: str
+    description: str
+    check: Callable[[Resource], list[str]]
+
+
+def _ingress(resource: Resource) -> Iterable[dict]:
+    """Every inbound permission a resource declares, in the standalone rule's shape."""
+    props = resource.props
+    if resource.type == INGRESS_RULE:
+        yield props
+    elif resource.type == LEGACY_RULE and props.get("type") == "ingress":
+        for cidr in (props.get("cidrBlocks") or []) + (props.get("ipv6CidrBlocks") or []) or [None]:
+            yield {**props, "ipProtocol": props.get("protocol"), "cidrIpv4": cidr}
+    elif resource.type == SECURITY_GROUP:
+        for rule in props.get("ingress") or []:
+            for cidr in (rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or []) or [None]:
+                yield {**rule, "ipProtocol": rule.get("protocol"), "cidrIpv4": cidr, "tags": props.get("tags")}
+
+
+def _ports(rule: dict) -> tuple[int, int]:
+    if str(rule.get("ipProtocol")) in ("-1", "all"):
+        return 0, 65535
+    return int(rule.get("fromPort", 0)), int(rule.get("toPort", 65535))
+
+
+def only_wis2_ports(resource: Resource) -> list[str]:
+    problems = []
+    for rule in _ingress(resource):
+        low, high = _ports(rule)
+        if str(rule.get("ipProtocol")).lower() != "tcp" or low != high or low not in WIS2_PORTS:
+            problems.append(f"{resource.name}: ingress {rule.get('ipProtocol')} {low}-{high}; only TCP 443 "
+                            "(HTTPS) and 8883 (MQTTS) may be open")
+    return problems
+
+
+def no_world_unless_asked(resource: Resource) -> list[str]:
+    problems = []
+    for rule in _ingress(resource):
+        cidr = rule.get("cidrIpv4") or rule.get("cidrIpv6")
+        if cidr in WORLD:
+            allowed = str((rule.get("tags") or {}).get(OPEN_TO_INTERNET_TAG, "none")).split(",")
+            if str(_ports(rule)[0]) not in allowed:
+                problems.append(f"{resource.name}: {cidr} on port {_ports(rule)[0]} without the stack's "
+                                "explicit wis2-node:openToInternet setting")
+    return problems
+
+
+def no_ssh(resource: Resource) -> list[str]:
+    return [f"{resource.name}: port 22 (SSH) is reachable; use SSM Session Manager"
+            for rule in _ingress(resource) if _ports(rule)[0] <= 22 <= _ports(rule)[1]]
+
+
+def imdsv2_required(resource: Resource) -> list[str]:
+    if resource.type not in (INSTANCE, LAUNCH_TEMPLATE):
+        return []
+    tokens = (resource.props.get("metadataOptions") or {}).get("httpTokens")
+    return [] if tokens == "required" else [f"{resource.name}: IMDSv2 not required (httpTokens {tokens!r})"]
+
+
+def volumes_encrypted(resource: Resource) -> list[str]:
+    props = resource.props
+    if resource.type == VOLUME and props.get("encrypted") is not True:
+        return [f"{resource.name}: EBS volume not encrypted"]
+    if resource.type == INSTANCE:
+        devices = [("root volume", props.get("rootBlockDevice") or {})]
+        devices += [(d.get("deviceName", "EBS volume"), d) for d in props.get("ebsBlockDevices") or []]
+        return [f"{resource.name}: {label} not encrypted" for label, d in devices if d.get("encrypted") is not True]
+    return []
+
+
+def no_key_pair(resource: Resource) -> list[str]:
+    if resource.type == KEY_PAIR:
+        return [f"{resource.name}: EC2 key pairs are not used; admin access is through SSM Session Manager"]
+    if resource.type in (INSTANCE, LAUNCH_TEMPLATE) and resource.props.get("keyName"):
+        return [f"{resource.name}: key pair {resource.props['keyName']!r} attached; use SSM Session Manager"]
+    return []
+
+
+def required_tags(resource: Resource) -> list[str]:
+    if resource.type not in TAGGED:
+        return []
+    missing = [tag for tag in REQUIRED_TAGS if tag not in (resource.props.get("tags") or {})]
+    return [f"{resource.name}: missing tags {', '.join(missing)}"] if missing else []
+
+
+RESOURCE_RULES = (
+    Rule("ingress-only-wis2-ports", "Only TCP 443 and 8883 are open inbound.", only_wis2_ports),
+    Rule("no-world-ingress-unless-asked", "0.0.0.0/0 and ::/0 only on ports the stack opens explicitly.",
+         no_world_unless_asked),
+    Rule("no-ssh", "Port 22 is never open.", no_ssh),
+    Rule("imdsv2-required", "Instances require IMDSv2.", imdsv2_required),
+    Rule("volumes-encrypted", "Every EBS volume is encrypted.", volumes_encrypted),
+    Rule("no-key-pair", "No EC2 key pair: admin access is through SSM.", no_key_pair),
+    Rule("required-tags", "Resources carry the centre, environment, stack and manager tags.", required_tags),
+)
+
+
+def no_self_signed_in_production(resources: list[Resource]) -> list[str]:
+    """A production node must present a certificate Global Services trust."""
+    production = any((r.props.get("tags") or {}).get("wis2-node:environment") == "production" for r in resources)
+    if not production:
+        return []
+    return [f"{r.name}: self-signed certificate on a production stack; use letsencrypt or provided"
+            for r in resources if r.type == SELF_SIGNED]
+
+
+STACK_RULES = (
+    ("no-self-signed-in-production", "Production stacks use a trusted certificate.", no_self_signed_in_production),
+)
+
+
+def violations(resources: list[Resource]) -> dict[str, list[str]]:
+    """Every rule's violations over a stack's resources (empty lists when compliant)."""
+    found = {rule.name: [m for r in resources for m in rule.check(r)] for rule in RESOURCE_RULES}
+    for name, _, check in STACK_RULES:
+        found[name] = check(resources)
+    return found

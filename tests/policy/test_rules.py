@@ -1,0 +1,108 @@
+"""The policy pack's validators against what the program declares (under Pulumi's mocks)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from policy import rules
+from tests.pulumi_harness import Deployment, run_program
+from wis2node.stackfile import find_stack
+
+
+def resources(deployment: Deployment) -> list[rules.Resource]:
+    return [rules.Resource(r.type, r.name, copy.deepcopy(r.inputs)) for r in deployment.resources]
+
+
+def test_every_example_stack_passes(deployment: Deployment):
+    assert rules.violations(resources(deployment)) == {name: [] for name in
+                                                       [r.name for r in rules.RESOURCE_RULES] + ["no-self-signed-in-production"]}
+
+
+def test_an_explicitly_public_port_passes():
+    stack = find_stack("aq-examplemet-prod")
+    deployment = run_program(stack.stack, {**stack.config, "wis2-node:openToInternet": [443]})
+    assert not any(rules.violations(resources(deployment)).values())
+
+
+def broken(deployment: Deployment, type_: str, change) -> list[rules.Resource]:
+    """The stack's resources with the first one of a type broken by `change` (or added)."""
+    declared = resources(deployment)
+    for resource in declared:
+        if resource.type == type_:
+            change(resource)
+            return declared
+    raise AssertionError(f"no {type_} declared")
+
+
+def ingress(port=443, cidr="198.51.100.0/24", protocol="tcp", tags=None):
+    return rules.Resource(rules.INGRESS_RULE, "firewall-in-bad", {
+        "ipProtocol": protocol, "fromPort": port, "toPort": port, "cidrIpv4": cidr,
+        "tags": tags or {"wis2-node:open-to-internet": "none"}})
+
+
+def first(violations: dict, name: str) -> str:
+    assert violations[name], violations
+    return violations[name][0]
+
+
+@pytest.fixture
+def prod() -> Deployment:
+    stack = find_stack("aq-examplemet-prod")
+    return run_program(stack.stack, stack.config)
+
+
+def test_ingress_on_another_port_is_reported(prod):
+    found = rules.violations(resources(prod) + [ingress(port=80)])
+    assert "firewall-in-bad" in first(found, "ingress-only-wis2-ports")
+
+
+def test_world_ingress_without_the_setting_is_reported(prod):
+    found = rules.violations(resources(prod) + [ingress(cidr="0.0.0.0/0"), ingress(cidr="::/0", port=8883)])
+    assert len(found["no-world-ingress-unless-asked"]) == 2
+    assert "firewall-in-bad" in first(found, "no-world-ingress-unless-asked")
+
+
+def test_ssh_is_reported_even_inline(prod):
+    def add_inline_ssh(group):
+        group.props["ingress"] = [{"protocol": "tcp", "fromPort": 20, "toPort": 25, "cidrBlocks": ["198.51.100.0/24"]}]
+    found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_ssh))
+    assert "firewall-sg" in first(found, "no-ssh")
+    all_traffic = rules.violations(resources(prod) + [ingress(protocol="-1")])
+    assert "firewall-in-bad" in first(all_traffic, "no-ssh")
+
+
+def test_imdsv1_is_reported(prod):
+    found = rules.violations(broken(prod, rules.INSTANCE, lambda r: r.props["metadataOptions"].update(
+        httpTokens="optional")))
+    assert "host-instance" in first(found, "imdsv2-required")
+
+
+@pytest.mark.parametrize("type_,change", [
+    (rules.VOLUME, lambda r: r.props.update(encrypted=False)),
+    (rules.INSTANCE, lambda r: r.props["rootBlockDevice"].update(encrypted=False)),
+])
+def test_unencrypted_volumes_are_reported(prod, type_, change):
+    found = rules.violations(broken(prod, type_, change))
+    assert "not encrypted" in first(found, "volumes-encrypted")
+
+
+def test_key_pairs_are_reported(prod):
+    found = rules.violations(broken(prod, rules.INSTANCE, lambda r: r.props.update(keyName="admin")))
+    assert "host-instance" in first(found, "no-key-pair")
+    found = rules.violations(resources(prod) + [rules.Resource(rules.KEY_PAIR, "admin-key", {})])
+    assert "admin-key" in first(found, "no-key-pair")
+
+
+def test_self_signed_on_production_is_reported(prod):
+    found = rules.violations(resources(prod) + [rules.Resource(rules.SELF_SIGNED, "tls-self-signed", {})])
+    assert "tls-self-signed" in first(found, "no-self-signed-in-production")
+    test = find_stack("aq-examplemet-test")
+    allowed = run_program(test.stack, {**test.config, "wis2-node:tlsMode": "self-signed"})
+    assert rules.violations(resources(allowed))["no-self-signed-in-production"] == []
+
+
+def test_missing_tags_are_reported(prod):
+    found = rules.violations(broken(prod, rules.VOLUME, lambda r: r.props["tags"].pop("wis2-node:stack")))
+    assert "host-data" in first(found, "required-tags") and "wis2-node:stack" in first(found, "required-tags")
