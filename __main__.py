@@ -3,11 +3,12 @@
 import pulumi
 
 from components.node import Wis2Node, Wis2NodeArgs
-from components.settings import load_settings, look_up_platform
+from components.settings import load_metadata, load_settings, look_up_platform
 from wis2node.endpoints import endpoints, wmo_registration
 
 settings = load_settings()
-node = Wis2Node("wis2-node", Wis2NodeArgs(settings=settings, platform=look_up_platform(settings)))
+node = Wis2Node("wis2-node", Wis2NodeArgs(settings=settings, platform=look_up_platform(settings),
+                                          metadata=load_metadata(settings)))
 
 urls = endpoints(settings)
 pulumi.export("fqdn", settings.fqdn)
@@ -26,3 +27,8 @@ pulumi.export("publisher_password_command",
               "--query Parameter.Value --output text")
 if node.certificates.csr_pem is not None:
     pulumi.export("certificate_signing_request", node.certificates.csr_pem)
+pulumi.export("ingest_bucket", node.publishing.bucket.id)
+pulumi.export("upload_example", node.publishing.upload_example)
+pulumi.export("uploader_policy_arn", node.publishing.uploader_policy.arn)
+if node.publishing.uploader_role is not None:
+    pulumi.export("uploader_role_arn", node.publishing.uploader_role.arn)

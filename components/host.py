@@ -33,6 +33,8 @@ class HostArgs:
     security_group_id: pulumi.Input[str]
     # The certificate to install (self-signed or provided); None when certbot makes it on the VM.
     certificate_pem: Optional[pulumi.Input[str]] = None
+    # The node package's hash: a new package is a new payload, hence a new instance.
+    package_sha256: str = ""
 
 
 def node_policy(settings: NodeSettings, platform: Platform) -> dict:
@@ -107,8 +109,9 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
         )
         user_data = pulumi.Output.all(self.data_volume.id, args.certificate_pem).apply(
-            lambda values: render_user_data(settings, DeployFacts(data_volume_id=values[0],
-                                                                  certificate_pem=values[1])))
+            lambda values: render_user_data(settings, DeployFacts(
+                data_volume_id=values[0], certificate_pem=values[1],
+                bucket=settings.ingest_bucket(args.platform.account_id), package_sha256=args.package_sha256)))
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 
@@ -11,7 +12,10 @@ from components.certificates import Certificates, CertificatesArgs
 from components.dns import Dns, DnsArgs
 from components.firewall import Firewall, FirewallArgs
 from components.host import Host, HostArgs
+from components.publishing import Publishing, PublishingArgs
 from components.settings import Platform
+from wis2node.metadata import MetadataRecord
+from wis2node.payload import node_package
 from wis2node.settings import NodeSettings
 
 
@@ -19,15 +23,17 @@ from wis2node.settings import NodeSettings
 class Wis2NodeArgs:
     settings: NodeSettings
     platform: Platform
+    metadata: Sequence[MetadataRecord] = ()
 
 
 class Wis2Node(pulumi.ComponentResource):
-    """Firewall, certificates, host, address and DNS name of one centre's node in one environment."""
+    """Firewall, certificates, host, ingest, address and DNS name of one centre's node."""
 
     def __init__(self, name: str, args: Wis2NodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("wis2-node:index:Wis2Node", name, None, opts)
         settings, platform = args.settings, args.platform
         child = pulumi.ResourceOptions(parent=self)
+        package = node_package()
 
         self.firewall = Firewall("firewall", FirewallArgs(settings=settings, vpc_id=platform.vpc_id), child)
         self.certificates = Certificates("tls", CertificatesArgs(settings=settings), child)
@@ -36,7 +42,11 @@ class Wis2Node(pulumi.ComponentResource):
             platform=platform,
             security_group_id=self.firewall.security_group.id,
             certificate_pem=self.certificates.certificate_pem,
+            package_sha256=package.sha256,
         ), child)
+        self.publishing = Publishing("ingest", PublishingArgs(
+            settings=settings, platform=platform, instance_role_name=self.host.role.name,
+            metadata=args.metadata, package=package), child)
         self.address = Address("address", AddressArgs(settings=settings, instance_id=self.host.instance.id), child)
         self.dns = Dns("dns", DnsArgs(settings=settings, zone_id=platform.zone_id,
                                       public_ip=self.address.public_ip), child)

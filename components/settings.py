@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_aws as aws
 
+from wis2node.metadata import MetadataRecord, load_records
 from wis2node.settings import NodeSettings, SettingsError, key
 
 # Canonical publishes the current Ubuntu 24.04 LTS image of each architecture here.
@@ -50,6 +51,18 @@ def load_settings() -> NodeSettings:
         return NodeSettings.from_config(pulumi.get_stack(), raw)
     except SettingsError as err:
         raise pulumi.RunError(str(err)) from None
+
+
+def load_metadata(settings: NodeSettings) -> list[MetadataRecord]:
+    """The stack's discovery metadata records, validated with pywcmp; refuse the stack otherwise."""
+    warnings: list[str] = []
+    try:
+        records = load_records(settings, warnings=warnings)
+    except SettingsError as err:
+        raise pulumi.RunError(str(err)) from None
+    for warning in warnings:
+        pulumi.log.warn(warning)
+    return records
 
 
 def look_up_platform(settings: NodeSettings) -> Platform:

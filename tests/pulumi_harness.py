@@ -76,6 +76,11 @@ class Deployment:
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
 
+    def named(self, name: str) -> Declared:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]
+
     def one(self, type_: str) -> Declared:
         found = self.of_type(type_)
         assert len(found) == 1, f"expected one {type_}, found {len(found)}"

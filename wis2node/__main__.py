@@ -1,4 +1,5 @@
-"""python -m wis2node render | local | demo | check | stacks: the node without the cloud."""
+"""python -m wis2node: render | local | demo | check | stacks (anywhere), and
+agent | certificate | publisher-credential | retention (on the node)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,13 @@ def cmd_stacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_tool(module: str, config: str) -> int:
+    """The tools that run on the node itself, each reading the node's rendered node.json."""
+    import importlib
+
+    return importlib.import_module(f"wis2node.{module}").main(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wis2node", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="publish, receive and download a sample file locally")
     demo.add_argument("--stack", default="aq-examplemet-test")
     demo.set_defaults(func=cmd_demo)
+
+    for name, module, summary in (("agent", "agent", "run the node agent (on the VM)"),
+                                  ("certificate", "certificate", "get and install the TLS certificate"),
+                                  ("publisher-credential", "credential", "set the publisher account from SSM"),
+                                  ("retention", "retention", "remove published files past retention")):
+        tool = commands.add_parser(name, help=summary)
+        tool.add_argument("config", nargs="?", default="/etc/wis2/node.json")
+        tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))
 
     check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
     check.add_argument("stacks", nargs="*", help="stack names or stack file paths")

@@ -15,20 +15,24 @@ INLINE_LIMIT = 4096
 
 
 def build_notification(*, data_id: str, href: str, content: bytes, media_type: str,
-                       observed: Optional[datetime.datetime] = None, metadata_id: Optional[str] = None,
-                       rel: str = "canonical", pubtime: Optional[datetime.datetime] = None) -> dict:
-    """A WNM for one file: UUID id, pubtime, data_id, datetime, canonical link, sha512 integrity."""
+                       observed: Optional[datetime.datetime] = None,
+                       period: Optional[tuple[datetime.datetime, datetime.datetime]] = None,
+                       metadata_id: Optional[str] = None, rel: str = "canonical",
+                       pubtime: Optional[datetime.datetime] = None) -> dict:
+    """A WNM for one file: UUID id, pubtime, data_id, time, link (canonical/update/deletion), sha512."""
     now = pubtime or datetime.datetime.now(datetime.timezone.utc)
-    properties: dict = {
-        "data_id": data_id,
-        "pubtime": _rfc3339(now),
-        "datetime": _rfc3339(observed) if observed else None,
+    properties: dict = {"data_id": data_id, "pubtime": _rfc3339(now)}
+    if period:
+        properties["start_datetime"], properties["end_datetime"] = _rfc3339(period[0]), _rfc3339(period[1])
+    else:
+        properties["datetime"] = _rfc3339(observed) if observed else None
+    properties.update({
         "integrity": {"method": "sha512", "value": base64.b64encode(hashlib.sha512(content).digest()).decode()},
-    }
+    })
     if metadata_id:
         properties["metadata_id"] = metadata_id
     encoded = base64.b64encode(content).decode()
-    if len(encoded) <= INLINE_LIMIT:
+    if len(encoded) <= INLINE_LIMIT and rel != "deletion":
         properties["content"] = {"encoding": "base64", "value": encoded, "size": len(content)}
     return {
         "id": str(uuid.uuid4()),

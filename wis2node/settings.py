@@ -32,6 +32,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_PRINCIPAL = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+))$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 # Characters EC2 accepts in a security group rule description.
 _RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
@@ -44,7 +45,7 @@ class SettingsError(ValueError):
 
 def key(name: str) -> str:
     """The full config key of a project setting, as written in a stack file."""
-    return name if ":" in name else f"{PROJECT}:{name}"
+    return name if ":" in name or name.startswith("<") else f"{PROJECT}:{name}"
 
 
 class Partner(BaseModel):
@@ -144,6 +145,9 @@ class NodeSettings(BaseModel):
     )
     certificate_authority: Optional[str] = Field(default=None, alias="wis2-node:certificateAuthority")
     certificate: Optional[str] = Field(default=None, alias="wis2-node:certificate")
+    retention_days: int = Field(default=30, ge=1, le=3650, alias="wis2-node:retentionDays")
+    max_file_mb: int = Field(default=100, ge=1, le=5120, alias="wis2-node:maxFileMb")
+    uploader_principals: list[str] = Field(default_factory=list, alias="wis2-node:uploaderPrincipals")
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -248,6 +252,15 @@ class NodeSettings(BaseModel):
             tls.read_chain(value)  # raises ValueError with what is wrong
         return value
 
+    @field_validator("uploader_principals")
+    @classmethod
+    def _principals(cls, value: list[str]) -> list[str]:
+        for principal in value:
+            if not _PRINCIPAL.match(principal):
+                raise ValueError(f"'{principal}' is not an IAM principal; expected an account id or an ARN "
+                                 "such as arn:aws:iam::123456789012:role/message-switch")
+        return value
+
     # -- relations between fields --------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -294,6 +307,8 @@ class NodeSettings(BaseModel):
                                      f"each network once per port, but port {port} is already "
                                      f"allowed for it by {seen[(partner.cidr, port)]}"))
                 seen[(partner.cidr, port)] = f"partners entry '{partner.description}'"
+        if len(self.stack) > 32:  # S3 bucket names: 63 characters, the account id takes 12 of them
+            problems.append(("<stack name>", self.stack, "a stack name of at most 32 characters"))
         if not self.ingress_rules():
             problems.append(("partners", [],
                              "at least one allowed source: with globalServices off and no partners "
@@ -321,6 +336,18 @@ class NodeSettings(BaseModel):
     def uses_private_key_parameter(self) -> bool:
         """Whether Pulumi makes the TLS key (self-signed, provided) and hands it over through SSM."""
         return self.tls_mode in ("self-signed", "provided")
+
+    def ingest_bucket(self, account_id: str) -> str:
+        """The ingest bucket's name: global in S3, hence the account; stable, so the VM can know it."""
+        return f"{self.stack}-wis2-ingest-{account_id}"
+
+    @property
+    def ingest_queue(self) -> str:
+        return f"{self.stack}-wis2-ingest"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.stack}-wis2-ingest-failed"
 
     def parameter_name(self, name: str) -> str:
         """The SSM Parameter Store name of one of the node's secrets."""

@@ -136,7 +136,7 @@ def test_caa_names_the_provided_ca(stack_file: StackFile):
 
 def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: Deployment):
     assert not deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    statements = {s["Sid"]: s for s in json.loads(deployment.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    statements = {s["Sid"]: s for s in json.loads(deployment.named("host-policy").inputs["policy"])
                   ["Statement"]}
     assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:"))
                for a in statements.pop("SessionManager")["Action"])

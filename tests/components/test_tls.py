@@ -22,7 +22,7 @@ def files(deployment: Deployment) -> dict[str, bytes]:
 
 
 def policy(deployment: Deployment) -> dict:
-    statements = json.loads(deployment.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    statements = json.loads(deployment.named("host-policy").inputs["policy"])["Statement"]
     return {statement["Sid"]: statement for statement in statements}
 
 

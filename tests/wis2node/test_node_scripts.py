@@ -18,9 +18,10 @@ from tests.aws import client, moto_server, run_environment
 from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, free_port, write_certificate
-from wis2node.stackfile import find_stack
+from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
+WIS2NODE = [sys.executable, "-m", "wis2node"]
 TOPIC = f"origin/a/wis2/{SETTINGS.centre_id}/data/core/weather/surface-based-observations/synop"
 
 
@@ -77,8 +78,8 @@ def test_failed_issuance_keeps_serving_and_says_why(node):
     config["tls"]["acme_server"] = f"https://127.0.0.1:{free_port()}/directory"
     config_path.write_text(json.dumps(config))
     before = served_certificate(node.ports.https)
-    run = subprocess.run([sys.executable, script(node, "wis2-certificate"), str(config_path)],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 75, run.stdout + run.stderr  # EX_TEMPFAIL: the timer retries, no crash loop
     assert "issuance for" in run.stderr and "failed" in run.stderr and "still serving" in run.stderr
     assert served_certificate(node.ports.https) == before
@@ -99,8 +100,8 @@ def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
     node.path("/etc/wis2/certificate.pem").write_text(certificate_pem)
     with moto_server() as aws:
         client("ssm", aws).put_parameter(Name=config["tls"]["key_parameter"], Type="SecureString", Value=key_pem)
-        run = subprocess.run([sys.executable, script(node, "wis2-certificate"), str(config_path)],
-                             capture_output=True, text=True, env=run_environment(aws), timeout=60)
+        run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
+                             capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     time.sleep(1)
     expected = x509.load_pem_x509_certificate(certificate_pem.encode())
@@ -117,8 +118,8 @@ def test_missing_key_parameter_keeps_the_current_certificate(node):
     node.path("/etc/wis2/certificate.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     before = served_certificate(node.ports.mqtts)
     with moto_server() as aws:
-        run = subprocess.run([sys.executable, script(node, "wis2-certificate"), str(config_path)],
-                             capture_output=True, text=True, env=run_environment(aws), timeout=60)
+        run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
+                             capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
     assert run.returncode == 75 and "cannot read the key" in run.stderr
     assert served_certificate(node.ports.mqtts) == before
 
@@ -128,8 +129,8 @@ def test_publisher_password_is_generated_once_into_ssm_and_works(node):
     with moto_server() as aws:
         ssm = client("ssm", aws)
         for _ in range(2):  # a second boot (or a replacement instance) keeps the same password
-            run = subprocess.run([sys.executable, script(node, "wis2-publisher-credential"), node_config(node)],
-                                 capture_output=True, text=True, env=run_environment(aws), timeout=60)
+            run = subprocess.run([*WIS2NODE, "publisher-credential", node_config(node)],
+                                 capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
             assert run.returncode == 0, run.stderr
             parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
             assert parameter["Type"] == "SecureString" and parameter["Version"] == 1

@@ -10,9 +10,9 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.pulumi_harness import Deployment, mock_certificate, run_program, user_data_files
+from tests.pulumi_harness import ACCOUNT, Deployment, mock_certificate, run_program, user_data_files
 from wis2node.stackfile import find_stack
-from wis2node.payload import USER_DATA_LIMIT, DeployFacts, render_files, render_user_data
+from wis2node.payload import USER_DATA_LIMIT, DeployFacts, node_package, render_files, render_user_data
 
 INSTANCE = "aws:ec2/instance:Instance"
 
@@ -62,7 +62,10 @@ def test_rendering_is_deterministic(stack_file):
 
 def test_user_data_carries_every_rendered_file(deployment: Deployment, stack_file):
     files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
-    rendered = render_files(stack_file.settings(), DeployFacts(data_volume_id="vol-0123456789abcdef0"))
+    settings = stack_file.settings()
+    rendered = render_files(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0",
+                                                  bucket=settings.ingest_bucket(ACCOUNT),
+                                                  package_sha256=node_package().sha256))
     assert files == {f.path: f.content for f in rendered}
 
 
@@ -80,7 +83,7 @@ def test_broker_config_follows_the_wis2_guide(stack_file):
 def test_node_scripts_parse_in_their_language(stack_file, tmp_path):
     checkers = {b"#!/bin/bash": ["bash", "-n"], b"#!/usr/bin/python3": [sys.executable, "-m", "py_compile"]}
     scripts = [f for f in render_files(stack_file.settings(), DeployFacts("vol-1")) if "/sbin/" in f.path]
-    assert len(scripts) >= 5
+    assert len(scripts) >= 3
     for file in scripts:
         script = tmp_path / file.path.rsplit("/", 1)[1]
         script.write_bytes(file.content)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
+import io
+import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 from pathlib import Path
@@ -39,6 +42,9 @@ class DeployFacts:
     data_volume_id: str
     # The certificate Pulumi made (self-signed) or the stack carries (provided); public.
     certificate_pem: Optional[str] = None
+    # The ingest bucket (its name is stable) and the hash of the node package uploaded there.
+    bucket: str = ""
+    package_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Layout:
             "nginx_pid": self.path("/run/nginx.pid"),
             "nginx_state": self.path("/var/lib/nginx"),
             "letsencrypt_work": self.path("/var/lib/letsencrypt"),
+            "node_software": self.path("/opt/wis2node"),
             "letsencrypt_logs": self.path("/var/log/letsencrypt"),
             "nginx_mime_types": self.nginx_mime_types,
         }
@@ -128,16 +135,47 @@ _FILES = (
     ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
     ("/usr/local/sbin/wis2-bootstrap", "0755", "root:root"),
     ("/usr/local/sbin/wis2-install-certificate", "0755", "root:root"),
-    ("/usr/local/sbin/wis2-certificate", "0755", "root:root"),
-    ("/usr/local/sbin/wis2-publisher-credential", "0755", "root:root"),
+    ("/etc/systemd/system/wis2-agent.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-retention.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-retention.timer", "0644", "root:root"),
 )
 CERTIFICATE_FILE = "/etc/wis2/certificate.pem"
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
 LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf",
-               "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate",
-               "/usr/local/sbin/wis2-certificate", "/usr/local/sbin/wis2-publisher-credential")
-_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "certbot", "python3-certbot-dns-route53")
+               "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate")
+_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53")
 _COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap")
+
+
+PACKAGE_KEY = "node/wis2node.zip"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds wis2node/ and requirements-node.txt
+
+
+@dataclass(frozen=True)
+class NodePackage:
+    """The node's own Python software (agent, certificate and credential tools), as one zip."""
+
+    archive: bytes
+    key: str = PACKAGE_KEY
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.archive).hexdigest()
+
+
+def node_package(root: Path = PACKAGE_ROOT) -> NodePackage:
+    """A deterministic zip (fixed times, sorted) of wis2node/ and its pinned requirements."""
+    files = [root / "requirements-node.txt"] + sorted(
+        path for path in (root / "wis2node").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(str(path.relative_to(root)), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return NodePackage(archive=buffer.getvalue())
 
 
 def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict:
@@ -157,6 +195,15 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "read_only_user": READ_ONLY_USER,
         "publisher_user": PUBLISHER_USER,
         "region": settings.region,
+        "publishing": {
+            "bucket": facts.bucket,
+            "queue": settings.ingest_queue,
+            "dead_letter_queue": settings.dead_letter_queue,
+            "max_file_bytes": settings.max_file_mb * 1024 * 1024,
+            "retention_days": settings.retention_days,
+            "package_key": PACKAGE_KEY,
+            "package_sha256": facts.package_sha256,
+        },
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
             "mode": settings.tls_mode,

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Get the node a trusted certificate, per its TLS mode, and install it with the deploy hook.
 
 letsencrypt: certbot with the dns-route53 plugin (DNS-01: port 80 stays closed); state on the
@@ -6,6 +5,8 @@ data volume, renewals by certbot's own timer. self-signed / provided: the key fr
 Store, the certificate from the stack. On failure the node keeps serving what it has, the reason
 goes to the journal, and the timer tries again later: nothing crash-loops.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -72,11 +73,8 @@ def from_stack(config: dict) -> int:
     return 0
 
 
-def main() -> int:
-    with open(sys.argv[1] if len(sys.argv) > 1 else "/etc/wis2/node.json") as handle:
+def main(config_path: str = "/etc/wis2/node.json") -> int:
+    with open(config_path) as handle:
         config = json.load(handle)
     return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

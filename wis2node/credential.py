@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Give the broker its publisher account, with a password kept only in SSM Parameter Store.
 
 The first boot generates the password and stores it as a SecureString; later boots (and
@@ -6,10 +5,11 @@ replacement instances) read it back, so publishers keep their credential. It nev
 user data or in Pulumi's state. Operators read it with `aws ssm get-parameter --with-decryption`.
 """
 
+from __future__ import annotations
+
 import json
 import secrets
 import subprocess
-import sys
 
 import boto3
 
@@ -27,8 +27,8 @@ def publisher_password(ssm, name: str) -> str:
     return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
-def main() -> int:
-    with open(sys.argv[1] if len(sys.argv) > 1 else "/etc/wis2/node.json") as handle:
+def main(config_path: str = "/etc/wis2/node.json") -> int:
+    with open(config_path) as handle:
         config = json.load(handle)
     broker = config["broker"]
     ssm = boto3.client("ssm", region_name=config["region"])
@@ -38,6 +38,3 @@ def main() -> int:
     print(f"wis2-publisher-credential: account {broker['publisher_user']} set from {broker['password_parameter']}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

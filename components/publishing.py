@@ -1,0 +1,152 @@
+"""Publishing: where a centre's systems hand files to the node, and how the node hears of them.
+
+A private, encrypted S3 bucket (data/ from the centre, metadata/ from this repository), an SQS
+queue fed by the bucket's events with a dead-letter queue, a put-only policy (and optionally a
+role) for the centre's uploaders, and the instance's read-and-consume permissions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import Platform
+from wis2node.metadata import MetadataRecord
+from wis2node.payload import NodePackage
+from wis2node.settings import NodeSettings
+
+EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+
+
+@dataclass(frozen=True)
+class PublishingArgs:
+    settings: NodeSettings
+    platform: Platform
+    instance_role_name: pulumi.Input[str]
+    metadata: Sequence[MetadataRecord]
+    package: NodePackage
+
+
+class Publishing(pulumi.ComponentResource):
+    """Ingest bucket, event queues, uploader access, repository metadata and the node's package."""
+
+    def __init__(self, name: str, args: PublishingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("wis2-node:index:Publishing", name, None, opts)
+        settings, platform = args.settings, args.platform
+        tags = settings.resource_tags
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=settings.ingest_bucket(platform.account_id),
+                                    force_destroy=not settings.is_production, tags=tags, opts=child)
+        self.public_access_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-private", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        self.ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=self.bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child)
+        self.encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption", bucket=self.bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"))],
+            opts=child)
+        # The node keeps what it publishes on its data volume: the bucket only has to hold a file
+        # until the node has copied it. Expire it after the stack's retention all the same.
+        self.lifecycle = aws.s3.BucketLifecycleConfiguration(
+            f"{name}-retention", bucket=self.bucket.id,
+            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-data", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix="data/"),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=settings.retention_days),
+                abort_incomplete_multipart_upload=aws.s3.
+                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1))],
+            opts=child)
+        self.bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-tls-only", bucket=self.bucket.id,
+            policy=self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyPlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]))
+
+        self.dead_letter_queue = aws.sqs.Queue(
+            f"{name}-failed", name=settings.dead_letter_queue, sqs_managed_sse_enabled=True,
+            message_retention_seconds=14 * 24 * 3600, tags=tags, opts=child)
+        self.queue = aws.sqs.Queue(
+            f"{name}-queue", name=settings.ingest_queue, sqs_managed_sse_enabled=True,
+            visibility_timeout_seconds=60, message_retention_seconds=4 * 24 * 3600,
+            redrive_policy=self.dead_letter_queue.arn.apply(
+                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 5})),
+            tags=tags, opts=child)
+        self.queue_policy = aws.sqs.QueuePolicy(
+            f"{name}-bucket-events", queue_url=self.queue.url,
+            policy=pulumi.Output.all(self.queue.arn, self.bucket.arn).apply(lambda arns: json.dumps({
+                "Version": "2012-10-17", "Statement": [{
+                    "Sid": "BucketEvents", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage", "Resource": arns[0],
+                    "Condition": {"ArnEquals": {"aws:SourceArn": arns[1]},
+                                  "StringEquals": {"aws:SourceAccount": platform.account_id}}}]})),
+            opts=child)
+        self.notification = aws.s3.BucketNotification(
+            f"{name}-events", bucket=self.bucket.id,
+            queues=[aws.s3.BucketNotificationQueueArgs(id=prefix.rstrip("/"), queue_arn=self.queue.arn,
+                                                       events=EVENTS, filter_prefix=prefix)
+                    for prefix in ("data/", "metadata/")],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.queue_policy]))
+
+        # What the centre's systems may do: put files under data/, nothing else.
+        self.uploader_policy = aws.iam.Policy(
+            f"{name}-uploader", description=f"Upload files to the WIS2 Node {settings.fqdn} (put only)",
+            policy=self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "PutData", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{arn}/data/*"}]})),
+            tags=tags, opts=child)
+        self.uploader_role = None
+        if settings.uploader_principals:
+            self.uploader_role = aws.iam.Role(
+                f"{name}-uploader-role", description=f"Assumed by {settings.centre_id}'s systems to upload",
+                assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"AWS": settings.uploader_principals}}]}),
+                tags=tags, opts=child)
+            self.uploader_attachment = aws.iam.RolePolicyAttachment(
+                f"{name}-uploader-role-policy", role=self.uploader_role.name,
+                policy_arn=self.uploader_policy.arn, opts=child)
+
+        # What the node itself may do: read the bucket, consume the queue, park failures.
+        self.node_policy = aws.iam.RolePolicy(
+            f"{name}-node", role=args.instance_role_name,
+            policy=pulumi.Output.all(self.bucket.arn, self.queue.arn, self.dead_letter_queue.arn).apply(
+                lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Sid": "ReadIngest", "Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                     "Resource": [arns[0], f"{arns[0]}/*"]},
+                    {"Sid": "ConsumeEvents", "Effect": "Allow",
+                     "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                                "sqs:GetQueueAttributes"], "Resource": arns[1]},
+                    {"Sid": "ParkFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+                     "Resource": arns[2]}]})),
+            opts=child)
+
+        # The repository's discovery metadata, and the node's own software.
+        self.metadata_objects = [
+            aws.s3.BucketObjectv2(
+                f"{name}-{record.path.stem}", bucket=self.bucket.id, key=record.key,
+                content_base64=base64.b64encode(record.content).decode(), content_type="application/geo+json",
+                metadata={"metadata-id": record.id}, opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.notification]))
+            for record in args.metadata
+        ]
+        self.package_object = aws.s3.BucketObjectv2(
+            f"{name}-node-package", bucket=self.bucket.id, key=args.package.key,
+            content_base64=base64.b64encode(args.package.archive).decode(), content_type="application/zip",
+            opts=child)
+
+        self.upload_example = self.bucket.id.apply(
+            lambda bucket: f"aws s3 cp A_ISMD01LFPW.bufr4 s3://{bucket}/data/core/weather/"
+                           "surface-based-observations/synop/A_ISMD01LFPW.bufr4")
+        self.register_outputs({"bucket": self.bucket.id, "queue_url": self.queue.url,
+                               "uploader_policy_arn": self.uploader_policy.arn})

@@ -1,0 +1,400 @@
+"""The node agent: bucket events in, files on the data volume and WIS2 notifications out.
+
+For each S3 event (through SQS) the agent copies the object under the node's public directory,
+builds the WIS2 Notification Message, checks the topic (pywis-topics) and the message
+(pywis-pubsub's test suite), publishes it at QoS 1 as the publisher account and deletes the
+event only once the broker has acknowledged it. Events it cannot publish go to the dead-letter
+queue with the reason; a broker that is down or an agent that is killed loses nothing, since
+the event stays in the queue until it is acknowledged (at least once; a repeat carries the
+same data_id).
+
+    python -m wis2node agent [/etc/wis2/node.json]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import mimetypes
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import unquote_plus
+
+from wis2node.notification import build_notification
+
+LOG = logging.getLogger("wis2node.agent")
+METADATA_TYPE = "application/geo+json"
+mimetypes.add_type("application/bufr", ".bufr4")
+mimetypes.add_type("application/bufr", ".bufr")
+mimetypes.add_type("application/grib", ".grib2")
+
+
+class Rejected(Exception):
+    """This event can never be published as it is: park it in the dead-letter queue."""
+
+
+class BrokerUnavailable(Exception):
+    """Try again later: the event stays in the queue."""
+
+
+@dataclass
+class Outcome:
+    topic: str
+    rel: str
+    data_id: str
+
+
+class State:
+    """What the node has announced, on the data volume, so restarts keep update/deletion right."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
+        """)
+
+    def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
+        """The same event always gets the same rel, even when it is redelivered."""
+        row = self.db.execute("SELECT rel FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        if row:
+            return row[0]
+        if deleted:
+            rel = "deletion"
+        else:
+            live = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
+            rel = "update" if live and live[0] else "canonical"
+        self.db.execute("INSERT INTO events VALUES (?, ?)", (event_id, rel))
+        return rel
+
+    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
+        if metadata_id and not deleted:
+            self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
+        if metadata_id and deleted:
+            self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
+
+    def metadata_published(self, metadata_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM metadata WHERE id = ?", (metadata_id,)).fetchone() is not None
+
+
+class Agent:
+    def __init__(self, config: dict, *, session=None, password: Optional[str] = None):
+        import boto3
+
+        self.config = config
+        publishing = config["publishing"]
+        session = session or boto3.session.Session(region_name=config["region"])
+        self.s3 = session.client("s3")
+        self.sqs = session.client("sqs")
+        self.bucket = publishing["bucket"]
+        self.queue_url = self.sqs.get_queue_url(QueueName=publishing["queue"])["QueueUrl"]
+        self.dead_letter_url = self.sqs.get_queue_url(QueueName=publishing["dead_letter_queue"])["QueueUrl"]
+        self.public_dir = Path(publishing["public_dir"])
+        self.max_bytes = int(publishing["max_file_bytes"])
+        self.centre_id = config["centre_id"]
+        self.fqdn = config["fqdn"]
+        self.state = State(Path(publishing["state_db"]))
+        self.password = password or self._publisher_password(session)
+        self.stopping = threading.Event()
+        self._topics = _topic_validator(self.centre_id)
+        self._mqtt = None
+        self._acked: dict[int, int] = {}
+        self._ack = threading.Condition()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        LOG.info("agent for %s: bucket %s, queue %s", self.centre_id, self.bucket, self.queue_url)
+        while not self.stopping.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except BrokerUnavailable as err:
+                LOG.warning("broker unavailable (%s); events stay queued, retrying", err)
+                self._disconnect()
+                self.stopping.wait(1)
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """Receive up to 10 events and handle them; returns how many messages were settled."""
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=wait_seconds).get("Messages", [])
+        settled = 0
+        for message in messages:
+            self.handle_message(message)  # BrokerUnavailable leaves this and later messages queued
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            settled += 1
+        return settled
+
+    def handle_message(self, message: dict) -> list[Outcome]:
+        body = json.loads(message["Body"])
+        if body.get("Event") == "s3:TestEvent":
+            return []
+        outcomes = []
+        for index, record in enumerate(body.get("Records", [])):
+            event_id = f"{message['MessageId']}/{index}"
+            try:
+                outcomes.append(self.handle_record(record, event_id))
+            except Rejected as err:
+                self._park(record, str(err))
+        return outcomes
+
+    # -- one event -----------------------------------------------------------------------------
+
+    def handle_record(self, record: dict, event_id: str) -> Outcome:
+        key = unquote_plus(record["s3"]["object"]["key"])
+        deleted = record["eventName"].startswith("ObjectRemoved")
+        is_metadata = key.startswith("metadata/")
+        topic = self.topic_for(key)
+        if not deleted and int(record["s3"]["object"].get("size", 0)) > self.max_bytes:
+            raise Rejected(f"{key}: {record['s3']['object']['size']} bytes, over the limit of {self.max_bytes}")
+        target = self.public_dir / key
+        if deleted:
+            if not target.exists():
+                raise Rejected(f"{key}: deleted, but the node never published it")
+            content, attributes, media_type = target.read_bytes(), {}, _media_type(key, None)
+        else:
+            content, attributes, media_type = self._fetch(key)
+        metadata_id = None
+        if is_metadata:
+            metadata_id = _record_id(key, content) if not deleted else self._metadata_id_of(key)
+        else:
+            metadata_id = attributes.get("metadata-id")
+            if metadata_id and not deleted:
+                self._ensure_metadata_first(metadata_id)
+        rel = self.state.rel_for(event_id, key, deleted)
+        data_id = f"{self.centre_id}/{metadata_id}" if is_metadata else f"{self.centre_id}/{key}"
+        if not deleted:
+            _write_atomically(target, content)
+        message = build_notification(
+            data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=media_type, rel=rel,
+            metadata_id=None if is_metadata else metadata_id, **_time_and_place(attributes))
+        if attributes.get("cache", "").lower() == "false":
+            message["properties"]["cache"] = False
+        if attributes.get("geometry"):
+            message["geometry"] = _point(key, attributes["geometry"])
+        self._validate(key, message)
+        self._publish(topic, message)
+        if deleted:
+            target.unlink(missing_ok=True)
+        self.state.published(key, deleted, metadata_id if is_metadata else None)
+        LOG.info("published %s %s on %s", rel, data_id, topic)
+        return Outcome(topic=topic, rel=rel, data_id=data_id)
+
+    def topic_for(self, key: str) -> str:
+        """The key convention: the topic below the centre-id, then the file name."""
+        parts = key.split("/")
+        if len(parts) < 2 or not parts[-1] or parts[0] not in ("data", "metadata"):
+            raise Rejected(f"{key}: expected data/<topic below the centre-id>/<file> or metadata/<file>")
+        if parts[0] == "metadata":
+            if len(parts) != 2:
+                raise Rejected(f"{key}: discovery metadata lives directly under metadata/")
+            topic = f"origin/a/wis2/{self.centre_id}/metadata"
+        else:
+            topic = f"origin/a/wis2/{self.centre_id}/{'/'.join(parts[:-1])}"
+        if not self._topics(topic):
+            raise Rejected(f"{key}: {topic} is not a valid WIS2 topic (pywis-topics)")
+        return topic
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _fetch(self, key: str) -> tuple[bytes, dict, str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            content = response["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("SlowDown", "InternalError", "ServiceUnavailable"):
+                raise  # transient: let the event come back
+            raise Rejected(f"{key}: unreadable ({err.response.get('Error', {}).get('Code')})") from None
+        except BotoCoreError as err:
+            raise Rejected(f"{key}: unreadable ({err})") from None
+        if len(content) > self.max_bytes:
+            raise Rejected(f"{key}: {len(content)} bytes, over the limit of {self.max_bytes}")
+        return content, response.get("Metadata", {}), _media_type(key, response.get("ContentType"))
+
+    def _ensure_metadata_first(self, metadata_id: str) -> None:
+        """Discovery metadata goes out before any data of its dataset (GBs need it to relay)."""
+        if self.state.metadata_published(metadata_id):
+            return
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="metadata/")
+        for page in pages:
+            for item in page.get("Contents", []):
+                content, _, _ = self._fetch(item["Key"])
+                if _record_id(item["Key"], content) == metadata_id:
+                    self.handle_record({"eventName": "ObjectCreated:Put",
+                                        "s3": {"object": {"key": item["Key"], "size": item["Size"]}}},
+                                       event_id=f"metadata-first/{item['Key']}/{item['ETag']}")
+                    return
+        raise Rejected(f"metadata_id {metadata_id}: no discovery metadata record with that id under "
+                       "metadata/; publish the dataset's record first")
+
+    def _metadata_id_of(self, key: str) -> Optional[str]:
+        row = self.state.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _validate(self, key: str, message: dict) -> None:
+        from pywis_pubsub.ets import WNMTestSuite
+
+        try:
+            report = WNMTestSuite(message).run_tests(fail_on_schema_validation=True)["ets-report"]
+        except ValueError as err:
+            raise Rejected(f"{key}: notification fails the WNM schema: {err}") from None
+        failed = [test["id"] for test in report["tests"] if test["code"] == "FAILED"]
+        if failed:
+            raise Rejected(f"{key}: notification fails {', '.join(failed)}")
+        if len(json.dumps(message)) > 8192:
+            raise Rejected(f"{key}: notification over 8192 bytes")
+
+    def _publish(self, topic: str, message: dict) -> None:
+        import paho.mqtt.client as mqtt
+
+        client = self._client()
+        info = client.publish(topic, json.dumps(message), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise BrokerUnavailable(mqtt.error_string(info.rc))
+        with self._ack:
+            if not self._ack.wait_for(lambda: info.mid in self._acked, timeout=10):
+                raise BrokerUnavailable("no acknowledgement within 10 s")
+            reason = self._acked.pop(info.mid)
+        if reason >= 0x80:
+            raise Rejected(f"{topic}: the broker refused the publication (reason code {reason})")
+
+    def _client(self):
+        import paho.mqtt.client as mqtt
+
+        if self._mqtt is not None and self._mqtt.is_connected():
+            return self._mqtt
+        self._disconnect()
+        broker = self.config["broker"]
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"wis2-agent-{os.getpid()}",
+                             protocol=mqtt.MQTTv5)
+        client.username_pw_set(broker["publisher_user"], self.password)
+        client.max_inflight_messages_set(100)
+
+        def on_publish(client, userdata, mid, reason_code, properties):
+            with self._ack:
+                self._acked[mid] = reason_code.value
+                self._ack.notify_all()
+
+        connected = threading.Event()
+        client.on_publish = on_publish
+        client.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
+        try:
+            client.connect("127.0.0.1", int(broker["local_port"]), keepalive=30)
+        except OSError as err:
+            raise BrokerUnavailable(str(err)) from None
+        client.loop_start()
+        if not connected.wait(5):
+            client.loop_stop()
+            raise BrokerUnavailable("could not log in to the broker")
+        self._mqtt = client
+        return client
+
+    def _disconnect(self) -> None:
+        if self._mqtt is not None:
+            self._mqtt.disconnect()
+            self._mqtt.loop_stop()
+            self._mqtt = None
+
+    def _park(self, record: dict, reason: str) -> None:
+        LOG.error("not published, parked in the dead-letter queue: %s", reason)
+        self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps({"Records": [record]}),
+                              MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}})
+
+    def _publisher_password(self, session) -> str:
+        name = self.config["broker"]["password_parameter"]
+        return session.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._disconnect()
+
+
+def _topic_validator(centre_id: str):
+    """pywis-topics' check; strict about the centre-id only once WMO has registered it."""
+    from pywis_topics.topics import TopicHierarchy
+
+    hierarchy = TopicHierarchy()
+    strict = centre_id.endswith("-test") or centre_id in hierarchy.topics[3]
+    if not strict:
+        LOG.warning("%s is not in WMO's registered centre-ids yet: topics are checked without it", centre_id)
+    return lambda topic: hierarchy.validate(topic, strict=strict, publication=True)
+
+
+def _record_id(key: str, content: bytes) -> str:
+    try:
+        return json.loads(content)["id"]
+    except (ValueError, KeyError, TypeError):
+        raise Rejected(f"{key}: not a WCMP2 record (JSON with an id)") from None
+
+
+def _media_type(key: str, declared: Optional[str]) -> str:
+    if key.startswith("metadata/"):
+        return METADATA_TYPE
+    if declared and declared not in ("binary/octet-stream", "application/octet-stream"):
+        return declared
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def _time_and_place(attributes: dict) -> dict:
+    """Observation time from the object's metadata: datetime, or start-datetime/end-datetime."""
+    def parse(name: str) -> Optional[datetime.datetime]:
+        value = attributes.get(name)
+        if not value:
+            return None
+        try:
+            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise Rejected(f"object metadata {name}={value!r}: expected an RFC 3339 time") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+    start, end = parse("start-datetime"), parse("end-datetime")
+    if start or end:
+        if not (start and end):
+            raise Rejected("object metadata: start-datetime and end-datetime go together")
+        return {"period": (start, end)}
+    return {"observed": parse("datetime")}
+
+
+def _point(key: str, value: str) -> dict:
+    try:
+        coordinates = [float(part) for part in value.split(",")]
+    except ValueError:
+        coordinates = []
+    if len(coordinates) not in (2, 3) or not (-180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90):
+        raise Rejected(f"{key}: object metadata geometry={value!r}: expected 'longitude,latitude[,height]'")
+    return {"type": "Point", "coordinates": coordinates}
+
+
+def _write_atomically(target: Path, content: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(content)
+    os.chmod(partial, 0o644)
+    partial.replace(target)
+
+
+def main(config_path: str = "/etc/wis2/node.json") -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    with open(config_path) as handle:
+        config = json.load(handle)
+    agent = Agent(config)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
+    try:
+        agent.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close()
+    return 0

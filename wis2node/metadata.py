@@ -1,0 +1,96 @@
+"""Discovery metadata kept beside each stack (stacks/<stack>/metadata/*.json), checked with pywcmp.
+
+A dataset changes through a pull request like any code: the records are validated at preview
+(an invalid record refuses the stack, naming the file and the rule), uploaded under metadata/
+by Pulumi, and announced by the node's agent before any data of the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from wis2node.settings import NodeSettings, SettingsError
+from wis2node.stackfile import STACKS
+
+
+@dataclass(frozen=True)
+class MetadataRecord:
+    """One WCMP2 record: where it comes from, its identifier and its exact bytes."""
+
+    path: Path
+    id: str
+    content: bytes
+
+    @property
+    def key(self) -> str:
+        """Its object key in the ingest bucket (and path under https://<fqdn>/)."""
+        return f"metadata/{self.path.name}"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def metadata_dir(stack: str, stacks: Path = STACKS) -> Path:
+    return stacks / stack / "metadata"
+
+
+def load_records(settings: NodeSettings, directory: Path | None = None,
+                 warnings: list[str] | None = None) -> list[MetadataRecord]:
+    """Every record of the stack, validated; SettingsError names the file and the failed rule.
+
+    A centre-id that WMO has not registered yet (a new centre sets up its node before it is
+    registered) makes pywcmp fail its identifier and links rules; those failures become warnings.
+    """
+    directory = directory or metadata_dir(settings.stack)
+    registered = centre_registered(settings.centre_id)
+    records = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        name = f"{directory.parent.name}/metadata/{path.name}"
+        try:
+            record = json.loads(path.read_bytes())
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"{name}: not JSON ({err})") from None
+        failures = validate_record(record)
+        if not registered:
+            pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
+            failures = [f for f in failures if f not in pending]
+            if warnings is not None:
+                warnings.extend(f"{name}: {f} (expected until WMO registers {settings.centre_id})" for f in pending)
+        if failures:
+            raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
+        prefix = f"urn:wmo:md:{settings.centre_id}:"
+        if not str(record.get("id", "")).startswith(prefix):
+            raise SettingsError(f"{name}: id {record.get('id')!r} must start with {prefix} (the stack's centre-id)")
+        records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes()))
+    ids = [r.id for r in records]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise SettingsError(f"{directory}: the same record id in more than one file: {', '.join(duplicates)}")
+    return records
+
+
+def centre_registered(centre_id: str) -> bool:
+    """Whether the centre-id is in WMO's list (the copy pywcmp keeps); test centre-ids count as such."""
+    from pywcmp.bundle import WIS2_TOPIC_HIERARCHY_DIR
+
+    listed = WIS2_TOPIC_HIERARCHY_DIR / "centre-id.csv"
+    if centre_id.endswith("-test") or not listed.exists():
+        return True
+    return any(line.split(",", 1)[0] == centre_id for line in listed.read_text(encoding="utf-8").splitlines())
+
+
+def validate_record(record: dict) -> list[str]:
+    """pywcmp's executable test suite; returns 'rule: message' for every failed requirement."""
+    from pywcmp.wcmp2.ets import WMOCoreMetadataProfileTestSuite2
+
+    try:
+        report = WMOCoreMetadataProfileTestSuite2(record).run_tests(fail_on_schema_validation=True)
+    except ValueError as err:  # the suite stops at the schema and says where
+        return [f"schema (http://wis.wmo.int/spec/wcmp/2/conf/core/conformance): {err}"]
+    except Exception as err:  # a record so broken the suite cannot run (e.g. no id)
+        return [f"record could not be tested: {err!r}"]
+    return [f"{test['id']}: {test.get('message', 'failed')}" for test in report["tests"] if test["code"] == "FAILED"]

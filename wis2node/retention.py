@@ -1,0 +1,33 @@
+"""Local retention: published data files older than the stack's retention leave the data volume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+LOG = logging.getLogger("wis2node.retention")
+
+
+def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[Path]:
+    """Delete files under data_dir last written more than `days` ago; return what went."""
+    cutoff = (now or time.time()) - days * 86400
+    removed = []
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+            path.unlink()
+            removed.append(path)
+    for directory in sorted((p for p in data_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    return removed
+
+
+def main(config_path: str = "/etc/wis2/node.json") -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    with open(config_path) as handle:
+        publishing = json.load(handle)["publishing"]
+    removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
+    LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
+    return 0
