@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,6 +19,8 @@ def moto_server(region: str = "eu-west-1") -> Iterator[dict[str, str]]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its accounts in the process, across servers: start every test from nothing
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
     environment = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -162,25 +162,28 @@ class Agent:
             content, attributes, media_type = target.read_bytes(), {}, _media_type(key, None)
         else:
             content, attributes, media_type = self._fetch(key)
-        metadata_id = None
         if is_metadata:
             metadata_id = _record_id(key, content) if not deleted else self._metadata_id_of(key)
         else:
             metadata_id = attributes.get("metadata-id")
-            if metadata_id and not deleted:
-                self._ensure_metadata_first(metadata_id)
+        try:
+            when = _time_and_place(attributes)
+        except Rejected as err:
+            raise Rejected(f"{key}: {err}") from None
         rel = self.state.rel_for(event_id, key, deleted)
         data_id = f"{self.centre_id}/{metadata_id}" if is_metadata else f"{self.centre_id}/{key}"
-        if not deleted:
-            _write_atomically(target, content)
         message = build_notification(
             data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=media_type, rel=rel,
-            metadata_id=None if is_metadata else metadata_id, **_time_and_place(attributes))
+            metadata_id=None if is_metadata else metadata_id, **when)
         if attributes.get("cache", "").lower() == "false":
             message["properties"]["cache"] = False
         if attributes.get("geometry"):
             message["geometry"] = _point(key, attributes["geometry"])
         self._validate(key, message)
+        if metadata_id and not is_metadata and not deleted:
+            self._ensure_metadata_first(metadata_id)
+        if not deleted:
+            _write_atomically(target, content)
         self._publish(topic, message)
         if deleted:
             target.unlink(missing_ok=True)
@@ -307,8 +310,10 @@ class Agent:
 
     def _park(self, record: dict, reason: str) -> None:
         LOG.error("not published, parked in the dead-letter queue: %s", reason)
+        if len(reason) > 1000:  # keys run to 1024 characters: keep the start and the verdict
+            reason = f"{reason[:300]} ... {reason[-600:]}"
         self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps({"Records": [record]}),
-                              MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}})
+                              MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
 
     def _publisher_password(self, session) -> str:
         name = self.config["broker"]["password_parameter"]

@@ -73,6 +73,7 @@ class LocalNode:
     settings: NodeSettings
     workdir: Path
     ports: Optional[Ports] = None
+    bucket: str = ""  # the ingest bucket the local agent reads (tests: one in moto)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -106,7 +107,8 @@ class LocalNode:
 
     def prepare(self) -> None:
         """Write the rendered files, the certificate and the password file; start nothing."""
-        for file in render_files(self.settings, DeployFacts(data_volume_id="local"), self.layout):
+        for file in render_files(self.settings, DeployFacts(data_volume_id="local", bucket=self.bucket),
+                                 self.layout):
             if file.path.removeprefix(str(self.workdir)) in LOCAL_FILES:
                 target = Path(file.path)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,299 @@
+"""The agent end to end: moto (S3 + SQS + SSM, over HTTP) in, the real local node out."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pywis_pubsub.verification import data_verified
+
+from tests.aws import client, moto_server, run_environment
+from tests.pulumi_harness import ACCOUNT
+from tests.wis2node.mqtt_clients import V311, Client
+from tests.wmo import ets_validate
+from wis2node.local import LocalNode
+from wis2node.metadata import metadata_dir
+from wis2node.stackfile import ROOT, find_stack
+
+SETTINGS = find_stack("aq-examplemet-test").settings()
+CENTRE = SETTINGS.centre_id
+BRANCH = f"origin/a/wis2/{CENTRE}"
+SYNOP = "data/core/weather/surface-based-observations/synop"
+RECORD = next(metadata_dir(SETTINGS.stack).glob("*.json"))
+RECORD_ID = json.loads(RECORD.read_text())["id"]
+
+
+class Ingest:
+    """The cloud side of publishing, in moto: the bucket, its event queue and dead-letter queue."""
+
+    def __init__(self, environment: dict[str, str]):
+        self.environment = environment
+        self.s3, self.sqs = client("s3", environment), client("sqs", environment)
+        self.bucket = SETTINGS.ingest_bucket(ACCOUNT)
+        self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": SETTINGS.region})
+        self.dead_letter_url = self.sqs.create_queue(QueueName=SETTINGS.dead_letter_queue)["QueueUrl"]
+        self.queue_url = self.sqs.create_queue(QueueName=SETTINGS.ingest_queue,
+                                               Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
+                for prefix in ("data/", "metadata/")]})
+
+    def put(self, key: str, body: bytes, **metadata: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
+
+    def put_record(self) -> None:
+        """What Pulumi does with the stack's metadata folder."""
+        self.put(f"metadata/{RECORD.name}", RECORD.read_bytes(), **{"metadata-id": RECORD_ID})
+
+    def parked(self, expected: int, timeout: float = 20) -> list[dict]:
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < expected and time.monotonic() < deadline:
+            found += self.sqs.receive_message(QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                              MessageAttributeNames=["All"]).get("Messages", [])
+        return found
+
+
+@pytest.fixture
+def ingest():
+    with moto_server(SETTINGS.region) as environment:
+        yield Ingest(environment)
+
+
+@pytest.fixture
+def node(tmp_path, ingest):
+    with LocalNode(SETTINGS, tmp_path / "node", bucket=ingest.bucket) as running:
+        client("ssm", ingest.environment).put_parameter(
+            Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString", Value=running.publisher_password)
+        yield running
+
+
+class AgentProcess:
+    """`python -m wis2node agent`, as the VM's systemd unit runs it (but against moto)."""
+
+    def __init__(self, node: LocalNode, ingest: Ingest, config: Path | None = None):
+        self.log = (node.workdir / "agent.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wis2node", "agent", str(config or node.path("/etc/wis2/node.json"))],
+            cwd=ROOT, env=run_environment(ingest.environment), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        assert self.process.returncode in (0, -signal.SIGKILL, -signal.SIGTERM)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+@pytest.fixture
+def agent(node, ingest):
+    process = AgentProcess(node, ingest)
+    yield process
+    process.stop()
+
+
+def subscriber(node: LocalNode, **kwargs) -> Client:
+    reader = Client(node, "everyone", "everyone", **kwargs)
+    reader.subscribe(f"{BRANCH}/#")
+    return reader
+
+
+def download(node: LocalNode, href: str) -> tuple[int, bytes]:
+    """GET a canonical link with the node's FQDN (SNI and Host) sent to its loopback port."""
+    host, path = href.removeprefix("https://").split("/", 1)
+    context = ssl.create_default_context(cafile=str(node.ca_file))
+    connection = http.client.HTTPSConnection(host, node.ports.https, context=context, timeout=10)
+    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", node.ports.https)),
+                                          server_hostname=host)
+    connection.request("GET", f"/{path}", headers={"Host": host})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def messages(reader: Client) -> list[dict]:
+    return [json.loads(m.payload) for m in reader.received]
+
+
+def link(message: dict) -> dict:
+    return next(l for l in message["links"] if l["rel"] in ("canonical", "update", "deletion"))
+
+
+FILES = {
+    f"{SYNOP}/A_SMAQ01EXMP241200.bufr4": (os.urandom(900), {"metadata-id": RECORD_ID,
+                                                            "datetime": "2026-11-24T12:00:00Z",
+                                                            "geometry": "-62.5,-64.8,10"}),
+    f"{SYNOP}/A_SMAQ01EXMP241300.bufr4": (os.urandom(5000), {"metadata-id": RECORD_ID,
+                                                             "datetime": "2026-11-24T13:00:00Z"}),
+    "data/core/weather/surface-based-observations/temp/A_USAQ01EXMP241200.bufr4": (
+        os.urandom(2000), {"start-datetime": "2026-11-24T11:00:00Z", "end-datetime": "2026-11-24T12:00:00Z"}),
+    "data/recommended/climate/surface-based-observations/daily/climat-2026-11.csv": (
+        b"station,tmax\n89001,-2.5\n", {"cache": "false"}),
+}
+
+
+def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp_path):
+    reader = subscriber(node, persistent=False)
+    try:
+        ingest.put_record()
+        for key, (body, metadata) in FILES.items():
+            ingest.put(key, body, **metadata)
+        received = messages(reader) if reader.wait_for(len(FILES) + 1, timeout=30) else []
+        topics = [m.topic for m in reader.received]
+        assert topics[0] == f"{BRANCH}/metadata", "discovery metadata goes out before the data"
+        assert len(received) == len(FILES) + 1
+        by_key = {link(m)["href"].split("/", 3)[3]: (m, t) for m, t in zip(received, topics)}
+        assert set(by_key) == {*FILES, f"metadata/{RECORD.name}"}
+        for key, (message, topic) in by_key.items():
+            report = ets_validate(message, tmp_path)
+            assert report["summary"]["FAILED"] == 0, (key, report)
+            assert link(message)["rel"] == "canonical"
+            status, body = download(node, link(message)["href"])
+            assert status == 200
+            integrity = message["properties"]["integrity"]
+            assert data_verified(body, link(message)["length"], integrity["method"], integrity["value"]), key
+            if key.startswith("data/"):
+                assert topic == f"{BRANCH}/{key.rsplit('/', 1)[0]}"
+                assert body == FILES[key][0]
+        synop = by_key[f"{SYNOP}/A_SMAQ01EXMP241200.bufr4"][0]
+        assert synop["geometry"] == {"type": "Point", "coordinates": [-62.5, -64.8, 10.0]}
+        assert synop["properties"]["metadata_id"] == RECORD_ID
+        assert synop["properties"]["datetime"] == "2026-11-24T12:00:00Z"
+        assert base64.b64decode(synop["properties"]["content"]["value"]) == FILES[f"{SYNOP}/A_SMAQ01EXMP241200.bufr4"][0]
+        assert "content" not in by_key[f"{SYNOP}/A_SMAQ01EXMP241300.bufr4"][0]["properties"]  # too big to inline
+        temp = by_key["data/core/weather/surface-based-observations/temp/A_USAQ01EXMP241200.bufr4"][0]["properties"]
+        assert (temp["start_datetime"], temp["end_datetime"]) == ("2026-11-24T11:00:00Z", "2026-11-24T12:00:00Z")
+        climat = by_key["data/recommended/climate/surface-based-observations/daily/climat-2026-11.csv"][0]
+        assert climat["properties"]["cache"] is False
+    finally:
+        reader.close()
+
+
+def test_a_new_version_is_an_update_and_a_removal_a_deletion(node, ingest, agent):
+    key = f"{SYNOP}/A_SMAQ01EXMP241400.bufr4"
+    reader = subscriber(node)
+    try:
+        ingest.put_record()
+        ingest.put(key, b"first", **{"metadata-id": RECORD_ID})
+        reader.wait_for(2, timeout=30)
+        ingest.put(key, b"second version", **{"metadata-id": RECORD_ID})
+        reader.wait_for(3, timeout=30)
+        assert download(node, f"https://{SETTINGS.fqdn}/{key}") == (200, b"second version")
+        ingest.s3.delete_object(Bucket=ingest.bucket, Key=key)
+        reader.wait_for(4, timeout=30)
+        rels = [link(m)["rel"] for m in messages(reader)[1:]]
+        assert rels == ["canonical", "update", "deletion"]
+        assert len({m["properties"]["data_id"] for m in messages(reader)[1:]}) == 1
+        assert download(node, f"https://{SETTINGS.fqdn}/{key}")[0] == 404
+    finally:
+        reader.close()
+
+
+def test_bad_input_is_parked_with_its_reason_and_nothing_is_published(node, ingest, tmp_path):
+    config = json.loads(node.path("/etc/wis2/node.json").read_text())
+    config["publishing"]["max_file_bytes"] = 10_000
+    small = tmp_path / "node-small-limit.json"
+    small.write_text(json.dumps(config))
+    agent = AgentProcess(node, ingest, small)
+    reader = subscriber(node)
+    try:
+        ingest.put_record()
+        reader.wait_for(1, timeout=30)
+        long_id = "urn:wmo:md:" + "x" * 1900
+        bad = {
+            "data/core/weather/no-such-discipline/x.bufr4": (b"x", {}),
+            f"{SYNOP}/too-big.bufr4": (os.urandom(20_000), {}),
+            f"{SYNOP}/{'n' * 950}.bufr4": (os.urandom(3000), {"metadata-id": long_id}),
+            f"{SYNOP}/no-dataset.bufr4": (b"x", {"metadata-id": "urn:wmo:md:aq-examplemet-test:unknown"}),
+            f"{SYNOP}/bad-time.bufr4": (b"x", {"datetime": "yesterday"}),
+        }
+        for key, (body, metadata) in bad.items():
+            ingest.put(key, body, **metadata)
+        # an event for an object that is gone by the time the agent reads it
+        ingest.sqs.send_message(QueueUrl=ingest.queue_url, MessageBody=json.dumps({"Records": [{
+            "eventName": "ObjectCreated:Put", "s3": {"object": {"key": f"{SYNOP}/vanished.bufr4", "size": 3}}}]}))
+        parked = ingest.parked(len(bad) + 1)
+        reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in parked)
+        assert len(reasons) == len(bad) + 1, reasons
+        for needle in ("not a valid WIS2 topic", "over the limit", "over 8192 bytes", "no discovery metadata record",
+                       "RFC 3339", "unreadable"):
+            assert any(needle in reason for reason in reasons), (needle, reasons)
+        ingest.put(f"{SYNOP}/good.bufr4", b"fine", **{"metadata-id": RECORD_ID})
+        reader.wait_for(2, timeout=30)
+        assert [link(m)["href"].rsplit("/", 1)[1] for m in messages(reader)] == [RECORD.name, "good.bufr4"]
+        assert agent.running
+    finally:
+        reader.close()
+        agent.stop()
+
+
+def count_data_ids(reader: Client, expected: int, timeout: float = 60) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = {m["properties"]["data_id"] for m in messages(reader) if "/data/" in m["properties"]["data_id"]}
+        if len(ids) >= expected:
+            return ids
+        time.sleep(0.2)
+    return ids
+
+
+def test_killed_agent_loses_nothing(node, ingest):
+    reader = subscriber(node)
+    ingest.put_record()
+    keys = [f"{SYNOP}/burst-{i:04d}.bufr4" for i in range(150)]
+    for key in keys:
+        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    agent = AgentProcess(node, ingest)
+    try:
+        deadline = time.monotonic() + 30
+        while len(reader.received) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        agent.kill()  # in the middle of the burst
+        announced_before = len(reader.received)
+        assert 0 < announced_before < len(keys) + 1
+        agent = AgentProcess(node, ingest)
+        ids = count_data_ids(reader, len(keys))
+        assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
+    finally:
+        reader.close()
+        agent.stop()
+
+
+def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
+    reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
+    ingest.put_record()
+    reader.wait_for(1, timeout=30)
+    reader.close()
+    node.stop_broker()
+    keys = [f"{SYNOP}/while-down-{i:03d}.bufr4" for i in range(30)]
+    for key in keys:
+        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    time.sleep(3)  # the agent finds no broker and leaves the events queued
+    assert agent.running
+    node.start_broker()
+    reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
+    try:
+        ids = count_data_ids(reader, len(keys))
+        assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
+    finally:
+        reader.close()
