@@ -102,6 +102,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = "i-0123456789abcdef0"
         elif args.typ == "aws:ebs/volume:Volume":
             resource_id = "vol-0123456789abcdef0"
+        elif args.typ == "aws:s3/bucket:Bucket":
+            resource_id = args.inputs["bucket"]
+            outputs["arn"] = f"arn:aws:s3:::{resource_id}"
+        elif args.typ == "aws:sqs/queue:Queue":
+            outputs.update(arn=f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{args.inputs['name']}",
+                           url=f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{args.inputs['name']}")
+        elif args.typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
+            kind = args.typ.rsplit(":", 1)[1].lower()
+            outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind}/{args.name}"
         elif args.typ == "aws:route53/record:Record":
             outputs["fqdn"] = args.inputs["name"]
         elif args.typ == "tls:index/privateKey:PrivateKey":

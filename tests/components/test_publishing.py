@@ -1,0 +1,127 @@
+"""The publishing component as the program declares it, and the repository's metadata at preview."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+
+import pulumi
+import pytest
+
+from tests.pulumi_harness import ACCOUNT, Deployment, run_program
+from wis2node import metadata as metadata_module
+from wis2node.metadata import metadata_dir
+from wis2node.payload import PACKAGE_KEY, node_package
+from wis2node.stackfile import StackFile, find_stack
+
+
+def policy_of(resource) -> dict:
+    return json.loads(resource.inputs["policy"])
+
+
+def test_bucket_is_private_encrypted_and_expires_data(stack_file: StackFile, deployment: Deployment):
+    bucket = deployment.one("aws:s3/bucket:Bucket").inputs
+    assert bucket["bucket"] == f"{stack_file.stack}-wis2-ingest-{ACCOUNT}"
+    block = deployment.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                          "restrictPublicBuckets"))
+    encryption = deployment.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    rule = deployment.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"][0]
+    assert rule["filter"]["prefix"] == "data/" and rule["status"] == "Enabled"
+    assert rule["expiration"]["days"] == stack_file.settings().retention_days
+    deny = policy_of(deployment.one("aws:s3/bucketPolicy:BucketPolicy"))["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_bucket_events_feed_a_queue_with_a_dead_letter_queue(stack_file: StackFile, deployment: Deployment):
+    queues = {q.inputs["name"]: q.inputs for q in deployment.of_type("aws:sqs/queue:Queue")}
+    settings = stack_file.settings()
+    main, failed = queues[settings.ingest_queue], queues[settings.dead_letter_queue]
+    assert main["sqsManagedSseEnabled"] is True and failed["sqsManagedSseEnabled"] is True
+    assert json.loads(main["redrivePolicy"])["maxReceiveCount"] == 5
+    notification = deployment.one("aws:s3/bucketNotification:BucketNotification").inputs
+    assert {q["filterPrefix"] for q in notification["queues"]} == {"data/", "metadata/"}
+    assert all(q["events"] == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"] for q in notification["queues"])
+    statement = policy_of(deployment.one("aws:sqs/queuePolicy:QueuePolicy"))["Statement"][0]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+
+
+def test_uploaders_may_only_put_data(deployment: Deployment):
+    statements = policy_of(deployment.one("aws:iam/policy:Policy"))["Statement"]
+    assert [(s["Action"], s["Resource"].rsplit(":::", 1)[1]) for s in statements] == [
+        ("s3:PutObject", f"{deployment.one('aws:s3/bucket:Bucket').inputs['bucket']}/data/*")]
+
+
+def test_the_node_may_only_read_the_bucket_and_use_its_queues(deployment: Deployment):
+    statements = {s["Sid"]: s for s in policy_of(deployment.named("ingest-node"))["Statement"]}
+    assert statements["ReadIngest"]["Action"] == ["s3:GetObject", "s3:ListBucket"]
+    assert set(statements["ConsumeEvents"]["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                        "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+    assert statements["ParkFailures"]["Action"] == ["sqs:SendMessage"]
+    assert not [s for s in statements.values() if s["Resource"] == "*"]
+
+
+def test_optional_uploader_role_trusts_only_the_listed_principals(stack_file: StackFile):
+    principal = "arn:aws:iam::210987654321:role/message-switch"
+    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:uploaderPrincipals": [principal]})
+    role = deployment.named("ingest-uploader-role").inputs
+    assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"AWS": [principal]}
+    assert deployment.outputs["uploader_role_arn"]
+    assert deployment.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_repository_metadata_and_the_node_package_are_uploaded(stack_file: StackFile, deployment: Deployment):
+    objects = {o.inputs["key"]: o.inputs for o in deployment.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    for record in metadata_dir(stack_file.stack).glob("*.json"):
+        uploaded = objects[f"metadata/{record.name}"]
+        assert base64.b64decode(uploaded["contentBase64"]) == record.read_bytes()
+        assert uploaded["metadata"] == {"metadata-id": json.loads(record.read_text())["id"]}
+    package = objects[PACKAGE_KEY]
+    assert base64.b64decode(package["contentBase64"]) == node_package().archive
+    assert deployment.outputs["upload_example"].startswith("aws s3 cp A_ISMD01LFPW.bufr4 s3://")
+
+
+def test_node_package_is_deterministic_and_complete():
+    first, second = node_package(), node_package()
+    assert first.archive == second.archive
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(first.archive)).namelist()
+    assert "requirements-node.txt" in names and "wis2node/agent.py" in names
+    assert not [n for n in names if "__pycache__" in n]
+
+
+@pytest.fixture
+def stack_with_metadata(tmp_path, monkeypatch):
+    """A copy of the test stack's metadata folder that a test may break."""
+    stack = find_stack("aq-examplemet-test")
+    folder = tmp_path / stack.stack / "metadata"
+    shutil.copytree(metadata_dir(stack.stack), folder)
+    monkeypatch.setattr(metadata_module, "STACKS", tmp_path)
+    monkeypatch.setattr(metadata_module, "metadata_dir", lambda name, stacks=tmp_path: stacks / name / "metadata")
+    return stack, folder
+
+
+def test_invalid_record_fails_evaluation_naming_file_and_rule(stack_with_metadata):
+    stack, folder = stack_with_metadata
+    record_path = next(folder.glob("*.json"))
+    record = json.loads(record_path.read_text())
+    del record["properties"]["title"]
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program(stack.stack, stack.config)
+    message = str(refused.value)
+    assert record_path.name in message and "conf/core" in message, message
+
+
+def test_record_of_another_centre_is_refused(stack_with_metadata):
+    stack, folder = stack_with_metadata
+    record_path = next(folder.glob("*.json"))
+    record_path.write_text(record_path.read_text().replace("aq-examplemet-test", "fr-meteofrance"))
+    with pytest.raises(pulumi.RunError, match="must start with urn:wmo:md:aq-examplemet-test:"):
+        run_program(stack.stack, stack.config)

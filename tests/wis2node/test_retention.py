@@ -1,0 +1,36 @@
+"""Local retention: files past the stack's retention leave the data volume, nothing else does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from wis2node.stackfile import ROOT
+
+
+def test_files_past_retention_are_removed(tmp_path):
+    public = tmp_path / "public"
+    now = time.time()
+    files = {
+        "data/core/weather/a/old.bufr4": now - 8 * 86400,
+        "data/core/weather/a/recent.bufr4": now - 6 * 86400,
+        "data/core/weather/b/old-too.bufr4": now - 30 * 86400,
+        "metadata/old-record.json": now - 400 * 86400,
+    }
+    for relative, mtime in files.items():
+        path = public / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (mtime, mtime))
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps({"publishing": {"public_dir": str(public), "retention_days": 7}}))
+    run = subprocess.run([sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    remaining = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file())
+    assert remaining == ["data/core/weather/a/recent.bufr4", "metadata/old-record.json"]
+    assert not (public / "data/core/weather/b").exists(), "emptied directories go too"
+    assert "removed 2 files" in run.stderr
