@@ -171,7 +171,7 @@ class Agent:
         except Rejected as err:
             raise Rejected(f"{key}: {err}") from None
         rel = self.state.rel_for(event_id, key, deleted)
-        data_id = f"{self.centre_id}/{metadata_id}" if is_metadata else f"{self.centre_id}/{key}"
+        data_id = f"{self.centre_id}/metadata/{metadata_id}" if is_metadata else f"{self.centre_id}/{key}"
         message = build_notification(
             data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=media_type, rel=rel,
             metadata_id=None if is_metadata else metadata_id, **when)

@@ -1,8 +1,11 @@
-"""The demo: a local node, a Global Broker's subscription, a publication and a download."""
+"""The demo: a file goes in through the ingest bucket and comes out as a notification and a download.
+
+Everything runs on this machine: moto stands in for S3, SQS and SSM; the agent, mosquitto and
+nginx run from the stack's rendered files.
+"""
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import queue
@@ -14,9 +17,11 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.local import LocalNode
-from wis2node.notification import build_notification, verify_integrity
+from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home
+from wis2node.metadata import metadata_dir
+from wis2node.notification import verify_integrity
 from wis2node.settings import NodeSettings
 
 SAMPLE_TOPIC = "data/core/weather/surface-based-observations/synop"
@@ -51,47 +56,61 @@ def _download(node: LocalNode, href: str) -> bytes:
 
 def run(settings: NodeSettings) -> int:
     say = lambda text: print(f"  {text}")  # noqa: E731
-    with tempfile.TemporaryDirectory(prefix="wis2-demo-") as workdir, LocalNode(settings, Path(workdir)) as node:
-        print(f"1. local node for {settings.centre_id}: mosquitto and nginx from the rendered files")
-        say(f"MQTTS 127.0.0.1:{node.ports.mqtts}   HTTPS 127.0.0.1:{node.ports.https}   (self-signed CA)")
+    record_path = next(metadata_dir(settings.stack).glob("*.json"), None)
+    if record_path is None:
+        raise SystemExit(f"the demo needs a discovery metadata record in {metadata_dir(settings.stack)}")
+    with tempfile.TemporaryDirectory(prefix="wis2-demo-") as workdir, moto_server(settings.region) as aws:
+        workdir = Path(workdir)
+        home = validator_home(workdir / "validators")
+        ingest = LocalIngest(aws, settings)
+        with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
+            ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
+                                     Value=node.publisher_password)
+            agent = AgentProcess(node.path("/etc/wis2/node.json"), aws, workdir / "agent.log", home=home)
+            try:
+                return _walk_through(settings, node, ingest, record_path, say)
+            finally:
+                agent.stop()
+                print("7. stopping the agent, mosquitto and nginx")
 
-        messages: queue.Queue = queue.Queue()
-        subscriber = _client(node, READ_ONLY_USER, READ_ONLY_PASSWORD)
-        subscriber.on_message = lambda c, u, message: messages.put(message)
-        subscribed = queue.Queue()
-        subscriber.on_subscribe = lambda *a: subscribed.put(True)
-        subscriber.connect("127.0.0.1", node.ports.mqtts)
-        subscriber.loop_start()
-        branch = f"origin/a/wis2/{settings.centre_id}/#"
-        subscriber.subscribe(branch, qos=1)
-        subscribed.get(timeout=10)
-        print(f"2. a Global Broker subscribes as {READ_ONLY_USER}/{READ_ONLY_PASSWORD} over MQTTS to {branch}")
 
-        target = node.public_dir / SAMPLE_TOPIC / SAMPLE_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(SAMPLE)
-        href = f"https://{settings.fqdn}/{SAMPLE_TOPIC}/{SAMPLE_NAME}"
-        notification = build_notification(
-            data_id=f"{settings.centre_id}/{SAMPLE_TOPIC}/{SAMPLE_NAME}", href=href, content=SAMPLE,
-            media_type="application/bufr", observed=datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc))
-        topic = f"origin/a/wis2/{settings.centre_id}/{SAMPLE_TOPIC}"
-        publisher = _client(node, PUBLISHER_USER, node.publisher_password)
-        publisher.connect("127.0.0.1", node.ports.mqtts)
-        publisher.loop_start()
-        publisher.publish(topic, json.dumps(notification), qos=1).wait_for_publish(10)
-        print(f"3. the publisher announces {SAMPLE_NAME} ({len(SAMPLE)} bytes) on {topic}")
+def _walk_through(settings, node, ingest, record_path, say) -> int:
+    print(f"1. local node for {settings.centre_id}: mosquitto and nginx from the rendered files, the agent,")
+    say("and moto standing in for the ingest bucket and its queues")
+    say(f"MQTTS 127.0.0.1:{node.ports.mqtts}   HTTPS 127.0.0.1:{node.ports.https}   (self-signed CA)")
 
-        received = messages.get(timeout=10)
+    messages: queue.Queue = queue.Queue()
+    subscriber = _client(node, READ_ONLY_USER, READ_ONLY_PASSWORD)
+    subscriber.on_message = lambda c, u, message: messages.put(message)
+    subscribed = queue.Queue()
+    subscriber.on_subscribe = lambda *a: subscribed.put(True)
+    subscriber.connect("127.0.0.1", node.ports.mqtts)
+    subscriber.loop_start()
+    branch = f"origin/a/wis2/{settings.centre_id}/#"
+    subscriber.subscribe(branch, qos=1)
+    subscribed.get(timeout=10)
+    print(f"2. a Global Broker subscribes as {READ_ONLY_USER}/{READ_ONLY_PASSWORD} over MQTTS to {branch}")
+
+    record_id = ingest.put_record(record_path)
+    key = f"{SAMPLE_TOPIC}/{SAMPLE_NAME}"
+    ingest.put(key, SAMPLE, **{"metadata-id": record_id, "datetime": "2026-11-24T00:00:00Z"})
+    print(f"3. the centre uploads the dataset's record and {SAMPLE_NAME} ({len(SAMPLE)} bytes):")
+    say(f"s3://{ingest.bucket}/metadata/{record_path.name}")
+    say(f"s3://{ingest.bucket}/{key}")
+
+    intact = True
+    for step in ("discovery metadata", "data"):
+        received = messages.get(timeout=30)
         message = json.loads(received.payload)
         link = next(link for link in message["links"] if link["rel"] == "canonical")
-        print(f"4. the subscriber receives notification {message['id']} on {received.topic}")
-        say(f"canonical link {link['href']}")
-
+        print(f"4. notification for the {step}: {message['properties']['data_id']}")
+        say(f"topic {received.topic}")
+        say(f"link  {link['href']}")
         body = _download(node, link["href"])
-        intact = verify_integrity(message, body)
-        print(f"5. download over HTTPS: {len(body)} bytes, sha512 {'matches' if intact else 'DOES NOT MATCH'}")
-        for client in (publisher, subscriber):
-            client.disconnect()
-            client.loop_stop()
-        print("6. stopping the local node")
+        ok = verify_integrity(message, body)
+        intact = intact and ok
+        print(f"5. download over HTTPS: {len(body)} bytes, sha512 {'matches' if ok else 'DOES NOT MATCH'}")
+    subscriber.disconnect()
+    subscriber.loop_stop()
+    print(f"6. {'every' if intact else 'NOT every'} download matches its notification")
     return 0 if intact else 1

@@ -6,24 +6,20 @@ import base64
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from pywis_pubsub.verification import data_verified
 
-from tests.aws import client, moto_server, run_environment
-from tests.pulumi_harness import ACCOUNT
 from tests.wis2node.mqtt_clients import V311, Client
 from tests.wmo import ets_validate
 from wis2node.local import LocalNode
+from wis2node.localcloud import AgentProcess, LocalIngest, moto_server
 from wis2node.metadata import metadata_dir
-from wis2node.stackfile import ROOT, find_stack
+from wis2node.stackfile import find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
@@ -33,82 +29,27 @@ RECORD = next(metadata_dir(SETTINGS.stack).glob("*.json"))
 RECORD_ID = json.loads(RECORD.read_text())["id"]
 
 
-class Ingest:
-    """The cloud side of publishing, in moto: the bucket, its event queue and dead-letter queue."""
-
-    def __init__(self, environment: dict[str, str]):
-        self.environment = environment
-        self.s3, self.sqs = client("s3", environment), client("sqs", environment)
-        self.bucket = SETTINGS.ingest_bucket(ACCOUNT)
-        self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": SETTINGS.region})
-        self.dead_letter_url = self.sqs.create_queue(QueueName=SETTINGS.dead_letter_queue)["QueueUrl"]
-        self.queue_url = self.sqs.create_queue(QueueName=SETTINGS.ingest_queue,
-                                               Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
-                for prefix in ("data/", "metadata/")]})
-
-    def put(self, key: str, body: bytes, **metadata: str) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
-
-    def put_record(self) -> None:
-        """What Pulumi does with the stack's metadata folder."""
-        self.put(f"metadata/{RECORD.name}", RECORD.read_bytes(), **{"metadata-id": RECORD_ID})
-
-    def parked(self, expected: int, timeout: float = 20) -> list[dict]:
-        found: list[dict] = []
-        deadline = time.monotonic() + timeout
-        while len(found) < expected and time.monotonic() < deadline:
-            found += self.sqs.receive_message(QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                              MessageAttributeNames=["All"]).get("Messages", [])
-        return found
-
-
 @pytest.fixture
 def ingest():
     with moto_server(SETTINGS.region) as environment:
-        yield Ingest(environment)
+        yield LocalIngest(environment, SETTINGS)
 
 
 @pytest.fixture
 def node(tmp_path, ingest):
     with LocalNode(SETTINGS, tmp_path / "node", bucket=ingest.bucket) as running:
-        client("ssm", ingest.environment).put_parameter(
-            Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString", Value=running.publisher_password)
+        ingest.ssm.put_parameter(Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString",
+                                 Value=running.publisher_password)
         yield running
 
 
-class AgentProcess:
-    """`python -m wis2node agent`, as the VM's systemd unit runs it (but against moto)."""
-
-    def __init__(self, node: LocalNode, ingest: Ingest, config: Path | None = None):
-        self.log = (node.workdir / "agent.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wis2node", "agent", str(config or node.path("/etc/wis2/node.json"))],
-            cwd=ROOT, env=run_environment(ingest.environment), stdout=self.log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-        assert self.process.returncode in (0, -signal.SIGKILL, -signal.SIGTERM)
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
+def start_agent(node: LocalNode, ingest: LocalIngest, config: Path | None = None) -> AgentProcess:
+    return AgentProcess(config or node.path("/etc/wis2/node.json"), ingest.environment, node.workdir / "agent.log")
 
 
 @pytest.fixture
 def agent(node, ingest):
-    process = AgentProcess(node, ingest)
+    process = start_agent(node, ingest)
     yield process
     process.stop()
 
@@ -155,7 +96,7 @@ FILES = {
 def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp_path):
     reader = subscriber(node, persistent=False)
     try:
-        ingest.put_record()
+        ingest.put_record(RECORD)
         for key, (body, metadata) in FILES.items():
             ingest.put(key, body, **metadata)
         received = messages(reader) if reader.wait_for(len(FILES) + 1, timeout=30) else []
@@ -193,7 +134,7 @@ def test_a_new_version_is_an_update_and_a_removal_a_deletion(node, ingest, agent
     key = f"{SYNOP}/A_SMAQ01EXMP241400.bufr4"
     reader = subscriber(node)
     try:
-        ingest.put_record()
+        ingest.put_record(RECORD)
         ingest.put(key, b"first", **{"metadata-id": RECORD_ID})
         reader.wait_for(2, timeout=30)
         ingest.put(key, b"second version", **{"metadata-id": RECORD_ID})
@@ -214,10 +155,10 @@ def test_bad_input_is_parked_with_its_reason_and_nothing_is_published(node, inge
     config["publishing"]["max_file_bytes"] = 10_000
     small = tmp_path / "node-small-limit.json"
     small.write_text(json.dumps(config))
-    agent = AgentProcess(node, ingest, small)
+    agent = start_agent(node, ingest, small)
     reader = subscriber(node)
     try:
-        ingest.put_record()
+        ingest.put_record(RECORD)
         reader.wait_for(1, timeout=30)
         long_id = "urn:wmo:md:" + "x" * 1900
         bad = {
@@ -259,11 +200,11 @@ def count_data_ids(reader: Client, expected: int, timeout: float = 60) -> set[st
 
 def test_killed_agent_loses_nothing(node, ingest):
     reader = subscriber(node)
-    ingest.put_record()
+    ingest.put_record(RECORD)
     keys = [f"{SYNOP}/burst-{i:04d}.bufr4" for i in range(150)]
     for key in keys:
         ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
-    agent = AgentProcess(node, ingest)
+    agent = start_agent(node, ingest)
     try:
         deadline = time.monotonic() + 30
         while len(reader.received) < 20 and time.monotonic() < deadline:
@@ -271,7 +212,7 @@ def test_killed_agent_loses_nothing(node, ingest):
         agent.kill()  # in the middle of the burst
         announced_before = len(reader.received)
         assert 0 < announced_before < len(keys) + 1
-        agent = AgentProcess(node, ingest)
+        agent = start_agent(node, ingest)
         ids = count_data_ids(reader, len(keys))
         assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
     finally:
@@ -281,7 +222,7 @@ def test_killed_agent_loses_nothing(node, ingest):
 
 def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
     reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
-    ingest.put_record()
+    ingest.put_record(RECORD)
     reader.wait_for(1, timeout=30)
     reader.close()
     node.stop_broker()

@@ -16,7 +16,9 @@ def test_demo_publishes_receives_and_downloads():
     run = subprocess.run([sys.executable, "-m", "wis2node", "demo"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "sha512 matches" in run.stdout and "receives notification" in run.stdout
+    assert run.stdout.count("sha512 matches") == 2, run.stdout  # the dataset's record, then the file
+    assert "notification for the discovery metadata" in run.stdout and "notification for the data" in run.stdout
+    assert "every download matches its notification" in run.stdout
 
 
 def test_local_node_runs_until_interrupted_then_stops_both_daemons(tmp_path):

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.aws import client, moto_server, run_environment
+from wis2node.localcloud import client, moto_server, run_environment
 from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, free_port, write_certificate
@@ -98,7 +98,7 @@ def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
     config["tls"].update(mode="self-signed", key_parameter=SETTINGS.parameter_name("tls-private-key"))
     config_path.write_text(json.dumps(config))
     node.path("/etc/wis2/certificate.pem").write_text(certificate_pem)
-    with moto_server() as aws:
+    with moto_server(SETTINGS.region) as aws:
         client("ssm", aws).put_parameter(Name=config["tls"]["key_parameter"], Type="SecureString", Value=key_pem)
         run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
                              capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
@@ -117,7 +117,7 @@ def test_missing_key_parameter_keeps_the_current_certificate(node):
     config_path.write_text(json.dumps(config))
     node.path("/etc/wis2/certificate.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     before = served_certificate(node.ports.mqtts)
-    with moto_server() as aws:
+    with moto_server(SETTINGS.region) as aws:
         run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
                              capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
     assert run.returncode == 75 and "cannot read the key" in run.stderr
@@ -126,7 +126,7 @@ def test_missing_key_parameter_keeps_the_current_certificate(node):
 
 def test_publisher_password_is_generated_once_into_ssm_and_works(node):
     name = SETTINGS.parameter_name("publisher-password")
-    with moto_server() as aws:
+    with moto_server(SETTINGS.region) as aws:
         ssm = client("ssm", aws)
         for _ in range(2):  # a second boot (or a replacement instance) keeps the same password
             run = subprocess.run([*WIS2NODE, "publisher-credential", node_config(node)],
