@@ -14,12 +14,14 @@ same data_id).
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import logging
 import mimetypes
 import os
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -53,9 +55,13 @@ class State:
     """What the node has announced, on the data volume, so restarts keep update/deletion right."""
 
     def __init__(self, path: Path):
+        self.lock = threading.RLock()  # the agent's workers share one connection
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL without a sync per statement: a crash may forget the last few rows, and then a
+        # redelivered event is announced again with the same data_id, which WIS2 tolerates.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
@@ -64,6 +70,10 @@ class State:
 
     def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
         """The same event always gets the same rel, even when it is redelivered."""
+        with self.lock:
+            return self._rel_for(event_id, key, deleted)
+
+    def _rel_for(self, event_id: str, key: str, deleted: bool) -> str:
         row = self.db.execute("SELECT rel FROM events WHERE event_id = ?", (event_id,)).fetchone()
         if row:
             return row[0]
@@ -76,6 +86,10 @@ class State:
         return rel
 
     def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
+        with self.lock:
+            self._published(key, deleted, metadata_id)
+
+    def _published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
         self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
         if metadata_id and not deleted:
             self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
@@ -83,7 +97,8 @@ class State:
             self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
 
     def metadata_published(self, metadata_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM metadata WHERE id = ?", (metadata_id,)).fetchone() is not None
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM metadata WHERE id = ?", (metadata_id,)).fetchone() is not None
 
 
 class Agent:
@@ -107,13 +122,23 @@ class Agent:
         self.stopping = threading.Event()
         self._topics = _topic_validator(self.centre_id)
         self._mqtt = None
+        self._pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="fetch")
+        self._connecting = threading.Lock()
         self._acked: dict[int, int] = {}
         self._ack = threading.Condition()
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, workers: int = 6) -> None:
+        """Poll with a few workers at once: each waits on the queue, S3 and the broker in turn."""
         LOG.info("agent for %s: bucket %s, queue %s", self.centre_id, self.bucket, self.queue_url)
+        threads = [threading.Thread(target=self._work, name=f"worker-{n}", daemon=True) for n in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _work(self) -> None:
         while not self.stopping.is_set():
             try:
                 self.poll_once(wait_seconds=1)
@@ -121,19 +146,37 @@ class Agent:
                 LOG.warning("broker unavailable (%s); events stay queued, retrying", err)
                 self._disconnect()
                 self.stopping.wait(1)
+            except Exception:  # an AWS hiccup: log it, keep going; the events come back
+                LOG.exception("unexpected error; events stay queued, retrying")
+                self.stopping.wait(1)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """Receive up to 10 events and handle them; returns how many messages were settled."""
         messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                             WaitTimeSeconds=wait_seconds).get("Messages", [])
-        settled = 0
-        for message in messages:
-            self.handle_message(message)  # BrokerUnavailable leaves this and later messages queued
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            settled += 1
-        return settled
+        prefetched = self._prefetch(messages)
+        settled = []
+        try:
+            for message in messages:
+                self.handle_message(message, prefetched)  # BrokerUnavailable leaves the rest queued
+                settled.append(message)
+        finally:
+            if settled:  # only what the broker acknowledged (or what was parked) leaves the queue
+                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(settled)])
+        return len(settled)
 
-    def handle_message(self, message: dict) -> list[Outcome]:
+    def _prefetch(self, messages: list[dict]) -> dict[str, Future]:
+        """Start reading the batch's new objects at once: S3 answers many requests in parallel."""
+        prefetched: dict[str, Future] = {}
+        for message in messages:
+            for record in json.loads(message["Body"]).get("Records", []):
+                key = unquote_plus(record["s3"]["object"]["key"])
+                if record["eventName"].startswith("ObjectCreated") and key not in prefetched:
+                    prefetched[key] = self._pool.submit(self._fetch, key)
+        return prefetched
+
+    def handle_message(self, message: dict, prefetched: Optional[dict[str, Future]] = None) -> list[Outcome]:
         body = json.loads(message["Body"])
         if body.get("Event") == "s3:TestEvent":
             return []
@@ -141,14 +184,14 @@ class Agent:
         for index, record in enumerate(body.get("Records", [])):
             event_id = f"{message['MessageId']}/{index}"
             try:
-                outcomes.append(self.handle_record(record, event_id))
+                outcomes.append(self.handle_record(record, event_id, prefetched or {}))
             except Rejected as err:
                 self._park(record, str(err))
         return outcomes
 
     # -- one event -----------------------------------------------------------------------------
 
-    def handle_record(self, record: dict, event_id: str) -> Outcome:
+    def handle_record(self, record: dict, event_id: str, prefetched: Optional[dict[str, Future]] = None) -> Outcome:
         key = unquote_plus(record["s3"]["object"]["key"])
         deleted = record["eventName"].startswith("ObjectRemoved")
         is_metadata = key.startswith("metadata/")
@@ -161,7 +204,8 @@ class Agent:
                 raise Rejected(f"{key}: deleted, but the node never published it")
             content, attributes, media_type = target.read_bytes(), {}, _media_type(key, None)
         else:
-            content, attributes, media_type = self._fetch(key)
+            pending = (prefetched or {}).pop(key, None)
+            content, attributes, media_type = pending.result() if pending else self._fetch(key)
         if is_metadata:
             metadata_id = _record_id(key, content) if not deleted else self._metadata_id_of(key)
         else:
@@ -241,7 +285,8 @@ class Agent:
                        "metadata/; publish the dataset's record first")
 
     def _metadata_id_of(self, key: str) -> Optional[str]:
-        row = self.state.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()
+        with self.state.lock:
+            row = self.state.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def _validate(self, key: str, message: dict) -> None:
@@ -272,6 +317,10 @@ class Agent:
             raise Rejected(f"{topic}: the broker refused the publication (reason code {reason})")
 
     def _client(self):
+        with self._connecting:  # one connection, shared by the workers
+            return self._connect()
+
+    def _connect(self):
         import paho.mqtt.client as mqtt
 
         if self._mqtt is not None and self._mqtt.is_connected():
@@ -316,11 +365,19 @@ class Agent:
                               MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
 
     def _publisher_password(self, session) -> str:
+        """Read once at start: the SSM client (and its service model) is not kept around."""
         name = self.config["broker"]["password_parameter"]
-        return session.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        ssm = session.client("ssm")
+        try:
+            return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        finally:
+            ssm.close()
+            del ssm
+            gc.collect()
 
     def close(self) -> None:
         self.stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._disconnect()
 
 

@@ -1,0 +1,150 @@
+"""A burst of small files through the agent: files per second, upload-to-notification latency.
+
+1,000 small files are uploaded to the ingest bucket (moto in server mode) as fast as one
+uploader can, while the real agent turns them into notifications on the local node. A subscriber
+(everyone, over MQTTS) timestamps each one. The baseline, measured in the same run on the same
+moto, is the event round trip alone: the same uploads consumed by a loop that only receives and
+deletes the queue messages, the ceiling any agent could reach here.
+
+    venv/bin/python bench/agent_burst.py [--files 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wis2node.local import LocalNode  # noqa: E402
+from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home  # noqa: E402
+from wis2node.metadata import metadata_dir  # noqa: E402
+from wis2node.stackfile import find_stack  # noqa: E402
+
+TOPIC = "data/core/weather/surface-based-observations/synop"
+
+
+def upload(ingest: LocalIngest, keys: list[str], record_id: str, threads: int = 8) -> dict[str, float]:
+    """Put every file as fast as the uploader can (a few connections at once); when each was stored."""
+    sent = {}
+
+    def put(key: str) -> None:
+        ingest.put(key, key.encode() * 8, **{"metadata-id": record_id})
+        sent[key] = time.perf_counter()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(put, keys))
+    return sent
+
+
+def baseline(ingest: LocalIngest, files: int, record_id: str) -> float:
+    """Files per second when a consumer only receives the events and deletes them in batches."""
+    keys = [f"{TOPIC}/baseline-{i:05d}.bufr4" for i in range(files)]
+    done = threading.Event()
+    seen = [0]
+    lock = threading.Lock()
+    start = time.perf_counter()
+
+    def consume():
+        while seen[0] < files and time.perf_counter() - start < 300:
+            batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=1).get("Messages", [])
+            if batch:
+                ingest.sqs.delete_message_batch(QueueUrl=ingest.queue_url, Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+            with lock:
+                seen[0] += sum("Records" in json.loads(m["Body"]) for m in batch)
+        done.set()
+
+    start = time.perf_counter()
+    for _ in range(6):  # as many pollers as the agent has workers
+        threading.Thread(target=consume, daemon=True).start()
+    upload(ingest, keys, record_id)
+    done.wait(300)
+    return seen[0] / (time.perf_counter() - start)
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    args = parser.parse_args()
+    settings = find_stack("aq-examplemet-test").settings()
+    record = next(metadata_dir(settings.stack).glob("*.json"))
+    with tempfile.TemporaryDirectory() as workdir, moto_server(settings.region) as aws:
+        workdir = Path(workdir)
+        home = validator_home(workdir / "validators")
+        ingest = LocalIngest(aws, settings, visibility_timeout=30)
+        record_id = json.loads(record.read_text())["id"]
+        base_rate = baseline(ingest, args.files, record_id)
+
+        with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
+            ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
+                                     Value=node.publisher_password)
+            received: dict[str, float] = {}
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            client.username_pw_set("everyone", "everyone")
+            context = ssl.create_default_context(cafile=str(node.ca_file))
+            context.check_hostname = False
+            client.tls_set_context(context)
+
+            def on_message(c, u, message):
+                href = next(l["href"] for l in json.loads(message.payload)["links"])
+                received[href.split("/", 3)[3]] = time.perf_counter()
+
+            client.on_message = on_message
+            client.connect("127.0.0.1", node.ports.mqtts)
+            client.loop_start()
+            client.subscribe(f"origin/a/wis2/{settings.centre_id}/#", qos=1)
+            ingest.put_record(record)
+            agent = AgentProcess(node.path("/etc/wis2/node.json"), aws, workdir / "agent.log", home=home)
+            deadline = time.monotonic() + 60
+            while f"metadata/{record.name}" not in received and time.monotonic() < deadline:
+                time.sleep(0.05)  # the agent is up and the dataset announced
+
+            keys = [f"{TOPIC}/burst-{i:05d}.bufr4" for i in range(args.files)]
+            start = time.perf_counter()
+            sent = upload(ingest, keys, record_id)
+            wait_for(received, keys)
+            live_rate = sum(key in received for key in keys) / (max(received.get(k, start) for k in keys) - start)
+            latencies = sorted(received[key] - sent[key] for key in keys if key in received)
+            live_announced = sum(key in received for key in keys)
+            memory = resident_mib(agent.process.pid)
+            agent.stop()
+            client.loop_stop()
+
+    print(f"{args.files} files of {len(keys[0]) * 8} bytes, uploaded by 8 threads as fast as they can")
+    print(f"baseline (events only: receive + delete):  {base_rate:8.1f} files/s")
+    print(f"agent (fetch, write, validate, publish):   {live_rate:8.1f} files/s  (target >= 100), "
+          f"{live_announced} of {len(keys)} announced")
+    print(f"ratio agent / baseline:                    {live_rate / base_rate:8.2f}")
+    print(f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+          f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)")
+    print(f"agent resident memory after the burst: {memory:.1f} MiB  (target < 100 MiB)")
+    return 0
+
+
+def wait_for(received: dict[str, float], keys: list[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(key in received for key in keys) < len(keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
