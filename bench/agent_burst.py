@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import ssl
 import statistics
 import sys
@@ -74,6 +75,11 @@ def baseline(ingest: LocalIngest, files: int, record_id: str) -> float:
     return seen[0] / (time.perf_counter() - start)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def resident_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -120,12 +126,17 @@ def main() -> int:
 
             keys = [f"{TOPIC}/burst-{i:05d}.bufr4" for i in range(args.files)]
             start = time.perf_counter()
+            agent_cpu = cpu_seconds(agent.process.pid)
             sent = upload(ingest, keys, record_id)
             wait_for(received, keys)
+            agent_cpu = cpu_seconds(agent.process.pid) - agent_cpu
+            elapsed = time.perf_counter() - start
             live_rate = sum(key in received for key in keys) / (max(received.get(k, start) for k in keys) - start)
             latencies = sorted(received[key] - sent[key] for key in keys if key in received)
             live_announced = sum(key in received for key in keys)
             memory = resident_mib(agent.process.pid)
+            problems = [line for line in (workdir / "agent.log").read_text().splitlines()
+                        if line.startswith(("WARNING", "ERROR"))]
             agent.stop()
             client.loop_stop()
 
@@ -137,6 +148,10 @@ def main() -> int:
     print(f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)")
     print(f"agent resident memory after the burst: {memory:.1f} MiB  (target < 100 MiB)")
+    print(f"agent warnings and errors: {len(problems)}", *problems[:5], sep="\n  ")
+    print(f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
+          f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
+          "moto, the uploader, mosquitto and the subscriber)")
     return 0
 
 
