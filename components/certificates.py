@@ -2,7 +2,8 @@
 
 With Let's Encrypt the VM makes its own key and certificate (certbot), so nothing is declared.
 The private key reaches the VM only through SSM Parameter Store (SecureString); Pulumi keeps it
-as a secret in its state. Certificates are public and travel in the user data.
+as a secret in its state. The certificate (public) goes there too, as a plain String, so that a
+long CA chain never pushes the user data over EC2's limit.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Certificates(pulumi.ComponentResource):
         self.self_signed: Optional[tls.SelfSignedCert] = None
         self.signing_request: Optional[tls.CertRequest] = None
         self.key_parameter: Optional[aws.ssm.Parameter] = None
+        self.certificate_parameter: Optional[aws.ssm.Parameter] = None
         # The certificate the VM installs; None when certbot makes it on the VM.
         self.certificate_pem: Optional[pulumi.Output[str]] = None
         self.csr_pem: Optional[pulumi.Output[str]] = None
@@ -76,6 +78,18 @@ class Certificates(pulumi.ComponentResource):
             # Known only once the key exists: then the stack must carry the CA's certificate for it.
             self.certificate_pem = self.private_key.public_key_pem.apply(
                 lambda public_key: _provided_certificate(settings, public_key))
+        if self.certificate_pem is not None:
+            self.certificate_parameter = aws.ssm.Parameter(
+                f"{name}-certificate-parameter",
+                name=settings.parameter_name("tls-certificate"),
+                description=f"WIS2 Node {settings.fqdn}: TLS certificate and chain (public)",
+                type="String",
+                tier="Intelligent-Tiering",  # a long chain needs more than a standard parameter's 4 KB
+                # Public by nature; pulumi would keep it secret only because it derives from the key.
+                value=pulumi.Output.unsecret(self.certificate_pem),
+                tags=settings.resource_tags,
+                opts=child,
+            )
         self.register_outputs({"csr_pem": self.csr_pem})
 
 

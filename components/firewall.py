@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from wis2node.settings import NodeSettings
+from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 # What the host itself must reach: packages (Ubuntu's archive is served over HTTP, signed with
 # apt's keys), AWS APIs and Let's Encrypt over HTTPS. Amazon's DNS resolver and Time Sync service
@@ -22,6 +22,8 @@ EGRESS = (
 class FirewallArgs:
     settings: NodeSettings
     vpc_id: str
+    # Route53 health checkers (AWS-managed prefix list): let in on the two WIS2 ports only.
+    health_checkers_prefix_list_id: str
 
 
 class Firewall(pulumi.ComponentResource):
@@ -56,6 +58,20 @@ class Firewall(pulumi.ComponentResource):
                 opts=child,
             )
             for rule in settings.ingress_rules()
+        ]
+        self.health_check_rules = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-in-{label}-route53-health-checkers",
+                security_group_id=self.security_group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                prefix_list_id=args.health_checkers_prefix_list_id,
+                description="Route53 health checkers (uptime from outside)",
+                tags=ingress_tags,
+                opts=child,
+            )
+            for label, port in (("https", HTTPS_PORT), ("mqtts", MQTTS_PORT))
         ]
         self.egress_rules = [
             aws.vpc.SecurityGroupEgressRule(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from components.settings import Platform
-from wis2node.payload import DeployFacts, render_user_data
+from wis2node.payload import HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, DeployFacts, render_user_data
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
@@ -31,10 +31,10 @@ class HostArgs:
     settings: NodeSettings
     platform: Platform
     security_group_id: pulumi.Input[str]
-    # The certificate to install (self-signed or provided); None when certbot makes it on the VM.
-    certificate_pem: Optional[pulumi.Input[str]] = None
     # The node package's hash: a new package is a new payload, hence a new instance.
     package_sha256: str = ""
+    # What must exist before the instance boots (its TLS key and certificate parameters).
+    boot_after: Sequence[pulumi.Resource] = ()
 
 
 def node_policy(settings: NodeSettings, platform: Platform) -> dict:
@@ -49,9 +49,13 @@ def node_policy(settings: NodeSettings, platform: Platform) -> dict:
         {"Sid": "PublisherPassword", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"],
          "Resource": parameter_arn("publisher-password")},
     ]
+    # The node's own metrics (certificate days, heartbeat) and the CloudWatch agent's.
+    statements.append({"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+                       "Condition": {"StringEquals": {"cloudwatch:namespace": [METRIC_NAMESPACE,
+                                                                              HOST_METRIC_NAMESPACE]}}})
     if settings.uses_private_key_parameter:
         statements.append({"Sid": "TlsKey", "Effect": "Allow", "Action": "ssm:GetParameter",
-                           "Resource": parameter_arn("tls-private-key")})
+                           "Resource": [parameter_arn("tls-private-key"), parameter_arn("tls-certificate")]})
     if settings.tls_mode == "letsencrypt":
         # certbot's dns-route53 plugin: only the TXT record _acme-challenge.<fqdn> of its own zone.
         statements += [
@@ -108,10 +112,9 @@ class Host(pulumi.ComponentResource):
             tags={**tags, "Name": f"{settings.stack}-wis2-data"},
             opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
         )
-        user_data = pulumi.Output.all(self.data_volume.id, args.certificate_pem).apply(
-            lambda values: render_user_data(settings, DeployFacts(
-                data_volume_id=values[0], certificate_pem=values[1],
-                bucket=settings.ingest_bucket(args.platform.account_id), package_sha256=args.package_sha256)))
+        user_data = self.data_volume.id.apply(lambda volume_id: render_user_data(settings, DeployFacts(
+            data_volume_id=volume_id, bucket=settings.ingest_bucket(args.platform.account_id),
+            package_sha256=args.package_sha256)))
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
@@ -137,7 +140,10 @@ class Host(pulumi.ComponentResource):
             user_data_replace_on_change=True,
             tags={**tags, "Name": f"{settings.stack}-wis2-node"},
             # The data volume can be attached to one instance at a time: remove the old first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            # Without a pinned imageId, the image found at the first deployment stays: a newer
+            # Ubuntu image never replaces the node by surprise (pin one to move on, see README).
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=list(args.boot_after),
+                                        ignore_changes=[] if settings.image_id else ["ami"]),
         )
         self.data_attachment = aws.ec2.VolumeAttachment(
             f"{name}-data-attachment",

@@ -33,6 +33,7 @@ class Platform:
     subnet_id: str
     architecture: str  # Ubuntu's name: arm64 | amd64
     image_id: str
+    health_checkers_prefix_list_id: str  # AWS-managed list of Route53 health checkers' addresses
 
 
 def load_settings() -> NodeSettings:
@@ -87,10 +88,13 @@ def look_up_platform(settings: NodeSettings) -> Platform:
     architecture = _ubuntu_architecture(settings.instance_type, instance_type.supported_architectures)
     image_id = settings.image_id or aws.ssm.get_parameter(
         name=UBUNTU_IMAGE_PARAMETER.format(arch=architecture)).value
+    checkers = _look_up("availabilityZone", settings.region, "a region with Route53 health checkers' prefix list",
+                        lambda: aws.ec2.get_managed_prefix_list(
+                            name=f"com.amazonaws.{settings.region}.route53-healthchecks"))
     identity = aws.get_caller_identity()
     return Platform(account_id=identity.account_id, partition=aws.get_partition().partition,
                     zone_id=zone.zone_id, vpc_id=subnet.vpc_id, subnet_id=subnet.id,
-                    architecture=architecture, image_id=image_id)
+                    architecture=architecture, image_id=image_id, health_checkers_prefix_list_id=checkers.id)
 
 
 def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> str:

@@ -62,6 +62,7 @@ class Declared:
     name: str
     inputs: dict[str, Any]
     urn: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +109,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:sqs/queue:Queue":
             outputs.update(arn=f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{args.inputs['name']}",
                            url=f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{args.inputs['name']}")
+        elif args.typ == "aws:sns/topic:Topic":
+            outputs["arn"] = f"arn:aws:sns:{args.inputs.get('region', 'eu-west-1')}:{ACCOUNT}:{args.name}"
         elif args.typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
             kind = args.typ.rsplit(":", 1)[1].lower()
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind}/{args.name}"
@@ -136,6 +139,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"instanceType": args.args["instanceType"], "supportedArchitectures": ARCHITECTURES[family]}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDEXAMPLE"}
+        if args.token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+            return {"id": "pl-0123456789abcdef0", "name": args.args["name"]}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
         if args.token == "aws:ssm/getParameter:getParameter":
@@ -155,7 +160,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             from google.protobuf import json_format
 
             inputs = json_format.MessageToDict(request.object)
-            self.deployment.resources.append(Declared(request.type, request.name, inputs, response.urn))
+            options = {"ignore_changes": list(request.ignoreChanges), "protect": request.protect,
+                       "delete_before_replace": request.deleteBeforeReplace}
+            self.deployment.resources.append(Declared(request.type, request.name, inputs, response.urn, options))
         return response
 
 

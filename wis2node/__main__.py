@@ -1,5 +1,5 @@
 """python -m wis2node: render | local | demo | check | stacks (anywhere), and
-agent | certificate | publisher-credential | retention (on the node)."""
+agent | certificate | publisher-credential | retention | reporter (on the node)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, summary in (("agent", "agent", "run the node agent (on the VM)"),
                                   ("certificate", "certificate", "get and install the TLS certificate"),
                                   ("publisher-credential", "credential", "set the publisher account from SSM"),
-                                  ("retention", "retention", "remove published files past retention")):
+                                  ("retention", "retention", "remove published files past retention"),
+                                  ("reporter", "reporter", "report certificate days left and a heartbeat")):
         tool = commands.add_parser(name, help=summary)
         tool.add_argument("config", nargs="?", default="/etc/wis2/node.json")
         tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))

@@ -1,9 +1,10 @@
 """Get the node a trusted certificate, per its TLS mode, and install it with the deploy hook.
 
 letsencrypt: certbot with the dns-route53 plugin (DNS-01: port 80 stays closed); state on the
-data volume, renewals by certbot's own timer. self-signed / provided: the key from SSM Parameter
-Store, the certificate from the stack. On failure the node keeps serving what it has, the reason
-goes to the journal, and the timer tries again later: nothing crash-loops.
+data volume, renewals by certbot's own timer. self-signed / provided: the key and the
+certificate from SSM Parameter Store, where Pulumi put them. On failure the node keeps serving
+what it has, the reason goes to the journal, and the timer tries again later: nothing
+crash-loops.
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ def from_stack(config: dict) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     tls = config["tls"]
-    if not os.path.exists(tls["certificate_file"]):
-        print("wis2-certificate: the stack has no certificate yet (provided mode: waiting for the CA); "
-              "still serving the temporary one", file=sys.stderr)
+    ssm = boto3.client("ssm", region_name=config["region"])
+    try:
+        certificate = ssm.get_parameter(Name=tls["certificate_parameter"])["Parameter"]["Value"]
+    except (BotoCoreError, ClientError) as err:
+        print(f"wis2-certificate: no certificate in {tls['certificate_parameter']} yet ({err}); "
+              "still serving the current one", file=sys.stderr)
         return TEMPFAIL
     try:
-        ssm = boto3.client("ssm", region_name=config["region"])
         key = ssm.get_parameter(Name=tls["key_parameter"], WithDecryption=True)["Parameter"]["Value"]
     except (BotoCoreError, ClientError) as err:
         print(f"wis2-certificate: cannot read the key from {tls['key_parameter']}: {err}", file=sys.stderr)
         return TEMPFAIL
-    with open(tls["certificate_file"]) as handle:
-        certificate = handle.read()
     installed = os.path.join(tls["installed_dir"], "fullchain.pem")
     if os.path.exists(installed) and open(installed).read() == certificate:
         print("wis2-certificate: the stack's certificate is already installed")

@@ -148,6 +148,11 @@ class NodeSettings(BaseModel):
     retention_days: int = Field(default=30, ge=1, le=3650, alias="wis2-node:retentionDays")
     max_file_mb: int = Field(default=100, ge=1, le=5120, alias="wis2-node:maxFileMb")
     uploader_principals: list[str] = Field(default_factory=list, alias="wis2-node:uploaderPrincipals")
+    cpu_alarm_percent: int = Field(default=80, ge=1, le=100, alias="wis2-node:cpuAlarmPercent")
+    memory_alarm_percent: int = Field(default=85, ge=1, le=100, alias="wis2-node:memoryAlarmPercent")
+    disk_alarm_percent: int = Field(default=85, ge=1, le=100, alias="wis2-node:diskAlarmPercent")
+    certificate_alarm_days: int = Field(default=21, ge=1, le=90, alias="wis2-node:certificateAlarmDays")
+    reboot_time: str = Field(default="03:30", alias="wis2-node:rebootTime")
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -250,6 +255,13 @@ class NodeSettings(BaseModel):
     def _certificate(cls, value: Optional[str]) -> Optional[str]:
         if value is not None:
             tls.read_chain(value)  # raises ValueError with what is wrong
+        return value
+
+    @field_validator("reboot_time")
+    @classmethod
+    def _reboot_time(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("expected a time of day HH:MM (UTC), e.g. 03:30")
         return value
 
     @field_validator("uploader_principals")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import ipaddress
 import json
 import re
 
@@ -34,15 +33,21 @@ def expected_sources(stack_file: StackFile) -> set[tuple[str, int]]:
         expected |= {(partner["cidr"], port) for port in partner["ports"]}
     for port in config.get("wis2-node:openToInternet", []):
         expected |= {("0.0.0.0/0", port), ("::/0", port)}
-    return expected
+    return expected | HEALTH_CHECKERS
 
 
 def declared_sources(deployment: Deployment) -> list[tuple[str, int]]:
+    """Every ingress rule as (source, port): a CIDR, or the health checkers' prefix list."""
     rules = deployment.of_type(INGRESS)
     for rule in rules:
         assert rule.inputs["ipProtocol"] == "tcp"
         assert rule.inputs["fromPort"] == rule.inputs["toPort"]
-    return [(r.inputs.get("cidrIpv4") or r.inputs["cidrIpv6"], int(r.inputs["fromPort"])) for r in rules]
+        assert sum(k in rule.inputs for k in ("cidrIpv4", "cidrIpv6", "prefixListId")) == 1
+    return [(r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6") or r.inputs["prefixListId"],
+             int(r.inputs["fromPort"])) for r in rules]
+
+
+HEALTH_CHECKERS = {("pl-0123456789abcdef0", 443), ("pl-0123456789abcdef0", 8883)}
 
 
 def test_every_stack_evaluates_and_declares_the_node(deployment: Deployment):
@@ -66,7 +71,7 @@ def test_no_port_is_open_to_the_world_unless_asked(deployment: Deployment):
 
 def test_open_to_internet_opens_exactly_the_listed_port(stack_file: StackFile):
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:openToInternet": [443]})
-    public = {s for s in declared_sources(deployment) if ipaddress.ip_network(s[0]).prefixlen == 0}
+    public = {s for s in declared_sources(deployment) if s[0] in ("0.0.0.0/0", "::/0")}
     assert public == {("0.0.0.0/0", 443), ("::/0", 443)}
 
 
@@ -77,6 +82,11 @@ def test_excluding_an_operator_removes_its_addresses(stack_file: StackFile):
     assert not jma & {cidr for cidr, _ in declared_sources(deployment)}
     assert set(declared_sources(deployment)) == expected_sources(
         StackFile(stack_file.stack, stack_file.path, config))
+
+
+def test_route53_health_checkers_are_let_in_on_exactly_the_two_ports(deployment: Deployment):
+    lists = {s for s in declared_sources(deployment) if s[0].startswith("pl-")}
+    assert lists == HEALTH_CHECKERS
 
 
 def test_egress_is_web_only(deployment: Deployment):
@@ -150,6 +160,9 @@ def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: 
         "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{stack_file.config['wis2-node:fqdn']}"],
         "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
         "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}
+    metrics = statements.pop("Metrics")
+    assert metrics["Action"] == "cloudwatch:PutMetricData"
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}}
     assert set(statements) == {"AcmeChangeStatus", "AcmeFindZone"}
     trust = json.loads(deployment.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}

@@ -37,14 +37,21 @@ def issued_for(fqdn: str) -> str:
     return mock_certificate(fqdn, issuer_key=ca_key) + mock_certificate("Example CA", key=ca_key)
 
 
+def parameters(deployment: Deployment) -> dict[str, dict]:
+    return {p.inputs["name"].rsplit("/", 1)[1]: p.inputs for p in deployment.of_type(PARAMETER)}
+
+
 def assert_key_only_in_ssm(deployment: Deployment, stack: str):
-    parameter = deployment.one(PARAMETER).inputs
+    parameter = parameters(deployment)["tls-private-key"]
     assert parameter["name"] == f"/wis2-node/{stack}/tls-private-key"
     assert parameter["type"] == "SecureString"
     assert SECRET_SIG in parameter["value"], "the key must be a secret in Pulumi's state"
     assert "PRIVATE KEY" not in deployment.one("aws:ec2/instance:Instance").inputs["userData"]
     assert not any(b"PRIVATE KEY" in content for content in files(deployment).values())
-    assert policy(deployment)["TlsKey"]["Resource"].endswith(f":parameter/wis2-node/{stack}/tls-private-key")
+    assert [arn.rsplit(":parameter", 1)[1] for arn in policy(deployment)["TlsKey"]["Resource"]] == [
+        f"/wis2-node/{stack}/tls-private-key", f"/wis2-node/{stack}/tls-certificate"]
+    instance = deployment.one("aws:ec2/instance:Instance")
+    assert instance.options["delete_before_replace"]  # and it boots after both parameters exist (depends_on)
 
 
 def test_letsencrypt_makes_nothing_in_pulumi_and_uses_staging_on_test_stacks():
@@ -55,7 +62,7 @@ def test_letsencrypt_makes_nothing_in_pulumi_and_uses_staging_on_test_stacks():
         node = json.loads(files(deployment)["/etc/wis2/node.json"])
         assert node["tls"]["mode"] == "letsencrypt"
         assert ("acme-staging" in node["tls"]["acme_server"]) is staging
-        assert "/etc/wis2/certificate.pem" not in files(deployment)
+        assert "tls-certificate" not in parameters(deployment)
 
 
 def test_self_signed_key_goes_to_ssm_and_certificate_to_the_vm():
@@ -63,7 +70,8 @@ def test_self_signed_key_goes_to_ssm_and_certificate_to_the_vm():
     certificate = deployment.one("tls:index/selfSignedCert:SelfSignedCert").inputs
     assert certificate["dnsNames"] == [TEST.config["wis2-node:fqdn"]]
     assert "server_auth" in certificate["allowedUses"]
-    assert files(deployment)["/etc/wis2/certificate.pem"].startswith(b"-----BEGIN CERTIFICATE-----")
+    certificate = parameters(deployment)["tls-certificate"]
+    assert certificate["type"] == "String" and certificate["value"].startswith("-----BEGIN CERTIFICATE-----")
     assert_key_only_in_ssm(deployment, TEST.stack)
     assert "AcmeChallengeRecord" not in policy(deployment)
     caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
@@ -77,7 +85,7 @@ def test_provided_exports_a_csr_and_installs_the_issued_certificate():
     request = deployment.one("tls:index/certRequest:CertRequest").inputs
     assert request["dnsNames"] == [fqdn] and request["subject"]["commonName"] == fqdn
     assert deployment.outputs["certificate_signing_request"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
-    assert files(deployment)["/etc/wis2/certificate.pem"] == chain.encode()
+    assert parameters(deployment)["tls-certificate"]["value"] == chain
     assert_key_only_in_ssm(deployment, PROD.stack)
 
 

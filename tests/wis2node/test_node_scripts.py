@@ -95,11 +95,13 @@ def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
     certificate_pem = mock_certificate(SETTINGS.fqdn, key=key)
     config_path = node.path("/etc/wis2/node.json")
     config = json.loads(config_path.read_text())
-    config["tls"].update(mode="self-signed", key_parameter=SETTINGS.parameter_name("tls-private-key"))
+    config["tls"].update(mode="self-signed", key_parameter=SETTINGS.parameter_name("tls-private-key"),
+                         certificate_parameter=SETTINGS.parameter_name("tls-certificate"))
     config_path.write_text(json.dumps(config))
-    node.path("/etc/wis2/certificate.pem").write_text(certificate_pem)
     with moto_server(SETTINGS.region) as aws:
-        client("ssm", aws).put_parameter(Name=config["tls"]["key_parameter"], Type="SecureString", Value=key_pem)
+        ssm = client("ssm", aws)
+        ssm.put_parameter(Name=config["tls"]["key_parameter"], Type="SecureString", Value=key_pem)
+        ssm.put_parameter(Name=config["tls"]["certificate_parameter"], Type="String", Value=certificate_pem)
         run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
                              capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -113,11 +115,13 @@ def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
 def test_missing_key_parameter_keeps_the_current_certificate(node):
     config_path = node.path("/etc/wis2/node.json")
     config = json.loads(config_path.read_text())
-    config["tls"].update(mode="provided", key_parameter="/wis2-node/none/tls-private-key")
+    config["tls"].update(mode="provided", key_parameter="/wis2-node/none/tls-private-key",
+                         certificate_parameter="/wis2-node/none/tls-certificate")
     config_path.write_text(json.dumps(config))
-    node.path("/etc/wis2/certificate.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     before = served_certificate(node.ports.mqtts)
     with moto_server(SETTINGS.region) as aws:
+        client("ssm", aws).put_parameter(Name="/wis2-node/none/tls-certificate", Type="String",
+                                         Value="-----BEGIN CERTIFICATE-----\n")
         run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
                              capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
     assert run.returncode == 75 and "cannot read the key" in run.stderr

@@ -41,7 +41,7 @@ def test_user_data_with_a_certificate_passes_and_fits(mode, tmp_path):
                       "wis2-node:certificate": mock_certificate(fqdn, issuer_key=ca_key)
                       + mock_certificate("Example CA", key=ca_key)})
     user_data = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE).inputs["userData"]
-    assert "/etc/wis2/certificate.pem" in user_data_files(user_data)
+    assert json.loads(user_data_files(user_data)["/etc/wis2/node.json"])["tls"]["certificate_parameter"]
     checked = cloud_init_schema(tmp_path, user_data)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert len(user_data.encode()) < USER_DATA_LIMIT

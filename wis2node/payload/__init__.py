@@ -12,7 +12,6 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass, field
-from typing import Optional
 from pathlib import Path
 
 import jinja2
@@ -40,8 +39,6 @@ class DeployFacts:
     """What only the deployment knows: ids of resources created alongside the instance."""
 
     data_volume_id: str
-    # The certificate Pulumi made (self-signed) or the stack carries (provided); public.
-    certificate_pem: Optional[str] = None
     # The ingest bucket (its name is stable) and the hash of the node package uploaded there.
     bucket: str = ""
     package_sha256: str = ""
@@ -138,8 +135,12 @@ _FILES = (
     ("/etc/systemd/system/wis2-agent.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-retention.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-retention.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-reporter.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-reporter.timer", "0644", "root:root"),
+    ("/etc/wis2/cloudwatch-agent.json", "0644", "root:root"),
+    ("/etc/apt/apt.conf.d/52wis2-unattended-upgrades", "0644", "root:root"),
 )
-CERTIFICATE_FILE = "/etc/wis2/certificate.pem"
+
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
 LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf",
                "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate")
@@ -148,6 +149,9 @@ _COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap
 
 
 PACKAGE_KEY = "node/wis2node.zip"
+# Where the node's metrics go: its own reports, and the CloudWatch agent's host metrics.
+METRIC_NAMESPACE = "WIS2Node"
+HOST_METRIC_NAMESPACE = "WIS2Node/Host"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds wis2node/ and requirements-node.txt
 
 
@@ -204,6 +208,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "package_key": PACKAGE_KEY,
             "package_sha256": facts.package_sha256,
         },
+        "reboot_time": settings.reboot_time,
+        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
             "mode": settings.tls_mode,
@@ -211,6 +217,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "acme_server": LETSENCRYPT_PRODUCTION if settings.is_production else LETSENCRYPT_STAGING,
             "email": settings.alert_emails[0] if settings.alert_emails else None,
             "key_parameter": settings.parameter_name("tls-private-key") if settings.uses_private_key_parameter else None,
+            "certificate_parameter": (settings.parameter_name("tls-certificate")
+                                      if settings.uses_private_key_parameter else None),
         },
     }
 
@@ -223,8 +231,6 @@ def render_files(settings: NodeSettings, facts: DeployFacts, layout: Layout = VM
                  content=_ENV.get_template(path.lstrip("/")).render(context).encode("utf-8"))
         for path, mode, owner in _FILES
     ]
-    if facts.certificate_pem:
-        files.append(NodeFile(path=layout.path(CERTIFICATE_FILE), content=facts.certificate_pem.encode("ascii")))
     return files
 
 

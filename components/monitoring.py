@@ -1,0 +1,155 @@
+"""Monitoring: the node watches itself and tells the centre before a Global Broker notices.
+
+Alarms on CPU, memory and disks (thresholds from the stack), failed status checks (recover /
+reboot the instance), a stopped broker, web server or agent, a certificate close to expiry, a
+missing heartbeat (no internet), and two Route53 health checks from outside (HTTPS /healthz and
+TCP 8883), whose metrics and alarms live in us-east-1. Alerts go to an SNS topic per region with
+the stack's e-mail subscriptions. A dashboard shows the vital signs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
+from wis2node.settings import NodeSettings
+
+HEALTH_CHECK_REGION = "us-east-1"  # where Route53 publishes health-check metrics
+PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agent", {"pattern": "wis2node agent"}))
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    settings: NodeSettings
+    instance_id: pulumi.Input[str]
+
+
+class Monitoring(pulumi.ComponentResource):
+    """SNS topics and subscriptions, alarms with their actions, health checks and a dashboard."""
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("wis2-node:index:Monitoring", name, None, opts)
+        settings = args.settings
+        tags = settings.resource_tags
+        child = pulumi.ResourceOptions(parent=self)
+        region = settings.region
+
+        # One topic per region used: CloudWatch alarms can only notify a topic of their region.
+        self.topics = {r: aws.sns.Topic(f"{name}-alerts-{r}", region=r, tags=tags, opts=child)
+                       for r in dict.fromkeys([region, HEALTH_CHECK_REGION])}
+        self.subscriptions = [
+            aws.sns.TopicSubscription(f"{name}-alerts-{r}-{index}", region=r, topic=topic.arn,
+                                      protocol="email", endpoint=address, opts=child)
+            for r, topic in self.topics.items() for index, address in enumerate(settings.alert_emails)
+        ]
+        alerts = [self.topics[region].arn]
+
+        def alarm(label: str, description: str, **kwargs) -> aws.cloudwatch.MetricAlarm:
+            kwargs.setdefault("alarm_actions", alerts)
+            kwargs.setdefault("ok_actions", alerts)
+            return aws.cloudwatch.MetricAlarm(
+                f"{name}-{label}", name=f"{settings.stack}-{label}", alarm_description=description,
+                tags=tags, opts=child, **kwargs)
+
+        instance = {"InstanceId": args.instance_id}
+        self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {
+            "cpu-high": alarm(
+                "cpu-high", f"CPU above {settings.cpu_alarm_percent}% for 15 minutes",
+                namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=instance, statistic="Average",
+                period=300, evaluation_periods=3, comparison_operator="GreaterThanThreshold",
+                threshold=settings.cpu_alarm_percent),
+            "memory-high": alarm(
+                "memory-high", f"Memory use above {settings.memory_alarm_percent}% for 15 minutes",
+                namespace=HOST_METRIC_NAMESPACE, metric_name="mem_used_percent", dimensions=instance,
+                statistic="Average", period=300, evaluation_periods=3, comparison_operator="GreaterThanThreshold",
+                threshold=settings.memory_alarm_percent),
+            "system-check-failed": alarm(
+                "system-check-failed", "AWS's system status check failed: the instance is recovered on new hardware",
+                namespace="AWS/EC2", metric_name="StatusCheckFailed_System", dimensions=instance,
+                statistic="Maximum", period=60, evaluation_periods=2, comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1, alarm_actions=[f"arn:aws:automate:{region}:ec2:recover", *alerts]),
+            "instance-check-failed": alarm(
+                "instance-check-failed", "The instance status check failed: the instance is rebooted",
+                namespace="AWS/EC2", metric_name="StatusCheckFailed_Instance", dimensions=instance,
+                statistic="Maximum", period=60, evaluation_periods=3, comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1, alarm_actions=[f"arn:aws:automate:{region}:ec2:reboot", *alerts]),
+            # No heartbeat: the node cannot reach AWS (its internet access), or it is down.
+            "heartbeat-missing": alarm(
+                "heartbeat-missing", "No heartbeat from the node for 15 minutes: internet access lost or node down",
+                namespace=METRIC_NAMESPACE, metric_name="Heartbeat", dimensions={"Stack": settings.stack},
+                statistic="SampleCount", period=300, evaluation_periods=3, comparison_operator="LessThanThreshold",
+                threshold=1, treat_missing_data="breaching"),
+        }
+        for label, path in (("root", "/"), ("data", DATA_ROOT)):
+            self.alarms[f"disk-{label}-high"] = alarm(
+                f"disk-{label}-high", f"{path} more than {settings.disk_alarm_percent}% full",
+                namespace=HOST_METRIC_NAMESPACE, metric_name="disk_used_percent",
+                dimensions={**instance, "path": path, "fstype": "ext4"}, statistic="Maximum", period=300,
+                evaluation_periods=1, comparison_operator="GreaterThanThreshold", threshold=settings.disk_alarm_percent)
+        for label, finder in PROCESSES:
+            self.alarms[f"{label}-down"] = alarm(
+                f"{label}-down", f"No {next(iter(finder.values()))} process running for 2 minutes",
+                namespace=HOST_METRIC_NAMESPACE, metric_name="procstat_lookup_pid_count",
+                dimensions={**instance, **finder, "pid_finder": "native"}, statistic="Minimum", period=60,
+                evaluation_periods=2, comparison_operator="LessThanThreshold", threshold=1,
+                treat_missing_data="breaching")
+        for endpoint in ("https", "mqtts"):
+            self.alarms[f"certificate-{endpoint}-expiring"] = alarm(
+                f"certificate-{endpoint}-expiring",
+                f"The certificate served for {endpoint} expires in under {settings.certificate_alarm_days} days",
+                namespace=METRIC_NAMESPACE, metric_name="CertificateDaysLeft",
+                dimensions={"Stack": settings.stack, "Endpoint": endpoint}, statistic="Minimum", period=3600,
+                evaluation_periods=1, comparison_operator="LessThanThreshold",
+                threshold=settings.certificate_alarm_days, treat_missing_data="breaching")
+
+        # From outside: what a Global Broker or Cache sees.
+        self.health_checks = {
+            "https": aws.route53.HealthCheck(
+                f"{name}-https", type="HTTPS", fqdn=settings.fqdn, port=443, resource_path="/healthz",
+                enable_sni=True, request_interval=30, failure_threshold=3, tags=tags, opts=child),
+            "mqtts": aws.route53.HealthCheck(
+                f"{name}-mqtts", type="TCP", fqdn=settings.fqdn, port=8883, request_interval=30,
+                failure_threshold=3, tags=tags, opts=child),
+        }
+        outside = [self.topics[HEALTH_CHECK_REGION].arn]
+        for label, check in self.health_checks.items():
+            self.alarms[f"{label}-unreachable"] = alarm(
+                f"{label}-unreachable", f"Route53 health checkers cannot reach {settings.fqdn} ({label})",
+                region=HEALTH_CHECK_REGION, namespace="AWS/Route53", metric_name="HealthCheckStatus",
+                dimensions={"HealthCheckId": check.id}, statistic="Minimum", period=60, evaluation_periods=3,
+                comparison_operator="LessThanThreshold", threshold=1, alarm_actions=outside, ok_actions=outside)
+
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=f"{settings.stack}-wis2-node",
+            dashboard_body=pulumi.Output.all(args.instance_id, *(c.id for c in self.health_checks.values())).apply(
+                lambda ids: json.dumps(_dashboard(settings, ids[0], ids[1:]))),
+            opts=child)
+        self.register_outputs({"dashboard": self.dashboard.dashboard_name,
+                               "alarms": [a.name for a in self.alarms.values()]})
+
+
+def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict:
+    """The node's vital signs on one page."""
+    region = settings.region
+
+    def widget(title: str, metrics: list, x: int, y: int, widget_region: str = region) -> dict:
+        return {"type": "metric", "x": x, "y": y, "width": 8, "height": 6,
+                "properties": {"title": title, "region": widget_region, "metrics": metrics, "view": "timeSeries",
+                               "stat": "Average", "period": 300}}
+
+    return {"widgets": [
+        widget("CPU %", [["AWS/EC2", "CPUUtilization", "InstanceId", instance_id]], 0, 0),
+        widget("Memory %", [[HOST_METRIC_NAMESPACE, "mem_used_percent", "InstanceId", instance_id]], 8, 0),
+        widget("Disk %", [[HOST_METRIC_NAMESPACE, "disk_used_percent", "InstanceId", instance_id, "path", path,
+                           "fstype", "ext4"] for path in ("/", DATA_ROOT)], 16, 0),
+        widget("Processes", [[HOST_METRIC_NAMESPACE, "procstat_lookup_pid_count", "InstanceId", instance_id,
+                              *sum(finder.items(), ()), "pid_finder", "native"] for _, finder in PROCESSES], 0, 6),
+        widget("Certificate days left", [[METRIC_NAMESPACE, "CertificateDaysLeft", "Stack", settings.stack,
+                                          "Endpoint", e] for e in ("https", "mqtts")], 8, 6),
+        widget("Reachable from outside (1 = yes)", [["AWS/Route53", "HealthCheckStatus", "HealthCheckId", h]
+                                                    for h in health_check_ids], 16, 6, HEALTH_CHECK_REGION),
+    ]}

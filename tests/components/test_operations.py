@@ -1,0 +1,132 @@
+"""Operations as the program declares them: alarms and their actions, health checks, alerts,
+the dashboard, unattended upgrades, the pinned image, and what survives a replaced instance."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from tests.pulumi_harness import DOC_IP, Deployment, run_program, user_data_files
+from wis2node.stackfile import StackFile, find_stack
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+def alarms(deployment: Deployment) -> dict[str, dict]:
+    return {a.name.removeprefix("monitoring-"): a.inputs for a in deployment.of_type(ALARM)}
+
+
+def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFile, deployment: Deployment):
+    settings = stack_file.settings()
+    found = alarms(deployment)
+    assert set(found) == {"cpu-high", "memory-high", "disk-root-high", "disk-data-high", "system-check-failed",
+                          "instance-check-failed", "broker-down", "web-down", "agent-down",
+                          "certificate-https-expiring", "certificate-mqtts-expiring", "heartbeat-missing",
+                          "https-unreachable", "mqtts-unreachable"}
+    assert found["cpu-high"]["threshold"] == settings.cpu_alarm_percent
+    assert found["memory-high"]["threshold"] == settings.memory_alarm_percent
+    assert found["disk-data-high"]["dimensions"]["path"] == "/srv/wis2"
+    assert found["disk-root-high"]["threshold"] == settings.disk_alarm_percent
+    assert "arn:aws:automate:eu-west-1:ec2:recover" in found["system-check-failed"]["alarmActions"]
+    assert "arn:aws:automate:eu-west-1:ec2:reboot" in found["instance-check-failed"]["alarmActions"]
+    assert found["certificate-https-expiring"]["threshold"] == 21
+    assert found["certificate-https-expiring"]["comparisonOperator"] == "LessThanThreshold"
+    assert found["heartbeat-missing"]["treatMissingData"] == "breaching"
+    assert found["certificate-mqtts-expiring"]["treatMissingData"] == "breaching"  # no figure: nothing served
+    assert {found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
+            for p in ("broker", "web", "agent")} == {"mosquitto", "nginx", "wis2node agent"}
+    for name, alarm in found.items():
+        assert alarm["alarmActions"], name  # every alarm tells someone
+        assert alarm["dimensions"], name
+        if not name.endswith("unreachable"):
+            assert "region" not in alarm, name  # the node's own region
+
+
+def test_health_checks_watch_both_endpoints_from_us_east_1(stack_file: StackFile, deployment: Deployment):
+    checks = {c.inputs["type"]: c.inputs for c in deployment.of_type("aws:route53/healthCheck:HealthCheck")}
+    fqdn = stack_file.config["wis2-node:fqdn"]
+    assert checks["HTTPS"]["fqdn"] == fqdn and checks["HTTPS"]["resourcePath"] == "/healthz"
+    assert checks["HTTPS"]["port"] == 443 and checks["HTTPS"]["enableSni"] is True
+    assert checks["TCP"]["fqdn"] == fqdn and checks["TCP"]["port"] == 8883
+    found = alarms(deployment)
+    for name in ("https-unreachable", "mqtts-unreachable"):
+        assert found[name]["region"] == "us-east-1" and found[name]["namespace"] == "AWS/Route53"
+        topic = found[name]["alarmActions"][0]
+        assert topic.split(":")[3] == "us-east-1", "alarms notify the topic of their own region"
+
+
+def test_one_topic_per_region_with_every_address_subscribed(stack_file: StackFile, deployment: Deployment):
+    topics = deployment.of_type("aws:sns/topic:Topic")
+    assert sorted(t.inputs["region"] for t in topics) == ["eu-west-1", "us-east-1"]
+    subscriptions = deployment.of_type("aws:sns/topicSubscription:TopicSubscription")
+    emails = stack_file.config["wis2-node:alertEmails"]
+    assert sorted((s.inputs["region"], s.inputs["endpoint"]) for s in subscriptions) == sorted(
+        (region, email) for region in ("eu-west-1", "us-east-1") for email in emails)
+    assert all(s.inputs["protocol"] == "email" for s in subscriptions)
+
+
+def test_dashboard_shows_the_vital_signs(deployment: Deployment):
+    body = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    titles = [w["properties"]["title"] for w in body["widgets"]]
+    assert titles == ["CPU %", "Memory %", "Disk %", "Processes", "Certificate days left",
+                      "Reachable from outside (1 = yes)"]
+
+
+def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deployment: Deployment):
+    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    agent = json.loads(files["/etc/wis2/cloudwatch-agent.json"])
+    collected = agent["metrics"]["metrics_collected"]
+    assert collected["mem"]["measurement"] == ["mem_used_percent"]
+    assert collected["disk"]["resources"] == ["/", "/srv/wis2"]
+    assert [p.get("exe") or p.get("pattern") for p in collected["procstat"]] == ["mosquitto", "nginx",
+                                                                                "wis2node agent"]
+    assert agent["metrics"]["namespace"] == alarms(deployment)["memory-high"]["namespace"]
+    assert "wis2node reporter" in files["/etc/systemd/system/wis2-reporter.service"].decode()
+    assert b"OnUnitActiveSec=5min" in files["/etc/systemd/system/wis2-reporter.timer"]
+
+
+def test_security_updates_reboot_in_the_stack_window(stack_file: StackFile):
+    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:rebootTime": "04:15"})
+    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    upgrades = files["/etc/apt/apt.conf.d/52wis2-unattended-upgrades"].decode()
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in upgrades
+    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:15";' in upgrades
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in upgrades
+
+
+def test_the_image_found_first_stays_until_one_is_pinned(stack_file: StackFile, deployment: Deployment):
+    assert deployment.one(INSTANCE).options["ignore_changes"] == ["ami"]
+    pinned = run_program(stack_file.stack, {**stack_file.config, "wis2-node:imageId": "ami-0fedcba9876543210"})
+    instance = pinned.one(INSTANCE)
+    assert instance.options["ignore_changes"] == [] and instance.inputs["ami"] == "ami-0fedcba9876543210"
+
+
+def test_what_a_replaced_instance_keeps(stack_file: StackFile, deployment: Deployment):
+    production = stack_file.settings().is_production
+    instance = deployment.one(INSTANCE)
+    assert instance.options["delete_before_replace"] is True and instance.inputs["userDataReplaceOnChange"]
+    assert "ebsBlockDevices" not in instance.inputs, "state is on a volume of its own, not the instance's"
+    volume = deployment.one("aws:ebs/volume:Volume")
+    assert volume.options["protect"] is production
+    assert deployment.one("aws:ec2/eip:Eip").options["protect"] is production
+    files = user_data_files(instance.inputs["userData"])
+    broker = files["/etc/mosquitto/mosquitto.conf"].decode()
+    assert "persistence_location /srv/wis2/mosquitto/" in broker          # persistent sessions
+    assert "certfile /srv/wis2/tls/fullchain.pem" in broker                # installed certificates
+    bootstrap = files["/usr/local/sbin/wis2-bootstrap"].decode()
+    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in bootstrap      # certbot's state
+    records = {r.inputs["type"]: r for r in deployment.of_type("aws:route53/record:Record")}
+    assert records["A"].inputs["records"] == [DOC_IP]  # the Elastic IP, whichever instance holds it
+
+
+@pytest.mark.parametrize("key,value", [("wis2-node:cpuAlarmPercent", 0), ("wis2-node:memoryAlarmPercent", 101),
+                                       ("wis2-node:diskAlarmPercent", 250), ("wis2-node:alertEmails", ["ops@"]),
+                                       ("wis2-node:rebootTime", "3am")])
+def test_bad_monitoring_settings_are_refused_naming_the_key(key, value):
+    stack = find_stack("aq-examplemet-prod")
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program(stack.stack, {**stack.config, key: value})
+    assert key in str(refused.value) and repr(value) in str(refused.value)
