@@ -85,8 +85,7 @@ class Certificates(pulumi.ComponentResource):
                 description=f"WIS2 Node {settings.fqdn}: TLS certificate and chain (public)",
                 type="String",
                 tier="Intelligent-Tiering",  # a long chain needs more than a standard parameter's 4 KB
-                # Public by nature; pulumi would keep it secret only because it derives from the key.
-                value=pulumi.Output.unsecret(self.certificate_pem),
+                value=self.certificate_pem,  # public, though pulumi-aws keeps every parameter value secret
                 tags=settings.resource_tags,
                 opts=child,
             )

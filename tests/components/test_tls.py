@@ -38,7 +38,14 @@ def issued_for(fqdn: str) -> str:
 
 
 def parameters(deployment: Deployment) -> dict[str, dict]:
-    return {p.inputs["name"].rsplit("/", 1)[1]: p.inputs for p in deployment.of_type(PARAMETER)}
+    """SSM parameters by name, with their value unwrapped (pulumi-aws marks every value secret)."""
+    found = {}
+    for parameter in deployment.of_type(PARAMETER):
+        inputs = dict(parameter.inputs)
+        value = inputs.get("value")
+        inputs["plain_value"] = value["value"] if isinstance(value, dict) and SECRET_SIG in value else value
+        found[parameter.inputs["name"].rsplit("/", 1)[1]] = inputs
+    return found
 
 
 def assert_key_only_in_ssm(deployment: Deployment, stack: str):
@@ -71,7 +78,7 @@ def test_self_signed_key_goes_to_ssm_and_certificate_to_the_vm():
     assert certificate["dnsNames"] == [TEST.config["wis2-node:fqdn"]]
     assert "server_auth" in certificate["allowedUses"]
     certificate = parameters(deployment)["tls-certificate"]
-    assert certificate["type"] == "String" and certificate["value"].startswith("-----BEGIN CERTIFICATE-----")
+    assert certificate["type"] == "String" and certificate["plain_value"].startswith("-----BEGIN CERTIFICATE-----")
     assert_key_only_in_ssm(deployment, TEST.stack)
     assert "AcmeChallengeRecord" not in policy(deployment)
     caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
@@ -85,7 +92,7 @@ def test_provided_exports_a_csr_and_installs_the_issued_certificate():
     request = deployment.one("tls:index/certRequest:CertRequest").inputs
     assert request["dnsNames"] == [fqdn] and request["subject"]["commonName"] == fqdn
     assert deployment.outputs["certificate_signing_request"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
-    assert parameters(deployment)["tls-certificate"]["value"] == chain
+    assert parameters(deployment)["tls-certificate"]["plain_value"] == chain
     assert_key_only_in_ssm(deployment, PROD.stack)
 
 
