@@ -30,6 +30,7 @@ from urllib.parse import unquote_plus
 from wis2node.notification import build_notification
 
 LOG = logging.getLogger("wis2node.agent")
+EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
 METADATA_TYPE = "application/geo+json"
 mimetypes.add_type("application/bufr", ".bufr4")
 mimetypes.add_type("application/bufr", ".bufr")
@@ -63,7 +64,8 @@ class State:
         # redelivered event is announced again with the same data_id, which WIS2 tolerates.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript("""
-            CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL,
+                                               seen REAL NOT NULL DEFAULT (unixepoch()));
             CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
         """)
@@ -82,7 +84,7 @@ class State:
         else:
             live = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
             rel = "update" if live and live[0] else "canonical"
-        self.db.execute("INSERT INTO events VALUES (?, ?)", (event_id, rel))
+        self.db.execute("INSERT INTO events (event_id, rel) VALUES (?, ?)", (event_id, rel))
         return rel
 
     def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
@@ -95,6 +97,12 @@ class State:
             self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
         if metadata_id and deleted:
             self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
+
+    def forget_events(self, older_than_days: float = EVENT_MEMORY_DAYS) -> int:
+        """Events older than SQS can redeliver them need no memory; returns how many went."""
+        with self.lock:
+            cursor = self.db.execute("DELETE FROM events WHERE seen < unixepoch() - ?", (older_than_days * 86400,))
+            return cursor.rowcount
 
     def metadata_published(self, metadata_id: str) -> bool:
         with self.lock:

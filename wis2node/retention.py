@@ -30,4 +30,9 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
         publishing = json.load(handle)["publishing"]
     removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
     LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
+    if publishing.get("state_db") and Path(publishing["state_db"]).exists():
+        from wis2node.agent import State
+
+        LOG.info("forgot %d events the queue can no longer redeliver",
+                 State(Path(publishing["state_db"])).forget_events())
     return 0

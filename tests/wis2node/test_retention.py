@@ -34,3 +34,22 @@ def test_files_past_retention_are_removed(tmp_path):
     assert remaining == ["data/core/weather/a/recent.bufr4", "metadata/old-record.json"]
     assert not (public / "data/core/weather/b").exists(), "emptied directories go too"
     assert "removed 2 files" in run.stderr
+
+
+def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):
+    from wis2node.agent import State
+
+    state = State(tmp_path / "state.sqlite")
+    state.rel_for("old-message/0", "data/a.bufr4", deleted=False)
+    state.rel_for("new-message/0", "data/b.bufr4", deleted=False)
+    state.db.execute("UPDATE events SET seen = unixepoch() - 15 * 86400 WHERE event_id = 'old-message/0'")
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps({"publishing": {"public_dir": str(tmp_path / "public"), "retention_days": 7,
+                                                 "state_db": str(tmp_path / "state.sqlite")}}))
+    (tmp_path / "public" / "data").mkdir(parents=True)
+    run = subprocess.run([sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "forgot 1 events" in run.stderr
+    remaining = [row[0] for row in State(tmp_path / "state.sqlite").db.execute("SELECT event_id FROM events")]
+    assert remaining == ["new-message/0"]
