@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from wis2node.metadata import load_records
 from wis2node.payload import DeployFacts, render_user_data
 from wis2node.settings import NodeSettings, SettingsError
 from wis2node.stackfile import StackFile
@@ -28,6 +29,7 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
         try:
             settings = stack_file.settings()
             render_user_data(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0"))
+            load_records(settings)  # the stack's discovery metadata, as the preview checks it
         except SettingsError as err:
             result.problems.append(str(err))
             continue

@@ -58,3 +58,20 @@ def test_cli_exits_non_zero_and_names_the_key(tmp_path):
                          text=True)
     assert run.returncode == 1
     assert "wis2-node:partners[0].cidr = '0.0.0.0/0'" in run.stderr
+
+
+def test_invalid_discovery_metadata_fails_the_check(tmp_path, monkeypatch):
+    import json
+
+    from wis2node import metadata as metadata_module
+    from wis2node.metadata import metadata_dir
+
+    stack = next(s for s in stack_files() if s.stack.endswith("-test"))
+    folder = tmp_path / stack.stack / "metadata"
+    folder.mkdir(parents=True)
+    record = json.loads(next(metadata_dir(stack.stack).glob("*.json")).read_text())
+    record["properties"].pop("description")
+    (folder / "broken.json").write_text(json.dumps(record))
+    monkeypatch.setattr(metadata_module, "metadata_dir", lambda name, stacks=tmp_path: stacks / name / "metadata")
+    result = check_stacks([stack])
+    assert not result.ok and "broken.json" in result.problems[0], result.problems
