@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
 
-HEALTH_CHECK_REGION = "us-east-1"  # where Route53 publishes health-check metrics
 PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agent", {"pattern": "wis2node agent"}))
 
 
@@ -52,7 +52,7 @@ class Monitoring(pulumi.ComponentResource):
             kwargs.setdefault("alarm_actions", alerts)
             kwargs.setdefault("ok_actions", alerts)
             return aws.cloudwatch.MetricAlarm(
-                f"{name}-{label}", name=f"{settings.stack}-{label}", alarm_description=description,
+                f"{name}-{label}", name=alarm_name(settings.stack, label), alarm_description=description,
                 tags=tags, opts=child, **kwargs)
 
         instance = {"InstanceId": args.instance_id}

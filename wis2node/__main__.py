@@ -1,4 +1,4 @@
-"""python -m wis2node: render | local | demo | check | stacks (anywhere), and
+"""python -m wis2node: render | local | demo | check | stacks | verify (anywhere), and
 agent | certificate | publisher-credential | retention | reporter (on the node)."""
 
 from __future__ import annotations
@@ -78,6 +78,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Audit a deployed node, read-only, and say what is wrong, one line per check."""
+    from wis2node.verify import Endpoints, report, verify
+
+    settings = find_stack(args.stack).settings()
+    endpoints = None if args.no_network else Endpoints(
+        host=args.host or settings.fqdn, https_port=args.https_port, mqtts_port=args.mqtts_port,
+        ca_file=args.ca_file)
+    checks = verify(settings, endpoints)
+    print(report(checks, args.json))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def cmd_stacks(args: argparse.Namespace) -> int:
     """The stacks in stacks/, as a GitHub Actions matrix (what the workflows deploy)."""
     from wis2node.stackfile import stack_files
@@ -129,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
     check.add_argument("stacks", nargs="*", help="stack names or stack file paths")
     check.set_defaults(func=cmd_check)
+
+    audit = commands.add_parser("verify", help="audit a deployed node (read-only)")
+    audit.add_argument("--stack", required=True)
+    audit.add_argument("--json", action="store_true", help="print the checks as JSON")
+    audit.add_argument("--no-network", action="store_true", help="AWS checks only, no connection to the node")
+    audit.add_argument("--host", help="connect here instead of the FQDN (the certificate must still name it)")
+    audit.add_argument("--https-port", type=int, default=443)
+    audit.add_argument("--mqtts-port", type=int, default=8883)
+    audit.add_argument("--ca-file", help="trust this CA instead of the system's (a test node)")
+    audit.set_defaults(func=cmd_verify)
 
     stacks = commands.add_parser("stacks", help="print the stacks as a JSON matrix for CI")
     stacks.set_defaults(func=cmd_stacks)
