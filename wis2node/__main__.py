@@ -10,14 +10,15 @@ import sys
 import threading
 from pathlib import Path
 
-from wis2node.local import LocalNode, free_port, require_daemons
-from wis2node.payload import DeployFacts, Ports, render_files, render_user_data
-from wis2node.settings import SettingsError
-from wis2node.stackfile import find_stack
+# Imports live in the commands: on the node, the tools (agent, certificate, ...) run with only
+# requirements-node.txt installed, so this module must not pull in pydantic, Jinja2 or PyYAML.
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Write the VM's files (and its cloud-init document) under a directory for review."""
+    from wis2node.payload import DeployFacts, render_files, render_user_data
+    from wis2node.stackfile import find_stack
+
     settings = find_stack(args.stack).settings()
     facts = DeployFacts(data_volume_id=args.data_volume_id)
     out = Path(args.out)
@@ -33,6 +34,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     """Run the stack's broker and HTTPS server on loopback until interrupted."""
+    from wis2node.local import LocalNode, free_port, require_daemons
+    from wis2node.payload import Ports
+    from wis2node.stackfile import find_stack
+
     require_daemons()
     settings = find_stack(args.stack).settings()
     chosen = {name: getattr(args, f"{name}_port") for name in ("mqtts", "https", "mqtt_local", "websockets")}
@@ -53,6 +58,9 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the local node, publish a sample file as a centre would, receive and download it."""
+    from wis2node.local import require_daemons
+    from wis2node.stackfile import find_stack
+
     require_daemons()
     from wis2node import demo
 
@@ -62,7 +70,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate stack files offline, as the program would, plus checks across stacks."""
     from wis2node.check import check_stacks, summary
-    from wis2node.stackfile import stack_files
+    from wis2node.settings import SettingsError
+    from wis2node.stackfile import find_stack, stack_files
 
     try:
         files = [find_stack(name) for name in args.stacks] if args.stacks else stack_files()
@@ -80,6 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Audit a deployed node, read-only, and say what is wrong, one line per check."""
+    from wis2node.stackfile import find_stack
     from wis2node.verify import Endpoints, report, verify
 
     settings = find_stack(args.stack).settings()
@@ -159,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except SettingsError as err:
+    except ValueError as err:  # SettingsError: a stack that cannot be used, the key named
+        if type(err).__name__ != "SettingsError":
+            raise
         print(err, file=sys.stderr)
         return 2
 
