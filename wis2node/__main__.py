@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from wis2node.errors import SettingsError
+
 # Imports live in the commands: on the node, the tools (agent, certificate, ...) run with only
 # requirements-node.txt installed, so this module must not pull in pydantic, Jinja2 or PyYAML.
 
@@ -70,7 +72,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate stack files offline, as the program would, plus checks across stacks."""
     from wis2node.check import check_stacks, summary
-    from wis2node.settings import SettingsError
     from wis2node.stackfile import find_stack, stack_files
 
     try:
@@ -169,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:  # SettingsError: a stack that cannot be used, the key named
-        if type(err).__name__ != "SettingsError":
-            raise
+    except SettingsError as err:  # a stack that cannot be used: the key is named
         print(err, file=sys.stderr)
         return 2
 

@@ -6,14 +6,11 @@ nginx run from the stack's rendered files.
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
-import socket
 import ssl
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -36,22 +33,6 @@ def _client(node: LocalNode, username: str, password: str) -> mqtt.Client:
     context.check_hostname = False  # the demo connects to 127.0.0.1; the certificate names the FQDN
     client.tls_set_context(context)
     return client
-
-
-def _download(node: LocalNode, href: str) -> bytes:
-    """GET the canonical link, sending the node's FQDN (SNI and Host) to its loopback port."""
-    url = urlsplit(href)
-    context = ssl.create_default_context(cafile=str(node.ca_file))
-    raw = socket.create_connection(("127.0.0.1", node.ports.https), timeout=10)
-    connection = http.client.HTTPSConnection(url.hostname, node.ports.https, context=context)
-    connection.sock = context.wrap_socket(raw, server_hostname=url.hostname)
-    connection.request("GET", url.path, headers={"Host": url.hostname})
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"GET {href} answered {response.status}")
-    return body
 
 
 def run(settings: NodeSettings) -> int:
@@ -106,7 +87,9 @@ def _walk_through(settings, node, ingest, record_path, say) -> int:
         print(f"4. notification for the {step}: {message['properties']['data_id']}")
         say(f"topic {received.topic}")
         say(f"link  {link['href']}")
-        body = _download(node, link["href"])
+        status, body = node.get(link["href"])
+        if status != 200:
+            raise RuntimeError(f"GET {link['href']} answered {status}")
         ok = verify_integrity(message, body)
         intact = intact and ok
         print(f"5. download over HTTPS: {len(body)} bytes, sha512 {'matches' if ok else 'DOES NOT MATCH'}")

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import http.client
 import ipaddress
 import json
 import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -177,6 +180,20 @@ class LocalNode:
             "data_dir": str(self.public_dir),
             "publisher": {"username": PUBLISHER_USER, "password": self.publisher_password},
         }
+
+    def get(self, href: str) -> tuple[int, bytes]:
+        """GET a link of this node (https://<fqdn>/...), sending the FQDN (SNI and Host) to its loopback port."""
+        url = urlsplit(href)
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        connection = http.client.HTTPSConnection(url.hostname, self.ports.https, context=context, timeout=10)
+        connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", self.ports.https), timeout=10),
+                                              server_hostname=url.hostname)
+        try:
+            connection.request("GET", url.path, headers={"Host": url.hostname})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
 
     def write_node_json(self) -> Path:
         target = self.workdir / "node.json"

@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wis2node import catalogue, tls
+from wis2node.errors import SettingsError
 
 PROJECT = "wis2-node"
 HTTPS_PORT = 443
@@ -38,9 +39,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 _RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
 _STANDARD_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
 
-
-class SettingsError(ValueError):
-    """A stack configuration that cannot be deployed; the message names each key and the fix."""
 
 
 def key(name: str) -> str:

@@ -48,6 +48,7 @@ class Verifier:
         self.settings = settings
         self.session = session or boto3.session.Session(region_name=settings.region)
         self.checks: list[Check] = []
+        self.address: Optional[str] = None  # the Elastic IP, once the elastic-ip check has found it
 
     def add(self, name: str, ok: bool, detail: str) -> None:
         self.checks.append(Check(name, ok, detail))
@@ -165,7 +166,7 @@ class Verifier:
                                                     StartRecordType="A", MaxItems="1")["ResourceRecordSets"]
         values = [r["Value"] for s in records if s["Name"] == self.settings.fqdn + "." and s["Type"] == "A"
                   for r in s.get("ResourceRecords", [])]
-        expected = getattr(self, "address", None)
+        expected = self.address
         self.add("dns", bool(values) and values == [expected],
                  f"A {self.settings.fqdn} -> {', '.join(values) or 'nothing'}"
                  + ("" if values == [expected] else f" (the Elastic IP is {expected or 'unknown'})"))
@@ -207,7 +208,7 @@ class Verifier:
         except OSError as err:
             self.add("dns-resolves", False, f"{self.settings.fqdn} does not resolve: {err}")
             return
-        expected = getattr(self, "address", None)
+        expected = self.address
         self.add("dns-resolves", found == [expected],
                  f"{self.settings.fqdn} resolves to {', '.join(found)}"
                  + ("" if found == [expected] else f" (the Elastic IP is {expected or 'unknown'})"))

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
-import socket
-import ssl
 import time
 from pathlib import Path
 
@@ -60,18 +57,6 @@ def subscriber(node: LocalNode, **kwargs) -> Client:
     return reader
 
 
-def download(node: LocalNode, href: str) -> tuple[int, bytes]:
-    """GET a canonical link with the node's FQDN (SNI and Host) sent to its loopback port."""
-    host, path = href.removeprefix("https://").split("/", 1)
-    context = ssl.create_default_context(cafile=str(node.ca_file))
-    connection = http.client.HTTPSConnection(host, node.ports.https, context=context, timeout=10)
-    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", node.ports.https)),
-                                          server_hostname=host)
-    connection.request("GET", f"/{path}", headers={"Host": host})
-    response = connection.getresponse()
-    return response.status, response.read()
-
-
 def messages(reader: Client) -> list[dict]:
     return [json.loads(m.payload) for m in reader.received]
 
@@ -109,7 +94,7 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
             report = ets_validate(message, tmp_path)
             assert report["summary"]["FAILED"] == 0, (key, report)
             assert link(message)["rel"] == "canonical"
-            status, body = download(node, link(message)["href"])
+            status, body = node.get(link(message)["href"])
             assert status == 200
             integrity = message["properties"]["integrity"]
             assert data_verified(body, link(message)["length"], integrity["method"], integrity["value"]), key
@@ -139,13 +124,13 @@ def test_a_new_version_is_an_update_and_a_removal_a_deletion(node, ingest, agent
         reader.wait_for(2, timeout=30)
         ingest.put(key, b"second version", **{"metadata-id": RECORD_ID})
         reader.wait_for(3, timeout=30)
-        assert download(node, f"https://{SETTINGS.fqdn}/{key}") == (200, b"second version")
+        assert node.get(f"https://{SETTINGS.fqdn}/{key}") == (200, b"second version")
         ingest.s3.delete_object(Bucket=ingest.bucket, Key=key)
         reader.wait_for(4, timeout=30)
         rels = [link(m)["rel"] for m in messages(reader)[1:]]
         assert rels == ["canonical", "update", "deletion"]
         assert len({m["properties"]["data_id"] for m in messages(reader)[1:]}) == 1
-        assert download(node, f"https://{SETTINGS.fqdn}/{key}")[0] == 404
+        assert node.get(f"https://{SETTINGS.fqdn}/{key}")[0] == 404
     finally:
         reader.close()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ from wis2node.localcloud import client, moto_server, run_environment
 from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, free_port, write_certificate
+from wis2node import reporter
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
@@ -40,11 +39,7 @@ def node_config(node: LocalNode) -> str:
 
 
 def served_certificate(port: int) -> x509.Certificate:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    return x509.load_der_x509_certificate(reporter.served_certificate(port, SETTINGS.fqdn))
 
 
 def test_deploy_hook_renews_without_dropping_subscribers(node, tmp_path):

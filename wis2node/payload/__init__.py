@@ -189,7 +189,6 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "stack": settings.stack,
         "fqdn": settings.fqdn,
         "hostname": settings.fqdn.split(".", 1)[0],
-        "data_root": layout.path(DATA_ROOT),
         "data_volume_id": facts.data_volume_id,
         "paths": layout.paths,
         "ports": layout.ports,
