@@ -80,6 +80,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pid(environment: dict[str, str]) -> int:
+    """moto's process, found by the port it serves on."""
+    port = environment["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"moto.server" in args and port.encode() in args:
+            return int(proc.name)
+    raise RuntimeError("moto's process not found")
+
+
 def resident_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -98,7 +111,11 @@ def main() -> int:
         home = validator_home(workdir / "validators")
         ingest = LocalIngest(aws, settings, visibility_timeout=30)
         record_id = json.loads(record.read_text())["id"]
+        moto = server_pid(aws)
+        moto_cpu = cpu_seconds(moto)
+        base_start = time.perf_counter()
         base_rate = baseline(ingest, args.files, record_id)
+        base_moto = (cpu_seconds(moto) - moto_cpu) / (time.perf_counter() - base_start)
 
         with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
             ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
@@ -127,9 +144,12 @@ def main() -> int:
             keys = [f"{TOPIC}/burst-{i:05d}.bufr4" for i in range(args.files)]
             start = time.perf_counter()
             agent_cpu = cpu_seconds(agent.process.pid)
+            moto_cpu = cpu_seconds(moto)
             sent = upload(ingest, keys, record_id)
+            upload_rate = len(keys) / (max(sent.values()) - start)
             wait_for(received, keys)
             agent_cpu = cpu_seconds(agent.process.pid) - agent_cpu
+            moto_cpu = cpu_seconds(moto) - moto_cpu
             elapsed = time.perf_counter() - start
             live_rate = sum(key in received for key in keys) / (max(received.get(k, start) for k in keys) - start)
             latencies = sorted(received[key] - sent[key] for key in keys if key in received)
@@ -144,6 +164,7 @@ def main() -> int:
     print(f"baseline (events only: receive + delete):  {base_rate:8.1f} files/s")
     print(f"agent (fetch, write, validate, publish):   {live_rate:8.1f} files/s  (target >= 100), "
           f"{live_announced} of {len(keys)} announced")
+    print(f"uploads alone, while the agent ran:        {upload_rate:8.1f} files/s")
     print(f"ratio agent / baseline:                    {live_rate / base_rate:8.2f}")
     print(f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)")
@@ -152,6 +173,7 @@ def main() -> int:
     print(f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
           f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
           "moto, the uploader, mosquitto and the subscriber)")
+    print(f"moto CPU: baseline {base_moto * 100:.0f}% of one core, burst {moto_cpu / elapsed * 100:.0f}%")
     return 0
 
 

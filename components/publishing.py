@@ -18,7 +18,7 @@ import pulumi_aws as aws
 from components.settings import Platform
 from wis2node.metadata import MetadataRecord
 from wis2node.payload import NodePackage
-from wis2node.settings import NodeSettings
+from wis2node.settings import EVENT_MAX_RECEIVES, EVENT_VISIBILITY_SECONDS, NodeSettings
 
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 
@@ -79,9 +79,9 @@ class Publishing(pulumi.ComponentResource):
             message_retention_seconds=14 * 24 * 3600, tags=tags, opts=child)
         self.queue = aws.sqs.Queue(
             f"{name}-queue", name=settings.ingest_queue, sqs_managed_sse_enabled=True,
-            visibility_timeout_seconds=60, message_retention_seconds=4 * 24 * 3600,
+            visibility_timeout_seconds=EVENT_VISIBILITY_SECONDS, message_retention_seconds=4 * 24 * 3600,
             redrive_policy=self.dead_letter_queue.arn.apply(
-                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 5})),
+                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": EVENT_MAX_RECEIVES})),
             tags=tags, opts=child)
         self.queue_policy = aws.sqs.QueuePolicy(
             f"{name}-bucket-events", queue_url=self.queue.url,

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime
 import gc
+import hashlib
 import json
 import logging
 import mimetypes
 import os
 import sqlite3
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,10 @@ from urllib.parse import unquote_plus
 from wis2node.notification import build_notification
 
 LOG = logging.getLogger("wis2node.agent")
+# After a partial batch the poller waits this long before receiving again, so that a burst is
+# taken ten events a request rather than one or two: fewer requests for SQS (and for moto, whose
+# ReceiveMessage costs grow with the queue's depth), at the price of 50 ms of latency at most.
+BATCH_WINDOW = 0.05
 EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
 METADATA_TYPE = "application/geo+json"
 mimetypes.add_type("application/bufr", ".bufr4")
@@ -68,6 +73,7 @@ class State:
                                                seen REAL NOT NULL DEFAULT (unixepoch()));
             CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS metadata_content (key TEXT PRIMARY KEY, sha512 TEXT NOT NULL);
         """)
 
     def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
@@ -87,16 +93,26 @@ class State:
         self.db.execute("INSERT INTO events (event_id, rel) VALUES (?, ?)", (event_id, rel))
         return rel
 
-    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
+    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None,
+                  digest: Optional[str] = None) -> None:
         with self.lock:
-            self._published(key, deleted, metadata_id)
+            self._published(key, deleted, metadata_id, digest)
 
-    def _published(self, key: str, deleted: bool, metadata_id: Optional[str] = None) -> None:
+    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str]) -> None:
         self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
         if metadata_id and not deleted:
             self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
+            self.db.execute("INSERT OR REPLACE INTO metadata_content VALUES (?, ?)", (key, digest))
         if metadata_id and deleted:
             self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
+        if deleted:
+            self.db.execute("DELETE FROM metadata_content WHERE key = ?", (key,))
+
+    def announced_content(self, key: str) -> Optional[str]:
+        """The sha512 of the discovery metadata record last announced under this key."""
+        with self.lock:
+            row = self.db.execute("SELECT sha512 FROM metadata_content WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def forget_events(self, older_than_days: float = EVENT_MEMORY_DAYS) -> int:
         """Events older than SQS can redeliver them need no memory; returns how many went."""
@@ -116,8 +132,13 @@ class Agent:
         self.config = config
         publishing = config["publishing"]
         session = session or boto3.session.Session(region_name=config["region"])
-        self.s3 = session.client("s3")
-        self.sqs = session.client("sqs")
+        from botocore.config import Config
+
+        # a connection per worker, and a read timeout well above the 1 s long poll
+        connections = Config(max_pool_connections=20, connect_timeout=5, read_timeout=30,
+                             retries={"mode": "standard"})
+        self.s3 = session.client("s3", config=connections)
+        self.sqs = session.client("sqs", config=connections)
         self.bucket = publishing["bucket"]
         self.queue_url = self.sqs.get_queue_url(QueueName=publishing["queue"])["QueueUrl"]
         self.dead_letter_url = self.sqs.get_queue_url(QueueName=publishing["dead_letter_queue"])["QueueUrl"]
@@ -130,61 +151,84 @@ class Agent:
         self.stopping = threading.Event()
         self._topics = _topic_validator(self.centre_id)
         self._mqtt = None
-        self._pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="fetch")
         self._connecting = threading.Lock()
+        self._metadata_first = threading.RLock()
         self._acked: dict[int, int] = {}
         self._ack = threading.Condition()
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, workers: int = 6) -> None:
-        """Poll with a few workers at once: each waits on the queue, S3 and the broker in turn."""
+    def run(self, workers: int = 16, in_flight: int = 40) -> None:
+        """One poller receives events, workers settle them one each, a deleter batches the deletions.
+
+        At most `in_flight` events are held at once, and each leaves the queue as soon as its
+        notification is acknowledged, not behind the slowest file of its batch. The poller takes
+        full batches when events arrive quickly (see BATCH_WINDOW) and receives nothing while the
+        broker is down, so an outage does not count against the queue's maxReceiveCount.
+        """
         LOG.info("agent for %s: bucket %s, queue %s", self.centre_id, self.bucket, self.queue_url)
-        threads = [threading.Thread(target=self._work, name=f"worker-{n}", daemon=True) for n in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        slots = threading.BoundedSemaphore(in_flight)
+        deleter = _Deleter(self.sqs, self.queue_url)
+        deleting = threading.Thread(target=deleter.run, name="deleter", daemon=True)
+        deleting.start()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker") as pool:
+            self._poll(slots, pool, deleter)
+        deleter.stop()  # the workers have settled what was received: the last batch goes, then the thread
+        deleting.join()
 
-    def _work(self) -> None:
+    def _poll(self, slots: threading.BoundedSemaphore, pool: ThreadPoolExecutor, deleter: "_Deleter") -> None:
         while not self.stopping.is_set():
+            if not self._broker_ready():
+                continue
+            held = _acquire_up_to(slots, 10, self.stopping)
             try:
-                self.poll_once(wait_seconds=1)
-            except BrokerUnavailable as err:
-                LOG.warning("broker unavailable (%s); events stay queued, retrying", err)
-                self._disconnect()
+                messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=held,
+                                                    WaitTimeSeconds=1).get("Messages", []) if held else []
+            except Exception:  # an AWS hiccup: log it, keep going
+                LOG.exception("could not receive events; retrying")
+                messages = []
                 self.stopping.wait(1)
-            except Exception:  # an AWS hiccup: log it, keep going; the events come back
-                LOG.exception("unexpected error; events stay queued, retrying")
-                self.stopping.wait(1)
-
-    def poll_once(self, wait_seconds: int = 0) -> int:
-        """Receive up to 10 events and handle them; returns how many messages were settled."""
-        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                            WaitTimeSeconds=wait_seconds).get("Messages", [])
-        prefetched = self._prefetch(messages)
-        settled = []
-        try:
+            for _ in range(held - len(messages)):
+                slots.release()
             for message in messages:
-                self.handle_message(message, prefetched)  # BrokerUnavailable leaves the rest queued
-                settled.append(message)
+                pool.submit(self._settle, message, slots, deleter)
+            if 0 < len(messages) < 10:
+                self.stopping.wait(BATCH_WINDOW)
+
+    def _broker_ready(self) -> bool:
+        """Connected to the broker (or just reconnected); otherwise wait a little and say so."""
+        try:
+            self._client()
+            return True
+        except BrokerUnavailable as err:
+            LOG.warning("broker unavailable (%s); not taking events until it is back", err)
+            self.stopping.wait(2)
+            return False
+
+    def _settle(self, message: dict, slots: threading.BoundedSemaphore, deleter: "_Deleter") -> None:
+        """Publish (or park) one event; only then may it leave the queue."""
+        try:
+            self.handle_message(message)
+            deleter.add(message["ReceiptHandle"])
+        except BrokerUnavailable as err:
+            LOG.warning("broker unavailable (%s); the event goes back to the queue", err)
+            with self._connecting:
+                self._disconnect()
+            self._release(message)
+        except Exception:  # an AWS hiccup: log it, keep going; the event comes back after its visibility timeout
+            LOG.exception("unexpected error; the event stays queued and comes back")
         finally:
-            if settled:  # only what the broker acknowledged (or what was parked) leaves the queue
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(settled)])
-        return len(settled)
+            slots.release()
 
-    def _prefetch(self, messages: list[dict]) -> dict[str, Future]:
-        """Start reading the batch's new objects at once: S3 answers many requests in parallel."""
-        prefetched: dict[str, Future] = {}
-        for message in messages:
-            for record in json.loads(message["Body"]).get("Records", []):
-                key = unquote_plus(record["s3"]["object"]["key"])
-                if record["eventName"].startswith("ObjectCreated") and key not in prefetched:
-                    prefetched[key] = self._pool.submit(self._fetch, key)
-        return prefetched
+    def _release(self, message: dict) -> None:
+        """Make an event visible again at once: it is received again as soon as the broker is back."""
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                               VisibilityTimeout=0)
+        except Exception:  # it comes back after its visibility timeout instead
+            LOG.exception("could not release an event; it comes back after the queue's visibility timeout")
 
-    def handle_message(self, message: dict, prefetched: Optional[dict[str, Future]] = None) -> list[Outcome]:
+    def handle_message(self, message: dict) -> list[Outcome]:
         body = json.loads(message["Body"])
         if body.get("Event") == "s3:TestEvent":
             return []
@@ -192,14 +236,22 @@ class Agent:
         for index, record in enumerate(body.get("Records", [])):
             event_id = f"{message['MessageId']}/{index}"
             try:
-                outcomes.append(self.handle_record(record, event_id, prefetched or {}))
+                outcomes.append(self.handle_record(record, event_id))
             except Rejected as err:
                 self._park(record, str(err))
         return outcomes
 
     # -- one event -----------------------------------------------------------------------------
 
-    def handle_record(self, record: dict, event_id: str, prefetched: Optional[dict[str, Future]] = None) -> Outcome:
+    def handle_record(self, record: dict, event_id: str) -> Outcome:
+        if unquote_plus(record["s3"]["object"]["key"]).startswith("metadata/"):
+            # one discovery metadata record at a time, and never while a worker is making sure a
+            # dataset's record went out first: a record is announced once, not once per worker
+            with self._metadata_first:
+                return self._handle_record(record, event_id)
+        return self._handle_record(record, event_id)
+
+    def _handle_record(self, record: dict, event_id: str) -> Outcome:
         key = unquote_plus(record["s3"]["object"]["key"])
         deleted = record["eventName"].startswith("ObjectRemoved")
         is_metadata = key.startswith("metadata/")
@@ -212,10 +264,14 @@ class Agent:
                 raise Rejected(f"{key}: deleted, but the node never published it")
             content, attributes, media_type = target.read_bytes(), {}, _media_type(key, None)
         else:
-            pending = (prefetched or {}).pop(key, None)
-            content, attributes, media_type = pending.result() if pending else self._fetch(key)
+            content, attributes, media_type = self._fetch(key)
+        digest = hashlib.sha512(content).hexdigest() if is_metadata and not deleted else None
         if is_metadata:
             metadata_id = _record_id(key, content) if not deleted else self._metadata_id_of(key)
+            if digest and self.state.announced_content(key) == digest:
+                # already out (its event arrived after a data file made sure of it): not twice
+                LOG.info("%s: already announced as it is", key)
+                return Outcome(topic=topic, rel="unchanged", data_id=f"{self.centre_id}/metadata/{metadata_id}")
         else:
             metadata_id = attributes.get("metadata-id")
         try:
@@ -239,7 +295,7 @@ class Agent:
         self._publish(topic, message)
         if deleted:
             target.unlink(missing_ok=True)
-        self.state.published(key, deleted, metadata_id if is_metadata else None)
+        self.state.published(key, deleted, metadata_id if is_metadata else None, digest)
         LOG.info("published %s %s on %s", rel, data_id, topic)
         return Outcome(topic=topic, rel=rel, data_id=data_id)
 
@@ -278,8 +334,11 @@ class Agent:
 
     def _ensure_metadata_first(self, metadata_id: str) -> None:
         """Discovery metadata goes out before any data of its dataset (GBs need it to relay)."""
-        if self.state.metadata_published(metadata_id):
-            return
+        with self._metadata_first:  # one worker looks it up and announces it; the others wait for it
+            if not self.state.metadata_published(metadata_id):
+                self._announce_metadata(metadata_id)
+
+    def _announce_metadata(self, metadata_id: str) -> None:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="metadata/")
         for page in pages:
             for item in page.get("Contents", []):
@@ -385,8 +444,57 @@ class Agent:
 
     def close(self) -> None:
         self.stopping.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._disconnect()
+        with self._connecting:
+            self._disconnect()
+
+
+class _Deleter:
+    """Deletes settled events in batches of up to 10, each at most `linger` seconds after it settled."""
+
+    def __init__(self, sqs, queue_url: str, linger: float = 0.05):
+        self.sqs, self.queue_url, self.linger = sqs, queue_url, linger
+        self.pending: list[str] = []
+        self.ready = threading.Condition()
+        self.finished = False
+
+    def add(self, receipt_handle: str) -> None:
+        with self.ready:
+            self.pending.append(receipt_handle)
+            self.ready.notify()
+
+    def stop(self) -> None:
+        with self.ready:
+            self.finished = True
+            self.ready.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.ready:
+                self.ready.wait_for(lambda: self.pending or self.finished)
+                if not self.pending and self.finished:
+                    return
+                if len(self.pending) < 10 and not self.finished:  # let a few more settle alongside
+                    self.ready.wait_for(lambda: len(self.pending) >= 10 or self.finished, timeout=self.linger)
+                batch, self.pending = self.pending[:10], self.pending[10:]
+            try:
+                failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)]).get("Failed")
+                if failed:
+                    LOG.warning("%d events not deleted (they come back and are announced again): %s",
+                                len(failed), failed)
+            except Exception:  # they come back, and are announced again with the same data_id
+                LOG.exception("could not delete %d settled events; they will be announced again", len(batch))
+
+
+def _acquire_up_to(slots: threading.BoundedSemaphore, most: int, stopping: threading.Event) -> int:
+    """Wait for one free slot (0 if the agent stops first), then take what else is free, up to `most`."""
+    while not slots.acquire(timeout=0.5):
+        if stopping.is_set():
+            return 0
+    held = 1
+    while held < most and slots.acquire(blocking=False):
+        held += 1
+    return held
 
 
 def _topic_validator(centre_id: str):

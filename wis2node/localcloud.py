@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from wis2node.local import free_port
-from wis2node.settings import NodeSettings
+from wis2node.settings import EVENT_MAX_RECEIVES, NodeSettings
 
 ACCOUNT = "123456789012"  # moto's default account
 SHARED_BUNDLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "wis2-bundles" / "home"
@@ -87,8 +87,12 @@ class LocalIngest:
         self.bucket = settings.ingest_bucket(ACCOUNT)
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
         self.dead_letter_url = self.sqs.create_queue(QueueName=settings.dead_letter_queue)["QueueUrl"]
+        dead_letter_arn = self.sqs.get_queue_attributes(QueueUrl=self.dead_letter_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
         self.queue_url = self.sqs.create_queue(QueueName=settings.ingest_queue, Attributes={
-            "VisibilityTimeout": str(visibility_timeout)})["QueueUrl"]
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn,
+                                         "maxReceiveCount": EVENT_MAX_RECEIVES})})["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
         self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={

@@ -46,6 +46,12 @@ def key(name: str) -> str:
     return name if ":" in name or name.startswith("<") else f"{PROJECT}:{name}"
 
 
+# The ingest queue, as the publishing component declares it and the local stand-in mirrors it:
+# an event the agent has received comes back after EVENT_VISIBILITY_SECONDS unless deleted, and
+# goes to the dead-letter queue once received EVENT_MAX_RECEIVES times.
+EVENT_VISIBILITY_SECONDS = 60
+EVENT_MAX_RECEIVES = 5
+
 class Partner(BaseModel):
     """A local partner allowed in on one or both WIS2 ports."""
 
@@ -353,6 +359,7 @@ class NodeSettings(BaseModel):
 
     @property
     def ingest_queue(self) -> str:
+        """The bucket's event queue (see EVENT_VISIBILITY_SECONDS and EVENT_MAX_RECEIVES)."""
         return f"{self.stack}-wis2-ingest"
 
     @property

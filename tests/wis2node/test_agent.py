@@ -223,3 +223,37 @@ def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
         assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
     finally:
         reader.close()
+
+
+def test_an_outage_longer_than_the_queue_redrive_loses_nothing(tmp_path):
+    """While the broker is down the agent takes no events, so none reaches maxReceiveCount.
+
+    With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
+    each event about nine times, and the queue would move it to the dead-letter queue after five.
+    """
+    with moto_server(SETTINGS.region) as environment:
+        ingest = LocalIngest(environment, SETTINGS, visibility_timeout=1)
+        with LocalNode(SETTINGS, tmp_path / "node", bucket=ingest.bucket) as node:
+            ingest.ssm.put_parameter(Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString",
+                                     Value=node.publisher_password)
+            reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
+            ingest.put_record(RECORD)
+            agent = start_agent(node, ingest)
+            try:
+                reader.wait_for(1, timeout=30)
+                reader.close()
+                node.stop_broker()
+                keys = [f"{SYNOP}/long-outage-{i:02d}.bufr4" for i in range(10)]
+                for key in keys:
+                    ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+                time.sleep(9)
+                assert agent.running
+                assert ingest.parked(1, timeout=2) == []
+                node.start_broker()
+                reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
+                ids = count_data_ids(reader, len(keys))
+                assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
+                assert ingest.parked(1, timeout=2) == []
+            finally:
+                reader.close()
+                agent.stop()
