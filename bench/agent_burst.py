@@ -2,9 +2,11 @@
 
 1,000 small files are uploaded to the ingest bucket (moto in server mode) as fast as one
 uploader can, while the real agent turns them into notifications on the local node. A subscriber
-(everyone, over MQTTS) timestamps each one. The baseline, measured in the same run on the same
-moto, is the event round trip alone: the same uploads consumed by a loop that only receives and
-deletes the queue messages, the ceiling any agent could reach here.
+(everyone, over MQTTS) timestamps each one. Two stock baselines are measured in the same run on
+the same moto, each the same uploads consumed by six plain loops: one that only receives and
+deletes the events (the event round trip alone), and one that also reads each object from the
+bucket, the S3 and SQS work any agent must do before it can announce a file. Since moto is one
+Python process, the uploads and the consumer share one core of it: CPU figures show who used it.
 
     venv/bin/python bench/agent_burst.py [--files 1000]
 """
@@ -22,6 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import paho.mqtt.client as mqtt
 
@@ -48,11 +51,11 @@ def upload(ingest: LocalIngest, keys: list[str], record_id: str, threads: int = 
     return sent
 
 
-def baseline(ingest: LocalIngest, files: int, record_id: str) -> float:
-    """Files per second when a consumer only receives the events and deletes them in batches."""
-    keys = [f"{TOPIC}/baseline-{i:05d}.bufr4" for i in range(files)]
+def baseline(ingest: LocalIngest, files: int, record_id: str, read: bool) -> float:
+    """Files per second when plain loops receive the events (and `read` the objects), then delete them."""
+    keys = [f"{TOPIC}/baseline-{'read' if read else 'events'}-{i:05d}.bufr4" for i in range(files)]
     done = threading.Event()
-    seen = [0]
+    seen = [0]  # events consumed, by all six loops
     lock = threading.Lock()
     start = time.perf_counter()
 
@@ -60,6 +63,10 @@ def baseline(ingest: LocalIngest, files: int, record_id: str) -> float:
         while seen[0] < files and time.perf_counter() - start < 300:
             batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10,
                                                WaitTimeSeconds=1).get("Messages", [])
+            for message in batch if read else []:
+                for record in json.loads(message["Body"]).get("Records", []):
+                    ingest.s3.get_object(Bucket=ingest.bucket, Key=unquote_plus(record["s3"]["object"]["key"]))[
+                        "Body"].read()
             if batch:
                 ingest.sqs.delete_message_batch(QueueUrl=ingest.queue_url, Entries=[
                     {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
@@ -68,11 +75,15 @@ def baseline(ingest: LocalIngest, files: int, record_id: str) -> float:
         done.set()
 
     start = time.perf_counter()
-    for _ in range(6):  # as many pollers as the agent has workers
-        threading.Thread(target=consume, daemon=True).start()
+    consumers = [threading.Thread(target=consume, daemon=True) for _ in range(6)]
+    for consumer in consumers:
+        consumer.start()
     upload(ingest, keys, record_id)
     done.wait(300)
-    return seen[0] / (time.perf_counter() - start)
+    rate = seen[0] / (time.perf_counter() - start)
+    for consumer in consumers:  # none left to take the next phase's events
+        consumer.join()
+    return rate
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,8 +125,11 @@ def main() -> int:
         moto = server_pid(aws)
         moto_cpu = cpu_seconds(moto)
         base_start = time.perf_counter()
-        base_rate = baseline(ingest, args.files, record_id)
+        base_rate = baseline(ingest, args.files, record_id, read=False)
         base_moto = (cpu_seconds(moto) - moto_cpu) / (time.perf_counter() - base_start)
+        moto_cpu, base_start = cpu_seconds(moto), time.perf_counter()
+        read_rate = baseline(ingest, args.files, record_id, read=True)
+        read_moto = (cpu_seconds(moto) - moto_cpu) / (time.perf_counter() - base_start)
 
         with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
             ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
@@ -145,11 +159,15 @@ def main() -> int:
             start = time.perf_counter()
             agent_cpu = cpu_seconds(agent.process.pid)
             moto_cpu = cpu_seconds(moto)
+            own_cpu = time.process_time()
+            broker_cpu = cpu_seconds(node.broker.pid)
             sent = upload(ingest, keys, record_id)
             upload_rate = len(keys) / (max(sent.values()) - start)
             wait_for(received, keys)
             agent_cpu = cpu_seconds(agent.process.pid) - agent_cpu
             moto_cpu = cpu_seconds(moto) - moto_cpu
+            own_cpu = time.process_time() - own_cpu
+            broker_cpu = cpu_seconds(node.broker.pid) - broker_cpu
             elapsed = time.perf_counter() - start
             live_rate = sum(key in received for key in keys) / (max(received.get(k, start) for k in keys) - start)
             latencies = sorted(received[key] - sent[key] for key in keys if key in received)
@@ -162,10 +180,11 @@ def main() -> int:
 
     print(f"{args.files} files of {len(keys[0]) * 8} bytes, uploaded by 8 threads as fast as they can")
     print(f"baseline (events only: receive + delete):  {base_rate:8.1f} files/s")
+    print(f"baseline (receive + read object + delete): {read_rate:8.1f} files/s")
     print(f"agent (fetch, write, validate, publish):   {live_rate:8.1f} files/s  (target >= 100), "
           f"{live_announced} of {len(keys)} announced")
     print(f"uploads alone, while the agent ran:        {upload_rate:8.1f} files/s")
-    print(f"ratio agent / baseline:                    {live_rate / base_rate:8.2f}")
+    print(f"ratio agent / baseline with object reads:  {live_rate / read_rate:8.2f}")
     print(f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)")
     print(f"agent resident memory after the burst: {memory:.1f} MiB  (target < 100 MiB)")
@@ -173,7 +192,13 @@ def main() -> int:
     print(f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
           f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
           "moto, the uploader, mosquitto and the subscriber)")
-    print(f"moto CPU: baseline {base_moto * 100:.0f}% of one core, burst {moto_cpu / elapsed * 100:.0f}%")
+    print(f"moto CPU: baselines {base_moto * 100:.0f}% and {read_moto * 100:.0f}% of one core, "
+          f"burst {moto_cpu / elapsed * 100:.0f}% "
+          "(one Python process: it cannot use more than one core)")
+    print(f"uploader and subscriber CPU during the burst: {own_cpu / elapsed * 100:.0f}%, mosquitto "
+          f"{broker_cpu / elapsed * 100:.0f}%; all together with the agent and moto: "
+          f"{(agent_cpu + moto_cpu + own_cpu + broker_cpu) / elapsed * 100:.0f}% of {os.cpu_count()} cores "
+          f"({os.cpu_count() * 100}%)")
     return 0
 
 

@@ -31,6 +31,11 @@ from urllib.parse import unquote_plus
 from wis2node.notification import build_notification
 
 LOG = logging.getLogger("wis2node.agent")
+# Workers spend most of their time waiting for S3 and for the broker's acknowledgement; by
+# Little's law, 100 files/s at 300 ms each needs 30 in progress. IN_FLIGHT bounds what the agent
+# holds (received, not yet deleted), so a backlog stays in the queue rather than in memory.
+WORKERS = 32
+IN_FLIGHT = 64
 # After a partial batch the poller waits this long before receiving again, so that a burst is
 # taken ten events a request rather than one or two: fewer requests for SQS (and for moto, whose
 # ReceiveMessage costs grow with the queue's depth), at the price of 50 ms of latency at most.
@@ -134,8 +139,8 @@ class Agent:
         session = session or boto3.session.Session(region_name=config["region"])
         from botocore.config import Config
 
-        # a connection per worker, and a read timeout well above the 1 s long poll
-        connections = Config(max_pool_connections=20, connect_timeout=5, read_timeout=30,
+        # a connection per worker (and the poller's and deleter's), a read timeout well above the 1 s long poll
+        connections = Config(max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30,
                              retries={"mode": "standard"})
         self.s3 = session.client("s3", config=connections)
         self.sqs = session.client("sqs", config=connections)
@@ -151,6 +156,7 @@ class Agent:
         self.stopping = threading.Event()
         self._topics = _topic_validator(self.centre_id)
         self._mqtt = None
+        self._broker_down = False
         self._connecting = threading.Lock()
         self._metadata_first = threading.RLock()
         self._acked: dict[int, int] = {}
@@ -158,7 +164,7 @@ class Agent:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, workers: int = 16, in_flight: int = 40) -> None:
+    def run(self, workers: int = WORKERS, in_flight: int = IN_FLIGHT) -> None:
         """One poller receives events, workers settle them one each, a deleter batches the deletions.
 
         At most `in_flight` events are held at once, and each leaves the queue as soon as its
@@ -199,11 +205,16 @@ class Agent:
         """Connected to the broker (or just reconnected); otherwise wait a little and say so."""
         try:
             self._client()
-            return True
         except BrokerUnavailable as err:
-            LOG.warning("broker unavailable (%s); not taking events until it is back", err)
+            if not self._broker_down:  # once per outage, not every two seconds
+                LOG.warning("broker unavailable (%s); not taking events until it is back", err)
+            self._broker_down = True
             self.stopping.wait(2)
             return False
+        if self._broker_down:
+            LOG.info("broker back; taking events again")
+            self._broker_down = False
+        return True
 
     def _settle(self, message: dict, slots: threading.BoundedSemaphore, deleter: "_Deleter") -> None:
         """Publish (or park) one event; only then may it leave the queue."""
@@ -449,7 +460,11 @@ class Agent:
 
 
 class _Deleter:
-    """Deletes settled events in batches of up to 10, each at most `linger` seconds after it settled."""
+    """Deletes settled events ten a request, or what has settled within `linger` seconds of the first.
+
+    Each request costs SQS (and moto far more) about as much as a receive: a burst is deleted in
+    full batches, and an event leaves the queue at most `linger` seconds after its notification.
+    """
 
     def __init__(self, sqs, queue_url: str, linger: float = 0.05):
         self.sqs, self.queue_url, self.linger = sqs, queue_url, linger

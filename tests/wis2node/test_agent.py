@@ -86,8 +86,12 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
             ingest.put(key, body, **metadata)
         received = messages(reader) if reader.wait_for(len(FILES) + 1, timeout=30) else []
         topics = [m.topic for m in reader.received]
-        assert topics[0] == f"{BRANCH}/metadata", "discovery metadata goes out before the data"
         assert len(received) == len(FILES) + 1
+        # files are settled in parallel: the record must precede every file of its dataset
+        # (files that name no dataset need not wait for it)
+        record_at = topics.index(f"{BRANCH}/metadata")
+        of_dataset = [n for n, m in enumerate(received) if m["properties"].get("metadata_id") == RECORD_ID]
+        assert len(of_dataset) == 2 and record_at < min(of_dataset), "discovery metadata goes out before the data"
         by_key = {link(m)["href"].split("/", 3)[3]: (m, t) for m, t in zip(received, topics)}
         assert set(by_key) == {*FILES, f"metadata/{RECORD.name}"}
         for key, (message, topic) in by_key.items():
@@ -113,6 +117,26 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
         assert climat["properties"]["cache"] is False
     finally:
         reader.close()
+
+
+def test_a_record_racing_its_data_is_announced_once_and_first(node, ingest):
+    """The record's event and its files' events settle in parallel: one announcement, before them."""
+    reader = subscriber(node)
+    ingest.put_record(RECORD)
+    keys = [f"{SYNOP}/race-{i:02d}.bufr4" for i in range(20)]
+    for key in keys:
+        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    agent = start_agent(node, ingest)  # all 21 events are waiting: they arrive in the same batches
+    try:
+        count_data_ids(reader, len(keys))
+        time.sleep(1)  # a second announcement of the record would come now
+        topics = [m.topic for m in reader.received]
+        assert topics.count(f"{BRANCH}/metadata") == 1
+        assert topics.index(f"{BRANCH}/metadata") == 0
+        assert len(topics) == len(keys) + 1
+    finally:
+        reader.close()
+        agent.stop()
 
 
 def test_a_new_version_is_an_update_and_a_removal_a_deletion(node, ingest, agent):
