@@ -164,20 +164,20 @@ class Agent:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, workers: int = WORKERS, in_flight: int = IN_FLIGHT) -> None:
+    def run(self) -> None:
         """One poller receives events, workers settle them one each, a deleter batches the deletions.
 
-        At most `in_flight` events are held at once, and each leaves the queue as soon as its
+        At most IN_FLIGHT events are held at once, and each leaves the queue as soon as its
         notification is acknowledged, not behind the slowest file of its batch. The poller takes
         full batches when events arrive quickly (see BATCH_WINDOW) and receives nothing while the
         broker is down, so an outage does not count against the queue's maxReceiveCount.
         """
         LOG.info("agent for %s: bucket %s, queue %s", self.centre_id, self.bucket, self.queue_url)
-        slots = threading.BoundedSemaphore(in_flight)
+        slots = threading.BoundedSemaphore(IN_FLIGHT)
         deleter = _Deleter(self.sqs, self.queue_url)
         deleting = threading.Thread(target=deleter.run, name="deleter", daemon=True)
         deleting.start()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker") as pool:
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="worker") as pool:
             self._poll(slots, pool, deleter)
         deleter.stop()  # the workers have settled what was received: the last batch goes, then the thread
         deleting.join()

@@ -87,20 +87,19 @@ class LocalIngest:
         self.bucket = settings.ingest_bucket(ACCOUNT)
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
         self.dead_letter_url = self.sqs.create_queue(QueueName=settings.dead_letter_queue)["QueueUrl"]
-        dead_letter_arn = self.sqs.get_queue_attributes(QueueUrl=self.dead_letter_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
         self.queue_url = self.sqs.create_queue(QueueName=settings.ingest_queue, Attributes={
             "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn,
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": self._arn(self.dead_letter_url),
                                          "maxReceiveCount": EVENT_MAX_RECEIVES})})["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
         self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={
             "QueueConfigurations": [
-                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                {"QueueArn": self._arn(self.queue_url), "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
                 for prefix in ("data/", "metadata/")]})
         self.ssm = client("ssm", environment)
+
+    def _arn(self, queue_url: str) -> str:
+        return self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     def put(self, key: str, body: bytes, **metadata: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)

@@ -27,9 +27,10 @@ RECORD_ID = json.loads(RECORD.read_text())["id"]
 
 
 @pytest.fixture
-def ingest():
+def ingest(request):
+    """The ingest bucket and queues in moto; `indirect` parametrisation sets the visibility timeout."""
     with moto_server(SETTINGS.region) as environment:
-        yield LocalIngest(environment, SETTINGS)
+        yield LocalIngest(environment, SETTINGS, visibility_timeout=getattr(request, "param", 5))
 
 
 @pytest.fixture
@@ -55,6 +56,14 @@ def subscriber(node: LocalNode, **kwargs) -> Client:
     reader = Client(node, "everyone", "everyone", **kwargs)
     reader.subscribe(f"{BRANCH}/#")
     return reader
+
+
+def put_files(ingest: LocalIngest, name: str, count: int) -> list[str]:
+    """Upload `count` small files of the example dataset; returns their keys."""
+    keys = [f"{SYNOP}/{name}-{i:04d}.bufr4" for i in range(count)]
+    for key in keys:
+        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    return keys
 
 
 def messages(reader: Client) -> list[dict]:
@@ -123,9 +132,7 @@ def test_a_record_racing_its_data_is_announced_once_and_first(node, ingest):
     """The record's event and its files' events settle in parallel: one announcement, before them."""
     reader = subscriber(node)
     ingest.put_record(RECORD)
-    keys = [f"{SYNOP}/race-{i:02d}.bufr4" for i in range(20)]
-    for key in keys:
-        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    keys = put_files(ingest, "race", 20)
     agent = start_agent(node, ingest)  # all 21 events are waiting: they arrive in the same batches
     try:
         count_data_ids(reader, len(keys))
@@ -210,9 +217,7 @@ def count_data_ids(reader: Client, expected: int, timeout: float = 60) -> set[st
 def test_killed_agent_loses_nothing(node, ingest):
     reader = subscriber(node)
     ingest.put_record(RECORD)
-    keys = [f"{SYNOP}/burst-{i:04d}.bufr4" for i in range(150)]
-    for key in keys:
-        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    keys = put_files(ingest, "burst", 150)
     agent = start_agent(node, ingest)
     try:
         deadline = time.monotonic() + 30
@@ -235,9 +240,7 @@ def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
     reader.wait_for(1, timeout=30)
     reader.close()
     node.stop_broker()
-    keys = [f"{SYNOP}/while-down-{i:03d}.bufr4" for i in range(30)]
-    for key in keys:
-        ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
+    keys = put_files(ingest, "while-down", 30)
     time.sleep(3)  # the agent finds no broker and leaves the events queued
     assert agent.running
     node.start_broker()
@@ -249,35 +252,27 @@ def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
         reader.close()
 
 
-def test_an_outage_longer_than_the_queue_redrive_loses_nothing(tmp_path):
+@pytest.mark.parametrize("ingest", [1], indirect=True)  # a 1 s visibility timeout
+def test_an_outage_longer_than_the_queue_redrive_loses_nothing(node, ingest, agent):
     """While the broker is down the agent takes no events, so none reaches maxReceiveCount.
 
     With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
     each event about nine times, and the queue would move it to the dead-letter queue after five.
     """
-    with moto_server(SETTINGS.region) as environment:
-        ingest = LocalIngest(environment, SETTINGS, visibility_timeout=1)
-        with LocalNode(SETTINGS, tmp_path / "node", bucket=ingest.bucket) as node:
-            ingest.ssm.put_parameter(Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString",
-                                     Value=node.publisher_password)
-            reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
-            ingest.put_record(RECORD)
-            agent = start_agent(node, ingest)
-            try:
-                reader.wait_for(1, timeout=30)
-                reader.close()
-                node.stop_broker()
-                keys = [f"{SYNOP}/long-outage-{i:02d}.bufr4" for i in range(10)]
-                for key in keys:
-                    ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
-                time.sleep(9)
-                assert agent.running
-                assert ingest.parked(1, timeout=2) == []
-                node.start_broker()
-                reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
-                ids = count_data_ids(reader, len(keys))
-                assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
-                assert ingest.parked(1, timeout=2) == []
-            finally:
-                reader.close()
-                agent.stop()
+    reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
+    ingest.put_record(RECORD)
+    reader.wait_for(1, timeout=30)
+    reader.close()
+    node.stop_broker()
+    keys = put_files(ingest, "long-outage", 10)
+    time.sleep(9)
+    assert agent.running
+    assert ingest.parked(1, timeout=2) == []
+    node.start_broker()
+    reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
+    try:
+        ids = count_data_ids(reader, len(keys))
+        assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
+        assert ingest.parked(1, timeout=2) == []
+    finally:
+        reader.close()
