@@ -7,6 +7,9 @@ the same moto, each the same uploads consumed by six plain loops: one that only 
 deletes the events (the event round trip alone), and one that also reads each object from the
 bucket, the S3 and SQS work any agent must do before it can announce a file. Since moto is one
 Python process, the uploads and the consumer share one core of it: CPU figures show who used it.
+Before all that, moto's own cost of a file is measured at its cheapest (one plain loop, batches
+of ten, an empty queue), and its cost per event received with a short and a long queue: the
+ceiling any agent meets on this stand-in, and why a backlog makes every consumer slower.
 
     venv/bin/python bench/agent_burst.py [--files 1000]
 """
@@ -51,6 +54,21 @@ def upload(ingest: LocalIngest, keys: list[str], record_id: str, threads: int = 
     return sent
 
 
+def consume_once(ingest: LocalIngest, read: bool) -> int:
+    """One plain receive of up to ten events (reading their objects if `read`), then one deletion.
+
+    Returns how many file events it consumed (the bucket's test event is not one)."""
+    batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=1).get("Messages", [])
+    for message in batch if read else []:
+        for record in json.loads(message["Body"]).get("Records", []):
+            ingest.s3.get_object(Bucket=ingest.bucket, Key=unquote_plus(record["s3"]["object"]["key"]))["Body"].read()
+    if batch:
+        ingest.sqs.delete_message_batch(QueueUrl=ingest.queue_url, Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+    return sum("Records" in json.loads(m["Body"]) for m in batch)
+
+
 def baseline(ingest: LocalIngest, files: int, record_id: str, read: bool) -> float:
     """Files per second when plain loops receive the events (and `read` the objects), then delete them."""
     keys = [f"{TOPIC}/baseline-{'read' if read else 'events'}-{i:05d}.bufr4" for i in range(files)]
@@ -61,17 +79,9 @@ def baseline(ingest: LocalIngest, files: int, record_id: str, read: bool) -> flo
 
     def consume():
         while seen[0] < files and time.perf_counter() - start < 300:
-            batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10,
-                                               WaitTimeSeconds=1).get("Messages", [])
-            for message in batch if read else []:
-                for record in json.loads(message["Body"]).get("Records", []):
-                    ingest.s3.get_object(Bucket=ingest.bucket, Key=unquote_plus(record["s3"]["object"]["key"]))[
-                        "Body"].read()
-            if batch:
-                ingest.sqs.delete_message_batch(QueueUrl=ingest.queue_url, Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+            consumed = consume_once(ingest, read)
             with lock:
-                seen[0] += sum("Records" in json.loads(m["Body"]) for m in batch)
+                seen[0] += consumed
         done.set()
 
     start = time.perf_counter()
@@ -84,6 +94,37 @@ def baseline(ingest: LocalIngest, files: int, record_id: str, read: bool) -> flo
     for consumer in consumers:  # none left to take the next phase's events
         consumer.join()
     return rate
+
+
+def moto_floor(ingest: LocalIngest, moto: int, record_id: str, files: int = 500) -> float:
+    """moto CPU seconds per file for the S3 and SQS work no agent can avoid, at its cheapest.
+
+    One plain loop puts ten files, receives their events, reads each object and deletes the ten
+    in one batch: the fewest requests, nothing waiting in the queue, no other client.
+    """
+    cpu = cpu_seconds(moto)
+    for start in range(0, files, 10):
+        for i in range(start, start + 10):
+            ingest.put(f"{TOPIC}/floor-{i:05d}.bufr4", b"x" * 544, **{"metadata-id": record_id})
+        pending = 10
+        while pending:
+            pending -= consume_once(ingest, read=True)
+    return (cpu_seconds(moto) - cpu) / files
+
+
+def receive_cost(ingest: LocalIngest, moto: int, depth: int, receives: int = 20) -> float:
+    """moto CPU seconds per message returned by ReceiveMessage with `depth` messages in the queue."""
+    url = ingest.sqs.create_queue(QueueName=f"bench-depth-{depth}")["QueueUrl"]
+    for start in range(0, depth, 10):
+        ingest.sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": "x" * 600} for i in range(min(10, depth - start))])
+    cpu, returned = cpu_seconds(moto), 0
+    for _ in range(receives):  # visibility 0: what is returned stays in the queue, the depth stays put
+        returned += len(ingest.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                   VisibilityTimeout=0).get("Messages", []))
+    cost = (cpu_seconds(moto) - cpu) / returned
+    ingest.sqs.delete_queue(QueueUrl=url)
+    return cost
 
 
 def cpu_seconds(pid: int) -> float:
@@ -123,6 +164,8 @@ def main() -> int:
         ingest = LocalIngest(aws, settings, visibility_timeout=30)
         record_id = json.loads(record.read_text())["id"]
         moto = server_pid(aws)
+        floor = moto_floor(ingest, moto, record_id)
+        shallow, deep = receive_cost(ingest, moto, 10), receive_cost(ingest, moto, 200)
         moto_cpu = cpu_seconds(moto)
         base_start = time.perf_counter()
         base_rate = baseline(ingest, args.files, record_id, read=False)
@@ -192,9 +235,16 @@ def main() -> int:
     print(f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
           f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
           "moto, the uploader, mosquitto and the subscriber)")
+    print(f"agent CPU per file: {agent_cpu / live_announced * 1000:.1f} ms, so its own work would allow "
+          f"{live_announced / agent_cpu:.0f} files/s with one core to itself")
     print(f"moto CPU: baselines {base_moto * 100:.0f}% and {read_moto * 100:.0f}% of one core, "
           f"burst {moto_cpu / elapsed * 100:.0f}% "
           "(one Python process: it cannot use more than one core)")
+    print(f"moto's own cost of a file at its cheapest (put and its event, receive, read, delete; one loop, "
+          f"batches of ten): {floor * 1000:.1f} ms of moto CPU, so at most {1 / floor:.0f} files/s with a core "
+          f"wholly for moto; during the agent's burst: {moto_cpu / live_announced * 1000:.1f} ms a file")
+    print(f"moto's cost per event received, 10 vs 200 in the queue: {shallow * 1000:.1f} ms vs {deep * 1000:.1f} ms "
+          "(it recounts the whole queue for each message it returns, so any backlog slows every consumer)")
     print(f"uploader and subscriber CPU during the burst: {own_cpu / elapsed * 100:.0f}%, mosquitto "
           f"{broker_cpu / elapsed * 100:.0f}%; all together with the agent and moto: "
           f"{(agent_cpu + moto_cpu + own_cpu + broker_cpu) / elapsed * 100:.0f}% of {os.cpu_count()} cores "
