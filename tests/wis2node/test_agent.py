@@ -234,42 +234,25 @@ def test_killed_agent_loses_nothing(node, ingest):
         agent.stop()
 
 
-def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent):
+@pytest.mark.parametrize("ingest, outage, files", [
+    pytest.param(5, 3, 30, id="short-outage"),
+    # With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
+    # each event about nine times, and the queue would move it to the dead-letter queue after five.
+    pytest.param(1, 9, 10, id="longer-than-the-redrive"),
+], indirect=["ingest"])  # `ingest` is the queue's visibility timeout
+def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent, outage, files):
+    """While the broker is down the agent takes no events, so none reaches maxReceiveCount."""
     reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
     ingest.put_record(RECORD)
     reader.wait_for(1, timeout=30)
     reader.close()
     node.stop_broker()
-    keys = put_files(ingest, "while-down", 30)
-    time.sleep(3)  # the agent finds no broker and leaves the events queued
-    assert agent.running
-    node.start_broker()
-    reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
-    try:
-        ids = count_data_ids(reader, len(keys))
-        assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
-    finally:
-        reader.close()
-
-
-@pytest.mark.parametrize("ingest", [1], indirect=True)  # a 1 s visibility timeout
-def test_an_outage_longer_than_the_queue_redrive_loses_nothing(node, ingest, agent):
-    """While the broker is down the agent takes no events, so none reaches maxReceiveCount.
-
-    With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
-    each event about nine times, and the queue would move it to the dead-letter queue after five.
-    """
-    reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
-    ingest.put_record(RECORD)
-    reader.wait_for(1, timeout=30)
-    reader.close()
-    node.stop_broker()
-    keys = put_files(ingest, "long-outage", 10)
-    time.sleep(9)
+    keys = put_files(ingest, "while-down", files)
+    time.sleep(outage)  # the agent finds no broker and leaves the events queued
     assert agent.running
     assert ingest.parked(1, timeout=2) == []
     node.start_broker()
-    reader = subscriber(node, client_id="gb-patient", persistent=True, protocol=V311)
+    reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)
     try:
         ids = count_data_ids(reader, len(keys))
         assert ids == {f"{CENTRE}/{key}" for key in keys}, f"{len(keys) - len(ids)} files never announced"
