@@ -368,7 +368,10 @@ class Agent:
         return row[0] if row else None
 
     def _validate(self, key: str, message: dict) -> None:
-        from pywis_pubsub.ets import WNMTestSuite
+        try:  # pywis-pubsub 0.13 (Python 3.12+, the VM's) moved the suite under wnm/
+            from pywis_pubsub.wnm.ets import WNMTestSuite
+        except ModuleNotFoundError:  # 0.12, the last release for Python 3.11
+            from pywis_pubsub.ets import WNMTestSuite
 
         try:
             report = WNMTestSuite(message).run_tests(fail_on_schema_validation=True)["ets-report"]
