@@ -103,11 +103,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_stacks(args: argparse.Namespace) -> int:
-    """The stacks in stacks/, as a GitHub Actions matrix (what the workflows deploy)."""
+    """The stacks in stacks/ the workflows preview and deploy, as a GitHub Actions matrix.
+
+    Example stacks (in a reserved example domain) are left out: the tests evaluate them, and no
+    workflow ever deploys them.
+    """
     from wis2node.stackfile import stack_files
 
     entries = [{"stack": f.stack, "production": f.config.get("wis2-node:environment") == "production"}
-               for f in stack_files()]
+               for f in stack_files() if not f.is_example]
     print(json.dumps(entries, separators=(",", ":")))
     return 0
 

@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 # Keys outside the project's namespace that the settings read; other providers' keys pass by.
 OTHER_KEYS = {k for k in NodeSettings.config_keys() if not k.startswith(f"{PROJECT}:")}
+# Names reserved for documentation and testing (RFC 2606, RFC 6761): nobody can run a node there.
+RESERVED_DOMAINS = ("example", "example.com", "example.net", "example.org", "test", "invalid", "localhost")
+
+
+def is_reserved_domain(name: str) -> bool:
+    """True for a DNS name inside a domain reserved for examples and tests."""
+    name = name.lower().rstrip(".")
+    return any(name == domain or name.endswith("." + domain) for domain in RESERVED_DOMAINS)
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,11 @@ class StackFile:
         """Validate the stack as `pulumi preview` would (and also refuse misspelt project keys)."""
         own = {k: v for k, v in self.config.items() if k.startswith(f"{PROJECT}:") or k in OTHER_KEYS}
         return NodeSettings.from_config(self.stack, own)
+
+    @property
+    def is_example(self) -> bool:
+        """An example stack (its hosted zone is a reserved example domain): tested, never deployed."""
+        return is_reserved_domain(str(self.config.get(f"{PROJECT}:hostedZone", "")))
 
 
 def stack_files(directory: Path = STACKS) -> list[StackFile]:
