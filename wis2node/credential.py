@@ -33,8 +33,10 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     broker = config["broker"]
     ssm = boto3.client("ssm", region_name=config["region"])
     password = publisher_password(ssm, broker["password_parameter"])
-    subprocess.run(["mosquitto_passwd", "-b", broker["password_file"], broker["publisher_user"], password],
-                   check=True)
+    # On standard input (asked twice, as at a terminal), never on the command line: any local user
+    # can read a process's arguments in /proc while it runs.
+    subprocess.run(["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
+                   input=f"{password}\n{password}\n", text=True, check=True, stdout=subprocess.DEVNULL)
     print(f"wis2-publisher-credential: account {broker['publisher_user']} set from {broker['password_parameter']}")
     return 0
 

@@ -143,3 +143,28 @@ def test_publisher_password_is_generated_once_into_ssm_and_works(node):
     stale = Client(node, PUBLISHER_USER, node.publisher_password)
     assert not stale.ok
     stale.close()
+
+
+def test_publisher_password_never_appears_on_a_command_line(node, tmp_path):
+    """Any local user can read a process's arguments in /proc: record what mosquitto_passwd was given."""
+    real = subprocess.run(["sh", "-c", "command -v mosquitto_passwd"], capture_output=True, text=True).stdout.strip()
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    recorded = tmp_path / "argv"
+    (shims / "mosquitto_passwd").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {recorded}\nexec {real} "$@"\n')
+    (shims / "mosquitto_passwd").chmod(0o755)
+    with moto_server(SETTINGS.region) as aws:
+        environment = run_environment(aws)
+        environment["PATH"] = f"{shims}:{environment['PATH']}"
+        run = subprocess.run([*WIS2NODE, "publisher-credential", node_config(node)],
+                             capture_output=True, text=True, env=environment, timeout=60, cwd=ROOT)
+        assert run.returncode == 0, run.stderr
+        password = client("ssm", aws).get_parameter(Name=SETTINGS.parameter_name("publisher-password"),
+                                                    WithDecryption=True)["Parameter"]["Value"]
+    arguments = recorded.read_text()
+    assert PUBLISHER_USER in arguments and password not in arguments
+    node.broker.send_signal(1)
+    time.sleep(0.5)
+    writer = Client(node, PUBLISHER_USER, password)
+    assert writer.ok
+    writer.close()
