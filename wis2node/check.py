@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from wis2node.metadata import load_records
+from wis2node.metadata import load_records, metadata_dir
 from wis2node.payload import DeployFacts, render_user_data
 from wis2node.settings import NodeSettings, SettingsError
 from wis2node.stackfile import StackFile
@@ -29,14 +31,23 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
         try:
             settings = stack_file.settings()
             render_user_data(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0"))
-            load_records(settings)  # the stack's discovery metadata, as the preview checks it
+            records = load_records(settings)  # the stack's discovery metadata, as the preview checks it
         except SettingsError as err:
-            result.problems.append(str(err))
+            if str(err) not in result.problems:  # e.g. missing bundles: said once, not per stack
+                result.problems.append(str(err))
             continue
         except ValueError as err:  # the payload refused (e.g. over EC2's user-data limit)
             result.problems.append(f"stack {stack_file.stack}: {err}")
             continue
         result.settings[stack_file.stack] = settings
+        if not records:
+            result.problems.append(
+                f"stack {stack_file.stack}: no discovery metadata record in {metadata_dir(stack_file.stack)}/: "
+                "expected one WCMP2 record (.json) per dataset the node publishes, e.g. a copy of "
+                "stacks/aq-examplemet-test/metadata/surface-based-observations-synop.json edited for your data")
+        unknown = _unknown_instance_type(settings.instance_type)
+        if unknown:
+            result.problems.append(f"stack {stack_file.stack}: {unknown}")
     by_fqdn: dict[str, list[str]] = defaultdict(list)
     for stack, settings in result.settings.items():
         by_fqdn[settings.fqdn].append(stack)
@@ -45,6 +56,23 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
             result.problems.append(f"wis2-node:fqdn = {fqdn!r} is used by stacks {', '.join(stacks)}: expected "
                                    "one name per node (a test and a production node never share one)")
     return result
+
+
+@lru_cache(maxsize=1)
+def known_instance_types() -> frozenset[str]:
+    """Every EC2 instance type pulumi-aws knows (its InstanceType enum, updated with each release)."""
+    from pulumi_aws.ec2 import InstanceType
+
+    return frozenset(member.value for member in InstanceType)
+
+
+def _unknown_instance_type(instance_type: str) -> str:
+    """Offline: a type pulumi-aws has never heard of is a typo (preview asks AWS for the region)."""
+    if instance_type in known_instance_types():
+        return ""
+    guess = difflib.get_close_matches(instance_type, sorted(known_instance_types()), n=3)
+    return (f"wis2-node:instanceType = {instance_type!r}: expected an EC2 instance type"
+            + (f", e.g. {' or '.join(guess)}" if guess else ", e.g. t4g.small (arm64) or t3.small (x86_64)"))
 
 
 def summary(settings: NodeSettings) -> list[str]:

@@ -46,6 +46,10 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
     registered) makes pywcmp fail its identifier and links rules; those failures become warnings.
     """
     directory = directory or metadata_dir(settings.stack)
+    missing = bundles_missing()
+    if missing:
+        raise SettingsError(f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
+                            "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again")
     registered = centre_registered(settings.centre_id)
     records = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
@@ -54,6 +58,9 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
             record = json.loads(path.read_bytes())
         except json.JSONDecodeError as err:
             raise SettingsError(f"{name}: not JSON ({err})") from None
+        if not isinstance(record, dict):
+            raise SettingsError(f"{name}: expected a WCMP2 record (a JSON object)")
+        _check_centre_id(name, record, settings.centre_id)
         failures = validate_record(record)
         if not registered:
             pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
@@ -62,15 +69,34 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
                 warnings.extend(f"{name}: {f} (expected until WMO registers {settings.centre_id})" for f in pending)
         if failures:
             raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
-        prefix = f"urn:wmo:md:{settings.centre_id}:"
-        if not str(record.get("id", "")).startswith(prefix):
-            raise SettingsError(f"{name}: id {record.get('id')!r} must start with {prefix} (the stack's centre-id)")
         records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes()))
     ids = [r.id for r in records]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise SettingsError(f"{directory}: the same record id in more than one file: {', '.join(duplicates)}")
     return records
+
+
+def _check_centre_id(name: str, record: dict, centre_id: str) -> None:
+    """The record's id and its links' channels name the stack's centre (before pywcmp, whose own
+    message for a mismatch swaps its labels)."""
+    prefix = f"urn:wmo:md:{centre_id}:"
+    if not str(record.get("id", "")).startswith(prefix):
+        raise SettingsError(f"{name}: id {record.get('id')!r} must start with {prefix} (the stack's centre-id)")
+    for link in record.get("links") or []:
+        channel = str(link.get("channel", "")) if isinstance(link, dict) else ""
+        parts = channel.split("/")
+        if channel and (len(parts) < 4 or parts[3] != centre_id):
+            raise SettingsError(f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
+                                f"of this centre: origin/a/wis2/{centre_id}/...")
+
+
+def bundles_missing() -> list[str]:
+    """The WMO validators' bundles pywcmp needs and cannot find (it reads them from ~/.pywcmp)."""
+    from pywcmp.bundle import WCMP2_FILES, WIS2_TOPIC_HIERARCHY_DIR
+
+    needed = [WCMP2_FILES / "wcmp2-bundled.json", WCMP2_FILES / "codelists", WIS2_TOPIC_HIERARCHY_DIR]
+    return [str(path) for path in needed if not path.exists()]
 
 
 def centre_registered(centre_id: str) -> bool:

@@ -75,3 +75,78 @@ def test_invalid_discovery_metadata_fails_the_check(tmp_path, monkeypatch):
     monkeypatch.setattr(metadata_module, "metadata_dir", lambda name, stacks=tmp_path: stacks / name / "metadata")
     result = check_stacks([stack])
     assert not result.ok and "broken.json" in result.problems[0], result.problems
+
+
+# -- what a centre's first stack file gets wrong -----------------------------------------------------
+
+def run_check(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wis2node", "check", *arguments], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_missing_validator_bundles_say_which_command_to_run(tmp_path):
+    import os
+
+    run = run_check(env={**os.environ, "HOME": str(tmp_path)})
+    assert run.returncode == 1
+    assert "pywcmp bundle sync" in run.stderr and run.stderr.count("bundles are missing") == 1
+    assert "Traceback" not in run.stderr and "record could not be tested" not in run.stderr
+
+
+def test_a_stack_without_discovery_metadata_is_a_problem(tmp_path):
+    lonely = tmp_path / "Pulumi.aq-examplemet-lonely-test.yaml"
+    lonely.write_text(BASE.path.read_text().replace("wis2node-test.", "lonely-test."))
+    run = run_check(str(lonely))
+    assert run.returncode == 1 and "no discovery metadata record" in run.stderr, run.stderr
+    assert "stacks/aq-examplemet-lonely-test/metadata" in run.stderr
+
+
+@pytest.mark.parametrize("key,expected", [
+    ("wis2_node:partners", "did you mean wis2-node:partners?"),
+    ("dataVolumeGb", "dataVolumeGb has no namespace, so nothing reads it; expected wis2-node:dataVolumeGb"),
+    ("wis2node:alertEmails", "namespace 'wis2node' is read by nothing here"),
+])
+def test_keys_nothing_would_read_are_named(key, expected):
+    result = check_stacks([StackFile(BASE.stack, BASE.path, {**BASE.config, key: "abc"})])
+    assert not result.ok and expected in result.problems[0], result.problems
+
+
+def test_provider_keys_still_pass():
+    result = check_stacks([StackFile(BASE.stack, BASE.path, {**BASE.config, "aws:profile": "centre"})])
+    assert result.ok, result.problems
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    broken = tmp_path / "Pulumi.aq-examplemet-broken-test.yaml"
+    lines = BASE.path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("  wis2-node:fqdn:"))
+    lines[index] = "  wis2-node:fqdn: wis2node: test.examplemet.example.org"  # a second colon
+    broken.write_text("\n".join(lines) + "\n")
+    run = run_check(str(broken))
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert f"{broken}:{index + 1}:" in run.stderr and "not valid YAML" in run.stderr, run.stderr
+
+
+def test_an_instance_type_that_does_not_exist_is_caught_offline():
+    result = check_stacks([StackFile(BASE.stack, BASE.path, {**BASE.config, "wis2-node:instanceType": "t4g.smal"})])
+    assert any("wis2-node:instanceType = 't4g.smal'" in p and "t4g.small" in p for p in result.problems), \
+        result.problems
+
+
+def test_a_record_of_another_centre_is_named_with_our_own_words(tmp_path, monkeypatch):
+    import json
+
+    from wis2node import metadata as metadata_module
+    from wis2node.metadata import metadata_dir
+
+    folder = tmp_path / BASE.stack / "metadata"
+    folder.mkdir(parents=True)
+    record = json.loads(next(metadata_dir(BASE.stack).glob("*.json")).read_text())
+    record["links"][0]["channel"] = record["links"][0]["channel"].replace(BASE.config["wis2-node:centreId"],
+                                                                          "aq-othermet-test")
+    (folder / "other.json").write_text(json.dumps(record))
+    monkeypatch.setattr(metadata_module, "metadata_dir", lambda name, stacks=tmp_path: stacks / name / "metadata")
+    result = check_stacks([BASE])
+    centre = BASE.config["wis2-node:centreId"]
+    assert "other.json" in result.problems[0] and f"origin/a/wis2/{centre}/..." in result.problems[0]
+    assert "centre identifiers do not match" not in result.problems[0]
