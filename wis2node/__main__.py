@@ -1,4 +1,4 @@
-"""python -m wis2node: render | local | demo | check | stacks | verify (anywhere), and
+"""python -m wis2node: render | local | demo | check | stacks | verify | dead-letters (anywhere), and
 agent | certificate | publisher-credential | retention | reporter (on the node)."""
 
 from __future__ import annotations
@@ -116,6 +116,38 @@ def cmd_stacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List what the node refused (with the reasons), or have S3 announce chosen events again."""
+    import boto3
+
+    from wis2node import deadletters
+    from wis2node.stackfile import find_stack
+
+    settings = find_stack(args.stack).settings()
+    session = boto3.session.Session(region_name=settings.region)
+    sqs = session.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=settings.dead_letter_queue)["QueueUrl"]
+    if args.action == "list":
+        parked = deadletters.take(sqs, queue_url)
+        deadletters.release(sqs, queue_url, parked)
+        if args.json:
+            print(json.dumps([item.as_dict() for item in parked], indent=2))
+        for item in [] if args.json else parked:
+            print(f"{item.message_id}  {item.parked_at}  {item.event or '-'}  {item.key or '-'}\n    {item.reason}")
+        if not args.json:
+            print(f"{len(parked)} events in {settings.dead_letter_queue}")
+        return 0
+    if not args.all and not args.ids:
+        print("name the events to send back (their ids, from `dead-letters list`), or --all", file=sys.stderr)
+        return 2
+    bucket = settings.ingest_bucket(session.client("sts").get_caller_identity()["Account"])
+    outcome = deadletters.redrive(session.client("s3"), sqs, bucket, queue_url,
+                                  None if args.all else set(args.ids), args.drop)
+    for item, what in outcome:
+        print(f"{item.message_id}  {item.key or '-'}: {what}")
+    return 0 if all(what == "replayed" or what.startswith("dropped") for _, what in outcome) else 1
+
+
 def _node_tool(module: str, config: str) -> int:
     """The tools that run on the node itself, each reading the node's rendered node.json."""
     import importlib
@@ -167,6 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--mqtts-port", type=int, default=8883)
     audit.add_argument("--ca-file", help="trust this CA instead of the system's (a test node)")
     audit.set_defaults(func=cmd_verify)
+
+    letters = commands.add_parser("dead-letters", help="list refused events with reasons, or send them back")
+    letters.add_argument("action", choices=("list", "redrive"), help="list: show them; redrive: replay chosen ones")
+    letters.add_argument("ids", nargs="*", help="with redrive: the message ids to replay (from list)")
+    letters.add_argument("--stack", required=True, help="the stack whose node to look at")
+    letters.add_argument("--all", action="store_true", help="with redrive: every event in the queue")
+    letters.add_argument("--drop", action="store_true",
+                         help="with redrive: also remove events that cannot be replayed (object gone, deletions)")
+    letters.add_argument("--json", action="store_true", help="with list: print JSON")
+    letters.set_defaults(func=cmd_dead_letters)
 
     stacks = commands.add_parser("stacks", help="print the stacks as a JSON matrix for CI")
     stacks.set_defaults(func=cmd_stacks)
