@@ -64,6 +64,23 @@ def test_world_ingress_without_the_setting_is_reported(prod):
     assert "firewall-in-bad" in first(found, "no-world-ingress-unless-asked")
 
 
+def test_halves_of_the_internet_are_reported_like_the_whole(prod):
+    halves = [ingress(cidr="0.0.0.0/1"), ingress(cidr="128.0.0.0/1"), ingress(cidr="2000::/3", port=8883),
+              ingress(cidr="64.0.0.0/7")]
+    found = rules.violations(resources(prod) + halves)["no-world-ingress-unless-asked"]
+    assert len(found) == 4, found
+    assert "0.0.0.0/1" in found[0] and "openToInternet" in found[0]
+    narrow = [ingress(cidr="10.0.0.0/8"), ingress(cidr="2a00::/32")]
+    assert rules.violations(resources(prod) + narrow)["no-world-ingress-unless-asked"] == []
+
+
+def test_a_wide_network_in_an_inline_rule_is_reported(prod):
+    def add_inline_half(group):
+        group.props["ingress"] = [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/1"]}]
+    found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_half))
+    assert "firewall-sg" in first(found, "no-world-ingress-unless-asked")
+
+
 def test_ssh_is_reported_even_inline(prod):
     def add_inline_ssh(group):
         group.props["ingress"] = [{"protocol": "tcp", "fromPort": 20, "toPort": 25, "cidrBlocks": ["198.51.100.0/24"]}]
