@@ -26,11 +26,12 @@ class FirewallArgs:
     health_checkers_prefix_list_id: str
 
 
-# What each of the node's security groups lets in (see wis2node.settings for the quota they keep).
+# What each of the node's security groups lets in (see wis2node.settings for the quota they keep),
+# in the characters EC2 accepts in a group's description (no apostrophe).
 GROUP_PURPOSES = {
-    BASE_GROUP: "Route53 health checkers on MQTTS 8883 and HTTPS 443, and the node's own egress",
+    BASE_GROUP: "Route53 health checkers on MQTTS 8883 and HTTPS 443; egress of the node",
     CATALOGUE_GROUP: "WIS2 Global Brokers on MQTTS 8883 and Global Caches on HTTPS 443",
-    PARTNERS_GROUP: "the centre's partners, and ports opened to the internet, on MQTTS 8883 and HTTPS 443",
+    PARTNERS_GROUP: "partners of the centre and ports opened to the internet, on MQTTS 8883 and HTTPS 443",
 }
 
 

@@ -64,6 +64,14 @@ def test_ingress_is_exactly_the_allowlist(stack_file: StackFile, deployment: Dep
     assert groups and not [g for g in groups if "ingress" in g.inputs or "egress" in g.inputs]
 
 
+def test_security_groups_and_rules_are_described_as_ec2_accepts(deployment: Deployment):
+    # EC2 CreateSecurityGroup / rule descriptions: up to 255 of a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$*
+    allowed = re.compile(r"[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}")
+    described = deployment.of_type(SECURITY_GROUP) + deployment.of_type(INGRESS) + deployment.of_type(EGRESS)
+    for resource in described:
+        assert allowed.fullmatch(resource.inputs["description"]), (resource.name, resource.inputs["description"])
+
+
 def test_the_instance_wears_every_security_group(deployment: Deployment):
     worn = deployment.one(INSTANCE).inputs["vpcSecurityGroupIds"]
     assert sorted(worn) == sorted(f"{g.name}-id" for g in deployment.of_type(SECURITY_GROUP))
