@@ -30,7 +30,8 @@ SESSION_MANAGER_ACTIONS = [
 class HostArgs:
     settings: NodeSettings
     platform: Platform
-    security_group_id: pulumi.Input[str]
+    # Every security group of the node (at most GROUPS_PER_INTERFACE, AWS's default).
+    security_group_ids: Sequence[pulumi.Input[str]]
     # The node package's hash: a new package is a new payload, hence a new instance.
     package_sha256: str = ""
     # What must exist before the instance boots (its TLS key and certificate parameters).
@@ -121,7 +122,7 @@ class Host(pulumi.ComponentResource):
             ami=args.platform.image_id,
             instance_type=settings.instance_type,
             subnet_id=args.platform.subnet_id,
-            vpc_security_group_ids=[args.security_group_id],
+            vpc_security_group_ids=list(args.security_group_ids),
             iam_instance_profile=self.instance_profile.name,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled",

@@ -43,7 +43,7 @@ class Wis2Node(pulumi.ComponentResource):
         self.host = Host("host", HostArgs(
             settings=settings,
             platform=platform,
-            security_group_id=self.firewall.security_group.id,
+            security_group_ids=self.firewall.security_group_ids,
             package_sha256=package.sha256,
             boot_after=[p for p in (self.certificates.key_parameter, self.certificates.certificate_parameter) if p],
         ), child)

@@ -23,6 +23,26 @@ from wis2node.settings import EVENT_MAX_RECEIVES, EVENT_VISIBILITY_SECONDS, Node
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 
 
+def queue_policy(queue_arn: str, bucket_arn: str, account_id: str) -> dict:
+    """Only S3, for this bucket of this account, may put events on the queue: a forged event is refused."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "BucketEvents", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+         "Action": "sqs:SendMessage", "Resource": queue_arn,
+         "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn},
+                       "StringEquals": {"aws:SourceAccount": account_id}}},
+        # Explicit denials outrank any Allow an identity policy in the account grants (even the
+        # account's administrators'). A negated condition holds when its key is absent, so a direct
+        # send (no aws:SourceArn, no aws:SourceAccount) is denied too. Only sending is denied: the
+        # owner still manages the queue, and the node still receives and deletes.
+        {"Sid": "DenySendersButThisBucket", "Effect": "Deny", "Principal": "*",
+         "Action": "sqs:SendMessage", "Resource": queue_arn,
+         "Condition": {"ArnNotEquals": {"aws:SourceArn": bucket_arn}}},
+        {"Sid": "DenySendersOfOtherAccounts", "Effect": "Deny", "Principal": "*",
+         "Action": "sqs:SendMessage", "Resource": queue_arn,
+         "Condition": {"StringNotEquals": {"aws:SourceAccount": account_id}}},
+    ]}
+
+
 @dataclass(frozen=True)
 class PublishingArgs:
     settings: NodeSettings
@@ -85,12 +105,8 @@ class Publishing(pulumi.ComponentResource):
             tags=tags, opts=child)
         self.queue_policy = aws.sqs.QueuePolicy(
             f"{name}-bucket-events", queue_url=self.queue.url,
-            policy=pulumi.Output.all(self.queue.arn, self.bucket.arn).apply(lambda arns: json.dumps({
-                "Version": "2012-10-17", "Statement": [{
-                    "Sid": "BucketEvents", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage", "Resource": arns[0],
-                    "Condition": {"ArnEquals": {"aws:SourceArn": arns[1]},
-                                  "StringEquals": {"aws:SourceAccount": platform.account_id}}}]})),
+            policy=pulumi.Output.all(self.queue.arn, self.bucket.arn).apply(
+                lambda arns: json.dumps(queue_policy(arns[0], arns[1], platform.account_id))),
             opts=child)
         self.notification = aws.s3.BucketNotification(
             f"{name}-events", bucket=self.bucket.id,

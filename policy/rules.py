@@ -7,10 +7,14 @@ functions, so the tests run them against what the program declares under Pulumi'
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Callable, Iterable, NamedTuple
 
 WIS2_PORTS = {443, 8883}
 WORLD = {"0.0.0.0/0", "::/0"}
+# A network wider than this is the internet or a large part of it (0.0.0.0/1 + 128.0.0.0/1 is all of
+# it): like the world itself, only on the ports the stack opens to everyone (wis2node/settings.py).
+MIN_PREFIX = {4: 8, 6: 32}
 REQUIRED_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
 OPEN_TO_INTERNET_TAG = "wis2-node:open-to-internet"
 
@@ -69,14 +73,24 @@ def only_wis2_ports(resource: Resource) -> list[str]:
     return problems
 
 
+def _too_wide(cidr: str) -> bool:
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return True  # what cannot be read cannot be shown to be narrow
+    return network.prefixlen < MIN_PREFIX[network.version]
+
+
 def no_world_unless_asked(resource: Resource) -> list[str]:
     problems = []
     for rule in _ingress(resource):
         cidr = rule.get("cidrIpv4") or rule.get("cidrIpv6")
-        if cidr in WORLD:
+        if cidr and _too_wide(str(cidr)):
             allowed = str((rule.get("tags") or {}).get(OPEN_TO_INTERNET_TAG, "none")).split(",")
             if str(_ports(rule)[0]) not in allowed:
-                problems.append(f"{resource.name}: {cidr} on port {_ports(rule)[0]} without the stack's "
+                what = "the whole internet" if cidr in WORLD else (
+                    f"wider than /{MIN_PREFIX[4]} (IPv4) or /{MIN_PREFIX[6]} (IPv6), a large part of the internet")
+                problems.append(f"{resource.name}: {cidr} ({what}) on port {_ports(rule)[0]} without the stack's "
                                 "explicit wis2-node:openToInternet setting")
     return problems
 
@@ -121,7 +135,8 @@ def required_tags(resource: Resource) -> list[str]:
 
 RESOURCE_RULES = (
     Rule("ingress-only-wis2-ports", "Only TCP 443 and 8883 are open inbound.", only_wis2_ports),
-    Rule("no-world-ingress-unless-asked", "0.0.0.0/0 and ::/0 only on ports the stack opens explicitly.",
+    Rule("no-world-ingress-unless-asked", "0.0.0.0/0, ::/0 and any network wider than /8 (IPv4) or /32 (IPv6) "
+         "only on ports the stack opens explicitly.",
          no_world_unless_asked),
     Rule("no-ssh", "Port 22 is never open.", no_ssh),
     Rule("imdsv2-required", "Instances require IMDSv2.", imdsv2_required),

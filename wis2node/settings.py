@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal, Optional, get_origin
+from typing import Any, Iterable, Literal, Optional, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -38,7 +38,20 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 # Characters EC2 accepts in a security group rule description.
 _RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
 _STANDARD_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
+# The widest network a partner may be: anything wider is most of the internet, and a few of them
+# (0.0.0.0/1 + 128.0.0.0/1, 2000::/3) would open a port to everyone without openToInternet.
+PARTNER_MIN_PREFIX = {4: 8, 6: 32}
 
+# AWS's default quotas (Amazon VPC quotas, "Security groups"): 60 inbound rules per security
+# group, counted separately for IPv4 and IPv6, and 5 security groups per network interface. A rule
+# that references a prefix list counts as the list's weight: 25 for the Route53 health checkers'
+# com.amazonaws.<region>.route53-healthchecks (Amazon VPC, "AWS-managed prefix lists").
+INBOUND_RULES_PER_GROUP = 60
+GROUPS_PER_INTERFACE = 5
+HEALTH_CHECKERS_WEIGHT = 25
+# The node's security groups: the base group (Route53 health checkers on both WIS2 ports, and the
+# egress rules), the Global Services catalogue, the stack's partners and openToInternet ports.
+BASE_GROUP, CATALOGUE_GROUP, PARTNERS_GROUP = "node", "global-services", "partners"
 
 
 def key(name: str) -> str:
@@ -71,10 +84,11 @@ class Partner(BaseModel):
                 fixed = ipaddress.ip_network(value, strict=False)
                 raise ValueError(f"host bits are set; expected the network address, e.g. {fixed}") from None
             raise ValueError("expected an IPv4 or IPv6 network in CIDR form, e.g. 192.0.2.0/24") from None
-        if network.prefixlen == 0:
+        if network.prefixlen < PARTNER_MIN_PREFIX[network.version]:
             raise ValueError(
-                "a partner cannot be the whole internet; to open a port to everyone, list it in "
-                f"{key('openToInternet')} instead"
+                f"expected a network of /{PARTNER_MIN_PREFIX[network.version]} or longer for IPv{network.version}: "
+                f"a partner cannot be the whole internet or a large part of it; to open a port to everyone, "
+                f"list it in {key('openToInternet')} instead"
             )
         if not network.is_global and not network.is_private:
             raise ValueError("expected a routable network, not a reserved or loopback range")
@@ -325,6 +339,7 @@ class NodeSettings(BaseModel):
                 seen[(partner.cidr, port)] = f"partners entry '{partner.description}'"
         if len(self.stack) > 32:  # S3 bucket names: 63 characters, the account id takes 12 of them
             problems.append(("<stack name>", self.stack, "a stack name of at most 32 characters"))
+        problems.extend(self._quota_problems())
         if not self.ingress_rules():
             problems.append(("partners", [],
                              "at least one allowed source: with globalServices off and no partners "
@@ -332,6 +347,30 @@ class NodeSettings(BaseModel):
         if problems:
             raise ValueError("\n".join(_explain(key(name), value, expected) for name, value, expected in problems))
         return self
+
+    def _quota_problems(self) -> list[tuple[str, Any, str]]:
+        """The security groups that AWS's default inbound rule quota would refuse, and what to change."""
+        problems = []
+        counts = self.inbound_rule_counts()
+        for version in (4, 6):
+            needed = counts.get(CATALOGUE_GROUP, {}).get(version, 0)
+            if needed > INBOUND_RULES_PER_GROUP:
+                problems.append(("excludeOperators", self.exclude_operators,
+                                 f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the Global "
+                                 f"Services' security group (AWS's default quota per security group), but the "
+                                 f"catalogue's addresses need {needed}: leave out the operators you do not use "
+                                 f"with {key('excludeOperators')}, or set {key('globalServices')} to false and "
+                                 f"allow the services you use as {key('partners')}"))
+            needed = counts.get(PARTNERS_GROUP, {}).get(version, 0)
+            if needed > INBOUND_RULES_PER_GROUP:
+                networks = sum(partner.ip_version == version for partner in self.partners)
+                problems.append(("partners", f"{networks} IPv{version} networks",
+                                 f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the partners' "
+                                 f"security group (AWS's default quota per security group; each network counts "
+                                 f"once per port, and each port of {key('openToInternet')} once), but this stack "
+                                 f"needs {needed}: merge neighbouring networks into wider ones or list fewer "
+                                 f"ports in {key('partners')}, or list fewer ports in {key('openToInternet')}"))
+        return problems
 
     # -- derived values ------------------------------------------------------------------------
 
@@ -383,7 +422,24 @@ class NodeSettings(BaseModel):
 
     def ingress_rules(self) -> list[IngressRule]:
         """Exactly the firewall's allowed (source, port) pairs, in a stable order."""
-        rules = self._catalogue_rules()
+        return _in_order([rule for rules in self.security_groups().values() for rule in rules])
+
+    def security_groups(self) -> dict[str, list[IngressRule]]:
+        """The address rules of each security group that has some (the base group has prefix lists only)."""
+        groups = {CATALOGUE_GROUP: _in_order(self._catalogue_rules().values()),
+                  PARTNERS_GROUP: _in_order(self._partner_rules().values())}
+        return {name: rules for name, rules in groups.items() if rules}
+
+    def inbound_rule_counts(self) -> dict[str, dict[int, int]]:
+        """What each security group counts against AWS's inbound rule quota, per IP version."""
+        counts = {BASE_GROUP: {4: HEALTH_CHECKERS_WEIGHT * len(WIS2_PORTS), 6: 0}}
+        for name, rules in self.security_groups().items():
+            counts[name] = {version: sum(rule.ip_version == version for rule in rules) for version in (4, 6)}
+        return counts
+
+    def _partner_rules(self) -> dict[tuple[str, int], IngressRule]:
+        """The stack's partners on their ports, and the ports it opens to the whole internet."""
+        rules: dict[tuple[str, int], IngressRule] = {}
         for partner in self.partners:
             for port in partner.ports:
                 rules[(partner.cidr, port)] = IngressRule(
@@ -392,7 +448,7 @@ class NodeSettings(BaseModel):
             for cidr in ("0.0.0.0/0", "::/0"):
                 rules[(cidr, port)] = IngressRule(
                     cidr=cidr, port=port, description="open to the internet (openToInternet)")
-        return sorted(rules.values(), key=lambda r: (r.port, r.ip_version, ipaddress.ip_network(r.cidr)))
+        return rules
 
     def _catalogue_rules(self) -> dict[tuple[str, int], IngressRule]:
         """Global Brokers on the MQTT port, Global Caches on the HTTPS port, less excluded operators."""
@@ -425,6 +481,10 @@ class NodeSettings(BaseModel):
         """Every config key a stack may set, mapped to whether its value is structured (list or map)."""
         return {field.alias: get_origin(field.annotation) in (list, dict)
                 for field in cls.model_fields.values() if field.alias}
+
+
+def _in_order(rules: Iterable[IngressRule]) -> list[IngressRule]:
+    return sorted(rules, key=lambda r: (r.port, r.ip_version, ipaddress.ip_network(r.cidr)))
 
 
 def _explain(config_key: str, value: Any, expected: str) -> str:

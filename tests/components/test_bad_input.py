@@ -35,6 +35,15 @@ CASES = {
                                      "openToInternet"),
     "partner is the ipv6 internet": ({"wis2-node:partners": [partner("::/0")]}, "wis2-node:partners[0].cidr",
                                      "openToInternet"),
+    "partners are half the ipv4 internet each": (
+        {"wis2-node:partners": [partner("0.0.0.0/1"), partner("128.0.0.0/1", description="other half")]},
+        "wis2-node:partners[0].cidr = '0.0.0.0/1'", "openToInternet"),
+    "partner is most of the ipv4 internet": ({"wis2-node:partners": [partner("64.0.0.0/7")]},
+                                             "wis2-node:partners[0].cidr = '64.0.0.0/7'", "/8 or longer"),
+    "partner is the ipv6 unicast internet": ({"wis2-node:partners": [partner("2000::/3")]},
+                                             "wis2-node:partners[0].cidr = '2000::/3'", "openToInternet"),
+    "partner is a wide ipv6 block": ({"wis2-node:partners": [partner("2a00::/31")]},
+                                     "wis2-node:partners[0].cidr = '2a00::/31'", "/32 or longer"),
     "ssh port": ({"wis2-node:partners": [partner(ports=(22,))]}, "wis2-node:partners[0].ports[0]", "443"),
     "public ssh": ({"wis2-node:openToInternet": [22]}, "wis2-node:openToInternet[0]", "22"),
     "duplicate partner": ({"wis2-node:partners": [partner(), partner(description="again")]},
@@ -86,3 +95,11 @@ def test_nothing_is_declared_before_the_stack_is_accepted():
     finally:
         pulumi_harness.Deployment = original
     assert recorded.resources == []
+
+
+def test_partners_as_wide_as_allowed_are_accepted():
+    wide = [partner("10.0.0.0/8", ports=(443, 8883)), partner("2a00::/32", description="an ipv6 block")]
+    deployment = run_program(BASE.stack, {**BASE.config, "wis2-node:partners": wide})
+    sources = {r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6")
+               for r in deployment.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+    assert {"10.0.0.0/8", "2a00::/32"} <= sources

@@ -6,17 +6,16 @@ import csv
 import json
 import re
 
-import yaml
-
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import DOC_IP, MOCK_KEY_PEM, Deployment, mock_certificate, run_program, user_data_files
 from wis2node.catalogue import GLOBAL_SERVICES_CSV
-from wis2node.stackfile import ROOT, StackFile
+from wis2node.stackfile import StackFile
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 INSTANCE = "aws:ec2/instance:Instance"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 
 
 def expected_sources(stack_file: StackFile) -> set[tuple[str, int]]:
@@ -51,8 +50,7 @@ HEALTH_CHECKERS = {("pl-0123456789abcdef0", 443), ("pl-0123456789abcdef0", 8883)
 
 
 def test_every_stack_evaluates_and_declares_the_node(deployment: Deployment):
-    for type_ in (INSTANCE, "aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation",
-                  "aws:ec2/securityGroup:SecurityGroup", "aws:ebs/volume:Volume",
+    for type_ in (INSTANCE, "aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation", "aws:ebs/volume:Volume",
                   "aws:ec2/volumeAttachment:VolumeAttachment", "aws:iam/instanceProfile:InstanceProfile"):
         deployment.one(type_)
 
@@ -62,7 +60,23 @@ def test_ingress_is_exactly_the_allowlist(stack_file: StackFile, deployment: Dep
     assert len(declared) == len(set(declared)), "one rule per (source, port)"
     assert set(declared) == expected_sources(stack_file)
     assert {port for _, port in declared} <= {443, 8883}
-    assert "ingress" not in deployment.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    groups = deployment.of_type(SECURITY_GROUP)
+    assert groups and not [g for g in groups if "ingress" in g.inputs or "egress" in g.inputs]
+
+
+def test_security_groups_and_rules_are_described_as_ec2_accepts(deployment: Deployment):
+    # EC2 CreateSecurityGroup / rule descriptions: up to 255 of a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$*
+    allowed = re.compile(r"[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}")
+    described = deployment.of_type(SECURITY_GROUP) + deployment.of_type(INGRESS) + deployment.of_type(EGRESS)
+    for resource in described:
+        assert allowed.fullmatch(resource.inputs["description"]), (resource.name, resource.inputs["description"])
+
+
+def test_the_instance_wears_every_security_group(deployment: Deployment):
+    worn = deployment.one(INSTANCE).inputs["vpcSecurityGroupIds"]
+    assert sorted(worn) == sorted(f"{g.name}-id" for g in deployment.of_type(SECURITY_GROUP))
+    rules = deployment.of_type(INGRESS) + deployment.of_type(EGRESS)
+    assert {r.inputs["securityGroupId"] for r in rules} == set(worn), "a rule outside the instance's groups"
 
 
 def test_no_port_is_open_to_the_world_unless_asked(deployment: Deployment):
@@ -210,17 +224,3 @@ def test_pinned_image_is_used_as_is(stack_file: StackFile):
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:imageId": "ami-0fedcba9876543210"})
     assert deployment.one(INSTANCE).inputs["ami"] == "ami-0fedcba9876543210"
     assert not [c for c in deployment.calls if c[0] == "aws:ssm/getParameter:getParameter"]
-
-
-def test_pulumi_yaml_declares_every_simple_key():
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    assert project["stackConfigDir"] == "stacks" and project["runtime"]["name"] == "python"
-    declared = {f"wis2-node:{name}" for name in project["config"]}
-    from wis2node.settings import NodeSettings
-    keys = NodeSettings.config_keys()
-    project_keys = {k for k in keys if k.startswith("wis2-node:")}
-    assert declared <= project_keys
-    # only what Pulumi's schema cannot type (lists of objects, maps) is left undeclared
-    assert project_keys - declared == {"wis2-node:partners", "wis2-node:tags"}
-    for name, declaration in project["config"].items():
-        assert declaration.get("description"), name

@@ -50,6 +50,36 @@ def test_bucket_events_feed_a_queue_with_a_dead_letter_queue(stack_file: StackFi
     assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
 
 
+def test_no_one_but_s3_for_this_bucket_may_send_to_the_queue(stack_file: StackFile, deployment: Deployment):
+    """A forged event (issue 11, item 2) is refused by AWS, whatever an identity policy allows.
+
+    IAM: an explicit Deny outranks every Allow; a negated operator (ArnNotEquals, StringNotEquals)
+    holds when its key is absent from the request, so a direct SendMessage, which carries neither
+    aws:SourceArn nor aws:SourceAccount, is denied; S3 sets both for this bucket's notifications.
+    """
+    settings = stack_file.settings()
+    queue_arn = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{settings.ingest_queue}"
+    bucket_arn = f"arn:aws:s3:::{settings.ingest_bucket(ACCOUNT)}"
+    policy = policy_of(deployment.one("aws:sqs/queuePolicy:QueuePolicy"))
+    denials = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert denials, "no explicit Deny: any principal an identity policy allows may forge events"
+    for deny in denials:
+        assert deny["Principal"] == "*" and deny["Resource"] == queue_arn
+        # only sending: the owner still manages the queue, the node still receives and deletes
+        assert deny["Action"] == "sqs:SendMessage"
+        assert "NotAction" not in deny and "NotPrincipal" not in deny and len(deny["Condition"]) == 1
+    # one statement per condition: a sender is denied if EITHER differs (within one statement they would AND)
+    conditions = {(operator, key, value) for deny in denials for operator, pairs in deny["Condition"].items()
+                  for key, value in pairs.items()}
+    assert conditions == {("ArnNotEquals", "aws:SourceArn", bucket_arn),
+                          ("StringNotEquals", "aws:SourceAccount", ACCOUNT)}
+    # and the only Allow is S3's, for this bucket of this account
+    allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert [(a["Principal"], a["Condition"]) for a in allows] == [
+        ({"Service": "s3.amazonaws.com"},
+         {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": ACCOUNT}})]
+
+
 def test_uploaders_may_only_put_data(deployment: Deployment):
     statements = policy_of(deployment.one("aws:iam/policy:Policy"))["Statement"]
     assert [(s["Action"], s["Resource"].rsplit(":::", 1)[1]) for s in statements] == [

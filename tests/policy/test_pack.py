@@ -58,3 +58,11 @@ def test_the_pack_passes_a_compliant_rule(analyzer):
     assert not analyze(analyzer, rules.INGRESS_RULE, "firewall-in-https", {
         "ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "198.51.100.0/24",
         "tags": {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"}})
+
+
+def test_the_pack_reports_half_the_internet_on_a_port_not_opened(analyzer):
+    tags = {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"}
+    diagnostics = analyze(analyzer, rules.INGRESS_RULE, "firewall-in-https-0-0-0-0-1", {
+        "ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/1", "tags": tags})
+    assert [d.policyName for d in diagnostics] == ["no-world-ingress-unless-asked"]
+    assert "0.0.0.0/1" in diagnostics[0].message

@@ -26,11 +26,11 @@ def test_an_explicitly_public_port_passes():
     assert not any(rules.violations(resources(deployment)).values())
 
 
-def broken(deployment: Deployment, type_: str, change) -> list[rules.Resource]:
-    """The stack's resources with the first one of a type broken by `change` (or added)."""
+def broken(deployment: Deployment, type_: str, change, name: str | None = None) -> list[rules.Resource]:
+    """The stack's resources with the first one of a type (and name) broken by `change` (or added)."""
     declared = resources(deployment)
     for resource in declared:
-        if resource.type == type_:
+        if resource.type == type_ and name in (None, resource.name):
             change(resource)
             return declared
     raise AssertionError(f"no {type_} declared")
@@ -64,10 +64,27 @@ def test_world_ingress_without_the_setting_is_reported(prod):
     assert "firewall-in-bad" in first(found, "no-world-ingress-unless-asked")
 
 
+def test_halves_of_the_internet_are_reported_like_the_whole(prod):
+    halves = [ingress(cidr="0.0.0.0/1"), ingress(cidr="128.0.0.0/1"), ingress(cidr="2000::/3", port=8883),
+              ingress(cidr="64.0.0.0/7")]
+    found = rules.violations(resources(prod) + halves)["no-world-ingress-unless-asked"]
+    assert len(found) == 4, found
+    assert "0.0.0.0/1" in found[0] and "openToInternet" in found[0]
+    narrow = [ingress(cidr="10.0.0.0/8"), ingress(cidr="2a00::/32")]
+    assert rules.violations(resources(prod) + narrow)["no-world-ingress-unless-asked"] == []
+
+
+def test_a_wide_network_in_an_inline_rule_is_reported(prod):
+    def add_inline_half(group):
+        group.props["ingress"] = [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/1"]}]
+    found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_half, name="firewall-sg"))
+    assert "firewall-sg" in first(found, "no-world-ingress-unless-asked")
+
+
 def test_ssh_is_reported_even_inline(prod):
     def add_inline_ssh(group):
         group.props["ingress"] = [{"protocol": "tcp", "fromPort": 20, "toPort": 25, "cidrBlocks": ["198.51.100.0/24"]}]
-    found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_ssh))
+    found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_ssh, name="firewall-sg"))
     assert "firewall-sg" in first(found, "no-ssh")
     all_traffic = rules.violations(resources(prod) + [ingress(protocol="-1")])
     assert "firewall-in-bad" in first(all_traffic, "no-ssh")
