@@ -26,12 +26,12 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # EC2 refuses user data over 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 
-# TLS on 8883 and 443: Mozilla's "intermediate" profile (guideline 6.0), ECDSA and RSA suites, and
-# the key-exchange groups X25519, P-256 and P-384 (README: TLS policy).
+# TLS on 8883 and 443: Mozilla's "intermediate" profile (guideline 6.0), ECDSA and RSA suites for
+# TLS 1.2 (TLS 1.3's are OpenSSL's defaults, the profile's three), and the key-exchange groups
+# X25519, P-256 and P-384 (README: TLS policy).
 TLS_POLICY = {
     "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
                "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
-    "ciphersuites": "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
     "groups": "X25519:prime256v1:secp384r1",
 }
 # The broker's bounds (mosquitto.conf) and the files its service may open (LimitNOFILE), which
