@@ -398,3 +398,33 @@ def test_testssl_finds_nothing_outside_the_profile(node, listener, tmp_path):
     offered = offered_ciphers(TESTSSL, "127.0.0.1", getattr(node.ports, listener), tmp_path)
     assert offered, "testssl found no cipher at all"
     assert outside_profile(offered) == [], outside_profile(offered)
+
+
+# -- Caps the services' file limits allow -------------------------------------------------------
+
+def _rendered(path: str) -> str:
+    from wis2node.payload import DeployFacts, render_files
+    return next(f.content.decode() for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-0")) if f.path == path)
+
+
+def _settings(text: str, separator: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().rstrip(";").partition(separator)
+        if value and not key.startswith("#"):
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def test_connection_caps_fit_the_services_file_limits():
+    broker = _settings(_rendered("/etc/mosquitto/mosquitto.conf"), " ")
+    broker_unit = _settings(_rendered("/etc/systemd/system/mosquitto.service.d/wis2.conf"), "=")
+    connections = sum(int(n) for n in broker["max_connections"])
+    assert len(broker["max_connections"]) == len(broker["listener"])  # every listener has a cap
+    # Each connection is one file; the broker's own (listeners, persistence, logs) fit in the rest.
+    assert connections + 256 <= int(broker_unit["LimitNOFILE"][0])
+    web = _settings(_rendered("/etc/nginx/nginx.conf"), " ")
+    web_unit = _settings(_rendered("/etc/systemd/system/nginx.service.d/wis2.conf"), "=")
+    # A proxied connection (/mqtt) takes two files in a worker.
+    assert 2 * int(web["worker_connections"][0]) <= int(web["worker_rlimit_nofile"][0])
+    assert int(web["worker_rlimit_nofile"][0]) <= int(web_unit["LimitNOFILE"][0])
