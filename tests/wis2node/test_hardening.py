@@ -428,3 +428,42 @@ def test_connection_caps_fit_the_services_file_limits():
     # A proxied connection (/mqtt) takes two files in a worker.
     assert 2 * int(web["worker_connections"][0]) <= int(web["worker_rlimit_nofile"][0])
     assert int(web["worker_rlimit_nofile"][0]) <= int(web_unit["LimitNOFILE"][0])
+
+
+def _install_rsa_certificate(node: LocalNode) -> None:
+    """Replace the node's ECDSA certificate by an RSA one, as a bought certificate may be, and reload."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SETTINGS.fqdn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(SETTINGS.fqdn)]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    (node.tls_dir / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (node.tls_dir / "privkey.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (node.tls_dir / "ca.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    # What the certificate deploy hook does on the VM: mosquitto re-reads on SIGHUP, nginx reloads.
+    node.broker.send_signal(1)
+    node.web.send_signal(1)
+    time.sleep(2)
+
+
+def test_an_rsa_certificate_gets_the_rsa_equivalents_only(tmp_path_factory):
+    with LocalNode(SETTINGS, tmp_path_factory.mktemp("rsa")) as rsa_node:
+        _install_rsa_certificate(rsa_node)
+        for port in (rsa_node.ports.mqtts, rsa_node.ports.https):
+            for cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                           "ECDHE-RSA-CHACHA20-POLY1305"):
+                assert _handshake(rsa_node, port, cipher=cipher), (port, cipher)
+            for cipher in ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "DHE-RSA-AES128-GCM-SHA256",
+                           "AES128-GCM-SHA256", "ECDHE-RSA-CAMELLIA256-SHA384", "ECDHE-RSA-ARIA128-GCM-SHA256"):
+                assert not _handshake(rsa_node, port, cipher=cipher), (port, cipher)
