@@ -141,8 +141,10 @@ class LocalNode:
 
     def start_broker(self) -> None:
         log = (self.path("/var/log/wis2") / "mosquitto.log").open("ab")
+        # As the VM's service does (its drop-in): the TLS settings mosquitto.conf cannot express.
+        environment = {**os.environ, "OPENSSL_CONF": str(self.path("/etc/mosquitto/openssl.cnf"))}
         self.broker = subprocess.Popen(["mosquitto", "-c", str(self.path("/etc/mosquitto/mosquitto.conf"))],
-                                       stdout=log, stderr=log)
+                                       stdout=log, stderr=log, env=environment)
         for port in (self.ports.mqtt_local, self.ports.mqtts, self.ports.websockets):
             _wait_for_port(port, self.broker, "mosquitto")
 

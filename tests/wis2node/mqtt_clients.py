@@ -20,10 +20,11 @@ class Client:
 
     def __init__(self, node: LocalNode, username: Optional[str], password: Optional[str], *,
                  transport: str = "mqtts", protocol: int = V5, client_id: Optional[str] = None,
-                 persistent: bool = False, cafile: Optional[str] = None):
+                 persistent: bool = False, cafile: Optional[str] = None, session_expiry: int = 3600):
         self.received: list[mqtt.MQTTMessage] = []
         self.connected = threading.Event()
         self.reason: Optional[int] = None
+        self.session_present: Optional[bool] = None
         self.acks: dict[int, int] = {}
         self._acked = threading.Condition()
         client_id = client_id or f"test-{uuid.uuid4().hex[:8]}"
@@ -48,13 +49,14 @@ class Client:
             connect_kwargs["clean_start"] = not persistent
             if persistent:
                 properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
-                properties.SessionExpiryInterval = 3600
+                properties.SessionExpiryInterval = session_expiry
         self.client.connect("127.0.0.1", port, keepalive=30, properties=properties, **connect_kwargs)
         self.client.loop_start()
         self.connected.wait(10)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.reason = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
+        self.session_present = bool(flags.session_present)
         self.connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):

@@ -26,6 +26,37 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # EC2 refuses user data over 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 
+# TLS on 8883 and 443: Mozilla's "intermediate" profile (guideline 6.0), ECDSA and RSA suites for
+# TLS 1.2 (TLS 1.3's are OpenSSL's defaults, the profile's three), and the key-exchange groups
+# X25519, P-256 and P-384 (README: TLS policy).
+TLS_POLICY = {
+    "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+    "groups": "X25519:prime256v1:secp384r1",
+}
+# The broker's bounds (mosquitto.conf) and the files its service may open (LimitNOFILE), which
+# must hold every connection the listeners allow plus the broker's own files.
+BROKER_LIMITS = {
+    "max_packet_size": 16384,  # a WNM (8192 bytes at most) + topic + MQTT overhead, with room to spare
+    "max_queued_messages": 2000,
+    "max_queued_bytes": 2000 * 4096,
+    "session_expiry": "1d",
+    "max_connections": {"mqtts": 2000, "websockets": 2000, "local": 64},
+    "max_files": 8192,
+    # The broker refuses allocations past this (its websockets listener ignores max_packet_size:
+    # a CONNECT there claiming more is dropped at once); systemd's bounds are above it.
+    "memory_limit": 128 * 1024 * 1024,
+    "memory_high": "384M",
+    "memory_max": "512M",
+}
+# nginx: per-address limits and capacity; worker_rlimit_nofile within the service's LimitNOFILE.
+WEB_LIMITS = {
+    "worker_connections": 8192,
+    "max_files": 16384,
+    "requests_per_address": 100,
+    "mqtt_per_address": 20,
+}
+
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     undefined=jinja2.StrictUndefined,
@@ -123,6 +154,7 @@ class NodeFile:
 _FILES = (
     ("/etc/mosquitto/mosquitto.conf", "0644", "root:root"),
     ("/etc/mosquitto/acl", "0644", "root:root"),
+    ("/etc/mosquitto/openssl.cnf", "0644", "root:root"),
     ("/etc/nginx/nginx.conf", "0644", "root:root"),
     ("/etc/systemd/system/mosquitto.service.d/wis2.conf", "0644", "root:root"),
     ("/etc/systemd/system/nginx.service.d/wis2.conf", "0644", "root:root"),
@@ -142,7 +174,8 @@ _FILES = (
 )
 
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
-LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/nginx/nginx.conf",
+LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/mosquitto/openssl.cnf",
+               "/etc/nginx/nginx.conf",
                "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate")
 _PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53")
 _COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap")
@@ -208,6 +241,9 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "package_sha256": facts.package_sha256,
         },
         "reboot_time": settings.reboot_time,
+        "tls_policy": TLS_POLICY,
+        "broker": BROKER_LIMITS,
+        "web": WEB_LIMITS,
         "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
