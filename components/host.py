@@ -132,6 +132,8 @@ class Host(pulumi.ComponentResource):
             f"{name}-data",
             availability_zone=settings.availability_zone,
             size=settings.data_volume_gb,
+            # A restore (README, "Backups and restore"): a new volume from one of its snapshots.
+            snapshot_id=settings.data_volume_snapshot_id,
             type="gp3",
             encrypted=True,
             tags={**tags, "Name": f"{settings.stack}-wis2-data", BACKUP_TAG: backup_target(settings)},

@@ -37,6 +37,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
 # An uploader is one role, named by its ARN (IAM role names: letters, digits and +=,.@_- ; paths).
 _ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _ACCOUNT = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::(\d{12}):root)$")
@@ -178,6 +179,7 @@ class NodeSettings(BaseModel):
     certificate_alarm_days: int = Field(default=21, ge=1, le=90, alias="wis2-node:certificateAlarmDays")
     reboot_time: str = Field(default="03:30", alias="wis2-node:rebootTime")
     snapshot_retention_days: int = Field(default=7, ge=1, le=365, alias="wis2-node:snapshotRetentionDays")
+    data_volume_snapshot_id: Optional[str] = Field(default=None, alias="wis2-node:dataVolumeSnapshotId")
     centre_name: str = Field(default="", max_length=200, alias="wis2-node:centreName")
     contact_email: str = Field(default="", alias="wis2-node:contactEmail")
 
@@ -307,6 +309,14 @@ class NodeSettings(BaseModel):
                                  "give the uploading system a role)")
         if len(set(value)) != len(value):
             raise ValueError("a role is listed twice")
+        return value
+
+    @field_validator("data_volume_snapshot_id")
+    @classmethod
+    def _snapshot_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _SNAPSHOT_ID.match(value):
+            raise ValueError("expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "
+                             "\"Backups and restore\")")
         return value
 
     @field_validator("contact_email")

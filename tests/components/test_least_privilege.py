@@ -206,3 +206,19 @@ def test_snapshot_retention_is_a_setting_that_does_not_replace_the_node(stack_fi
 def test_a_bad_snapshot_retention_is_refused(stack_file: StackFile, days):
     with pytest.raises(SettingsError, match=r"wis2-node:snapshotRetentionDays = "):
         NodeSettings.from_config(stack_file.stack, {**stack_file.config, "wis2-node:snapshotRetentionDays": days})
+
+
+def test_a_restore_makes_the_data_volume_from_the_snapshot_named(stack_file: StackFile, deployment: Deployment):
+    assert "snapshotId" not in deployment.one(VOLUME).inputs
+    restored = run_program(stack_file.stack, {**stack_file.config, "wis2-node:dataVolumeSnapshotId":
+                                              "snap-0123456789abcdef0"})
+    volume = restored.one(VOLUME).inputs
+    assert volume["snapshotId"] == "snap-0123456789abcdef0" and volume["encrypted"] is True
+    # the restored volume is snapshotted like the one it replaces
+    assert restored.one(DLM).inputs["policyDetails"]["targetTags"].items() <= volume["tags"].items()
+
+
+@pytest.mark.parametrize("snapshot", ["vol-0123456789abcdef0", "snap-XYZ", "snap-0123"])
+def test_a_bad_snapshot_id_is_refused(stack_file: StackFile, snapshot: str):
+    with pytest.raises(SettingsError, match=rf"wis2-node:dataVolumeSnapshotId = '{snapshot}'"):
+        NodeSettings.from_config(stack_file.stack, {**stack_file.config, "wis2-node:dataVolumeSnapshotId": snapshot})
