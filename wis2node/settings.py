@@ -8,8 +8,8 @@ accepted by all.
 from __future__ import annotations
 
 import ipaddress
-import re
 import json
+import re
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Sequence, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -416,10 +416,10 @@ class NodeSettings(BaseModel):
                        else f"it publishes under {topics[0]}")
                 problems.append(_explain(
                     key("openToInternet"), self.open_to_internet,
-                    f"[{HTTPS_PORT}] (or [{HTTPS_PORT}, {MQTTS_PORT}]) because {name} declares data under "
-                    f"recommended ({why}): the WIS2 Guide allows filtering HTTPS by address only on a node that "
-                    f"publishes core data alone, and recommended data must be downloadable by anyone; add "
-                    f"{HTTPS_PORT} to {key('openToInternet')}, or publish this dataset from another node"))
+                    f"{HTTPS_PORT} among its ports, because {name} declares data under recommended ({why}): "
+                    "the WIS2 Guide allows filtering HTTPS by address only on a node that publishes core data "
+                    f"alone, and recommended data must be downloadable by anyone; add {HTTPS_PORT} to "
+                    f"{key('openToInternet')}, or publish this dataset from another node"))
         return problems
 
     def _quota_problems(self) -> list[tuple[str, Any, str]]:
