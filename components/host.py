@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,6 +15,14 @@ from wis2node.payload import HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, DeployFact
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
+# Data Lifecycle Manager snapshots the volumes that carry this tag (its value: the stack's data
+# volume, so two stacks in one account never share a policy's target, which DLM refuses).
+BACKUP_TAG = "wis2-node:backup"
+# When (UTC) the daily snapshot starts: crash-consistent, like a power cut, which the data
+# volume's journal and the broker's and agent's own files survive.
+SNAPSHOT_TIME = "02:00"
+# DLM's own role policy (AWS managed): create, tag and delete the snapshots of its policies.
+DLM_MANAGED_POLICY = "policy/service-role/AWSDataLifecycleManagerServiceRole"
 
 # Admin access through Session Manager only (no SSH, no key pair): the agent registers the
 # instance and opens the channels a session runs over. These actions take no resource ARNs.
@@ -49,6 +58,13 @@ def node_policy(settings: NodeSettings, platform: Platform) -> dict:
         # The node generates its publisher password on first boot and reads it back afterwards.
         {"Sid": "PublisherPassword", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"],
          "Resource": parameter_arn("publisher-password")},
+        # ... but only creates it: a node (or whoever holds its role) can never replace the password
+        # publishers use. An explicit Deny outranks any Allow; ssm:Overwrite is "true" only on a
+        # PutParameter that asks to overwrite (AWS Systems Manager, "Preventing changes to existing
+        # parameters using ssm:Overwrite").
+        {"Sid": "PublisherPasswordCreateOnly", "Effect": "Deny", "Action": "ssm:PutParameter",
+         "Resource": parameter_arn("publisher-password"),
+         "Condition": {"StringEquals": {"ssm:Overwrite": "true"}}},
     ]
     # The node's own metrics (certificate days, heartbeat) and the CloudWatch agent's.
     statements.append({"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
@@ -68,9 +84,17 @@ def node_policy(settings: NodeSettings, platform: Platform) -> dict:
                  "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}}},
             {"Sid": "AcmeChangeStatus", "Effect": "Allow", "Action": "route53:GetChange",
              "Resource": f"arn:{platform.partition}:route53:::change/*"},
+            # certbot-dns-route53 (2.x, Ubuntu 24.04's 2.9 included) finds the zone by listing every
+            # hosted zone: ListHostedZones takes no resource ARN and no condition, so it stays on "*".
+            # It reveals the names and ids of the account's zones, not their records.
             {"Sid": "AcmeFindZone", "Effect": "Allow", "Action": "route53:ListHostedZones", "Resource": "*"},
         ]
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def backup_target(settings: NodeSettings) -> str:
+    """The value of BACKUP_TAG on the stack's data volume, which its snapshot policy targets."""
+    return f"{settings.stack}-data"
 
 
 class Host(pulumi.ComponentResource):
@@ -108,10 +132,50 @@ class Host(pulumi.ComponentResource):
             f"{name}-data",
             availability_zone=settings.availability_zone,
             size=settings.data_volume_gb,
+            # A restore (README, "Backups and restore"): a new volume from one of its snapshots.
+            snapshot_id=settings.data_volume_snapshot_id,
             type="gp3",
             encrypted=True,
-            tags={**tags, "Name": f"{settings.stack}-wis2-data"},
+            tags={**tags, "Name": f"{settings.stack}-wis2-data", BACKUP_TAG: backup_target(settings)},
             opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
+        )
+        self.snapshot_role = aws.iam.Role(
+            f"{name}-snapshots-role",
+            description=f"WIS2 Node {settings.stack}: Data Lifecycle Manager snapshots the data volume",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "dlm.amazonaws.com"}}],
+            }),
+            tags=tags,
+            opts=child,
+        )
+        self.snapshot_role_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-snapshots-role-policy", role=self.snapshot_role.name,
+            policy_arn=f"arn:{args.platform.partition}:iam::aws:{DLM_MANAGED_POLICY}", opts=child)
+        self.snapshots = aws.dlm.LifecyclePolicy(
+            f"{name}-snapshots",
+            # DLM accepts only letters, digits, spaces, _ and - in a description and a schedule name.
+            description=re.sub(r"[^0-9A-Za-z _-]", "-",
+                               f"WIS2 Node {settings.stack} daily snapshots of the data volume"),
+            execution_role_arn=self.snapshot_role.arn,
+            state="ENABLED",
+            policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
+                policy_type="EBS_SNAPSHOT_MANAGEMENT",
+                resource_types=["VOLUME"],
+                target_tags={BACKUP_TAG: backup_target(settings)},
+                schedules=[aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
+                    name=f"daily kept {settings.snapshot_retention_days} days",
+                    create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
+                        interval=24, interval_unit="HOURS", times=SNAPSHOT_TIME),
+                    retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleRetainRuleArgs(
+                        interval=settings.snapshot_retention_days, interval_unit="DAYS"),
+                    copy_tags=True,
+                    tags_to_add={"wis2-node:snapshot": "daily"},
+                )],
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.snapshot_role_policy]),
         )
         user_data = self.data_volume.id.apply(lambda volume_id: render_user_data(settings, DeployFacts(
             data_volume_id=volume_id, bucket=settings.ingest_bucket(args.platform.account_id),
@@ -154,4 +218,5 @@ class Host(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        self.register_outputs({"instance_id": self.instance.id, "data_volume_id": self.data_volume.id})
+        self.register_outputs({"instance_id": self.instance.id, "data_volume_id": self.data_volume.id,
+                               "snapshot_policy": self.snapshots.id})

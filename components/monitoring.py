@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.encryption import alerts_key
 from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
@@ -39,8 +40,12 @@ class Monitoring(pulumi.ComponentResource):
         region = settings.region
 
         # One topic per region used: CloudWatch alarms can only notify a topic of their region.
-        self.topics = {r: aws.sns.Topic(f"{name}-alerts-{r}", region=r, tags=tags, opts=child)
-                       for r in dict.fromkeys([region, HEALTH_CHECK_REGION])}
+        # Each encrypted with the stack's own key (components/encryption.py says why not aws/sns).
+        self.keys = {r: alerts_key(f"{name}-alerts-key-{r}", r, settings, child)
+                     for r in dict.fromkeys([region, HEALTH_CHECK_REGION])}
+        self.topics = {r: aws.sns.Topic(f"{name}-alerts-{r}", region=r, kms_master_key_id=key.arn, tags=tags,
+                                        opts=child)
+                       for r, key in self.keys.items()}
         self.subscriptions = [
             aws.sns.TopicSubscription(f"{name}-alerts-{r}-{index}", region=r, topic=topic.arn,
                                       protocol="email", endpoint=address, opts=child)

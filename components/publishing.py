@@ -21,6 +21,9 @@ from wis2node.payload import NodePackage
 from wis2node.settings import EVENT_MAX_RECEIVES, EVENT_VISIBILITY_SECONDS, NodeSettings
 
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+# How long an overwritten or deleted upload stays recoverable (a noncurrent version): as long as
+# the dead-letter queue keeps the event of a file that failed.
+NONCURRENT_VERSION_DAYS = 14
 
 
 def queue_policy(queue_arn: str, bucket_arn: str, account_id: str) -> dict:
@@ -76,8 +79,20 @@ class Publishing(pulumi.ComponentResource):
                 BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                     sse_algorithm="AES256"))],
             opts=child)
+        # Versioned: an upload overwritten or deleted by mistake (by an uploader, who may only put)
+        # can be restored for NONCURRENT_VERSION_DAYS (README, "Recovering an upload"). A deletion
+        # leaves a delete marker, whose ObjectRemoved:DeleteMarkerCreated event the node handles as
+        # any deletion.
+        self.versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning", bucket=self.bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child)
         # The node keeps what it publishes on its data volume: the bucket only has to hold a file
-        # until the node has copied it. Expire it after the stack's retention all the same.
+        # until the node has copied it. Expire it after the stack's retention all the same (on a
+        # versioned bucket the file becomes a noncurrent version, deleted NONCURRENT_VERSION_DAYS
+        # later, and the delete marker left alone goes too). Lifecycle actions send no events.
+        noncurrent = aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+            noncurrent_days=NONCURRENT_VERSION_DAYS)
         self.lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-retention", bucket=self.bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -85,8 +100,13 @@ class Publishing(pulumi.ComponentResource):
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix="data/"),
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=settings.retention_days),
                 abort_incomplete_multipart_upload=aws.s3.
-                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1))],
-            opts=child)
+                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1)),
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-old-versions", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(),
+                noncurrent_version_expiration=noncurrent,
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True))],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.versioning]))
         self.bucket_policy = aws.s3.BucketPolicy(
             f"{name}-tls-only", bucket=self.bucket.id,
             policy=self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -122,6 +142,7 @@ class Publishing(pulumi.ComponentResource):
                 "Sid": "PutData", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{arn}/data/*"}]})),
             tags=tags, opts=child)
         self.uploader_role = None
+        # Trusted: the roles listed, each by its ARN, never a whole account (wis2node/settings.py).
         if settings.uploader_principals:
             self.uploader_role = aws.iam.Role(
                 f"{name}-uploader-role", description=f"Assumed by {settings.centre_id}'s systems to upload",

@@ -55,7 +55,8 @@ def load_settings() -> NodeSettings:
 
 
 def load_metadata(settings: NodeSettings) -> list[MetadataRecord]:
-    """The stack's discovery metadata records, validated with pywcmp; refuse the stack otherwise."""
+    """The stack's discovery metadata records, validated with pywcmp and against the firewall; refuse the
+    stack otherwise."""
     warnings: list[str] = []
     try:
         records = load_records(settings, warnings=warnings)
@@ -63,6 +64,9 @@ def load_metadata(settings: NodeSettings) -> list[MetadataRecord]:
         raise pulumi.RunError(str(err)) from None
     for warning in warnings:
         pulumi.log.warn(warning)
+    problems = settings.open_data_problems(records)
+    if problems:
+        raise pulumi.RunError("\n".join(problems))
     return records
 
 

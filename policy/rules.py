@@ -8,6 +8,8 @@ functions, so the tests run them against what the program declares under Pulumi'
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from typing import Callable, Iterable, NamedTuple
 
 WIS2_PORTS = {443, 8883}
@@ -26,6 +28,10 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 VOLUME = "aws:ebs/volume:Volume"
 KEY_PAIR = "aws:ec2/keyPair:KeyPair"
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+TOPIC = "aws:sns/topic:Topic"
+ROLE = "aws:iam/role:Role"
+# A principal that is a whole account (its id or its root ARN), or everyone.
+_ACCOUNT_PRINCIPAL = re.compile(r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:root)$")
 TAGGED = {SECURITY_GROUP, INGRESS_RULE, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", INSTANCE,
           VOLUME, "aws:ec2/eip:Eip", "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile",
           "aws:ssm/parameter:Parameter"}
@@ -133,6 +139,38 @@ def required_tags(resource: Resource) -> list[str]:
     return [f"{resource.name}: missing tags {', '.join(missing)}"] if missing else []
 
 
+def topics_encrypted(resource: Resource) -> list[str]:
+    """Alert topics under a customer managed key (CloudWatch alarms cannot use alias/aws/sns)."""
+    if resource.type != TOPIC:
+        return []
+    key = resource.props.get("kmsMasterKeyId") or ""
+    if not key:
+        return [f"{resource.name}: SNS topic not encrypted; give it a customer managed KMS key"]
+    if key == "alias/aws/sns" or key.endswith(":alias/aws/sns"):
+        return [f"{resource.name}: SNS topic encrypted with alias/aws/sns, which CloudWatch alarms cannot use; "
+                "give it a customer managed KMS key"]
+    return []
+
+
+def no_account_wide_trust(resource: Resource) -> list[str]:
+    """A role is assumed by named principals (roles, services), never by a whole account or everyone."""
+    if resource.type != ROLE:
+        return []
+    document = resource.props.get("assumeRolePolicy") or "{}"
+    statements = json.loads(document).get("Statement", []) if isinstance(document, str) else []
+    found = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        aws = principal.get("AWS", []) if isinstance(principal, dict) else [principal]
+        for name in aws if isinstance(aws, list) else [aws]:
+            if _ACCOUNT_PRINCIPAL.match(str(name)):
+                found.append(f"{resource.name}: trusts {name}, i.e. every principal of an account (or everyone); "
+                             "name the roles instead")
+    return found
+
+
 RESOURCE_RULES = (
     Rule("ingress-only-wis2-ports", "Only TCP 443 and 8883 are open inbound.", only_wis2_ports),
     Rule("no-world-ingress-unless-asked", "0.0.0.0/0, ::/0 and any network wider than /8 (IPv4) or /32 (IPv6) "
@@ -143,6 +181,8 @@ RESOURCE_RULES = (
     Rule("volumes-encrypted", "Every EBS volume is encrypted.", volumes_encrypted),
     Rule("no-key-pair", "No EC2 key pair: admin access is through SSM.", no_key_pair),
     Rule("required-tags", "Resources carry the centre, environment, stack and manager tags.", required_tags),
+    Rule("topics-encrypted", "SNS topics are encrypted with a customer managed KMS key.", topics_encrypted),
+    Rule("no-account-wide-trust", "No role trusts a whole account or everyone.", no_account_wide_trust),
 )
 
 

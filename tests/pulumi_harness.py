@@ -111,6 +111,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                            url=f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{args.inputs['name']}")
         elif args.typ == "aws:sns/topic:Topic":
             outputs["arn"] = f"arn:aws:sns:{args.inputs.get('region', 'eu-west-1')}:{ACCOUNT}:{args.name}"
+        elif args.typ == "aws:kms/key:Key":
+            outputs["arn"] = f"arn:aws:kms:{args.inputs.get('region', 'eu-west-1')}:{ACCOUNT}:key/{args.name}"
         elif args.typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
             kind = args.typ.rsplit(":", 1)[1].lower()
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind}/{args.name}"

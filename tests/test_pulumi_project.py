@@ -357,12 +357,17 @@ FULL_SURFACE = {
     "wis2-node:certificate": mock_certificate(FQDN),
     "wis2-node:retentionDays": 7,
     "wis2-node:maxFileMb": 50,
-    "wis2-node:uploaderPrincipals": ["210987654321", "arn:aws:iam::210987654321:role/message-switch"],
+    "wis2-node:uploaderPrincipals": ["arn:aws:iam::210987654321:role/message-switch",
+                                     "arn:aws:iam::210987654321:role/ingest/backup-switch"],
     "wis2-node:cpuAlarmPercent": 70,
     "wis2-node:memoryAlarmPercent": 75,
     "wis2-node:diskAlarmPercent": 90,
     "wis2-node:certificateAlarmDays": 14,
     "wis2-node:rebootTime": "04:15",
+    "wis2-node:snapshotRetentionDays": 30,
+    "wis2-node:dataVolumeSnapshotId": "snap-0123456789abcdef0",
+    "wis2-node:centreName": "Example Meteorological Service",
+    "wis2-node:contactEmail": "wis2-focal-point@examplemet.example.org",
 }
 REQUIRED = {key: FULL_SURFACE[key] for key, field in
             ((field.alias, field) for field in NodeSettings.model_fields.values() if field.alias)

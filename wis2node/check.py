@@ -40,6 +40,7 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
             result.problems.append(f"stack {stack_file.stack}: {err}")
             continue
         result.settings[stack_file.stack] = settings
+        result.problems.extend(f"stack {stack_file.stack}: {p}" for p in settings.open_data_problems(records))
         if not records:
             result.problems.append(
                 f"stack {stack_file.stack}: no discovery metadata record in {metadata_dir(stack_file.stack)}/: "

@@ -8,13 +8,17 @@ accepted by all.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
-from typing import Any, Iterable, Literal, Optional, get_origin
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Sequence, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wis2node import catalogue, tls
 from wis2node.errors import SettingsError
+
+if TYPE_CHECKING:
+    from wis2node.metadata import MetadataRecord
 
 PROJECT = "wis2-node"
 HTTPS_PORT = 443
@@ -33,7 +37,10 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_PRINCIPAL = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+))$")
+_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
+# An uploader is one role, named by its ARN (IAM role names: letters, digits and +=,.@_- ; paths).
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+_ACCOUNT = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::(\d{12}):root)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 # Characters EC2 accepts in a security group rule description.
 _RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
@@ -171,6 +178,10 @@ class NodeSettings(BaseModel):
     disk_alarm_percent: int = Field(default=85, ge=1, le=100, alias="wis2-node:diskAlarmPercent")
     certificate_alarm_days: int = Field(default=21, ge=1, le=90, alias="wis2-node:certificateAlarmDays")
     reboot_time: str = Field(default="03:30", alias="wis2-node:rebootTime")
+    snapshot_retention_days: int = Field(default=7, ge=1, le=365, alias="wis2-node:snapshotRetentionDays")
+    data_volume_snapshot_id: Optional[str] = Field(default=None, alias="wis2-node:dataVolumeSnapshotId")
+    centre_name: str = Field(default="", max_length=200, alias="wis2-node:centreName")
+    contact_email: str = Field(default="", alias="wis2-node:contactEmail")
 
     # -- single fields -------------------------------------------------------------------------
 
@@ -286,9 +297,40 @@ class NodeSettings(BaseModel):
     @classmethod
     def _principals(cls, value: list[str]) -> list[str]:
         for principal in value:
-            if not _PRINCIPAL.match(principal):
-                raise ValueError(f"'{principal}' is not an IAM principal; expected an account id or an ARN "
-                                 "such as arn:aws:iam::123456789012:role/message-switch")
+            account = _ACCOUNT.match(principal)
+            if account:
+                raise ValueError(
+                    f"'{principal}' names the whole account {account.group(2) or principal}: every user and role "
+                    "its administrators allow could then upload; expected the ARN of the one role your systems "
+                    "upload with, e.g. arn:aws:iam::123456789012:role/message-switch")
+            if not _ROLE_ARN.match(principal):
+                raise ValueError(f"'{principal}' is not the ARN of an IAM role; expected e.g. "
+                                 "arn:aws:iam::123456789012:role/message-switch (users have long-lived keys: "
+                                 "give the uploading system a role)")
+        if len(set(value)) != len(value):
+            raise ValueError("a role is listed twice")
+        return value
+
+    @field_validator("data_volume_snapshot_id")
+    @classmethod
+    def _snapshot_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _SNAPSHOT_ID.match(value):
+            raise ValueError("expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "
+                             "\"Backups and restore\")")
+        return value
+
+    @field_validator("contact_email")
+    @classmethod
+    def _contact_email(cls, value: str) -> str:
+        if value and not _EMAIL.match(value):
+            raise ValueError(f"'{value}' is not an e-mail address; expected name@example.org")
+        return value
+
+    @field_validator("centre_name")
+    @classmethod
+    def _centre_name(cls, value: str) -> str:
+        if value != value.strip() or not value.isprintable():
+            raise ValueError("expected the centre's name on one line, e.g. Example Meteorological Service")
         return value
 
     # -- relations between fields --------------------------------------------------------------
@@ -347,6 +389,38 @@ class NodeSettings(BaseModel):
         if problems:
             raise ValueError("\n".join(_explain(key(name), value, expected) for name, value, expected in problems))
         return self
+
+    def open_data_problems(self, records: Sequence["MetadataRecord"]) -> list[str]:
+        """Records whose data anyone must be able to download, on a stack that filters HTTPS by address.
+
+        WIS2 Guide part 1 §1.3.3.6: a node may filter its HTTPS port by source address only when it
+        publishes core data alone; data under `recommended` (and core data with cache=false, a
+        per-file choice the agent refuses on such a stack) must be downloadable by anyone.
+        """
+        if HTTPS_PORT in self.open_to_internet:
+            return []
+        problems = []
+        for record in records:
+            name = f"stacks/{self.stack}/metadata/{record.path.name}"
+            try:
+                document = json.loads(record.content)
+            except ValueError:
+                continue  # load_records refuses it, naming the file
+            properties = document.get("properties") if isinstance(document, dict) else None
+            policy = properties.get("wmo:dataPolicy") if isinstance(properties, dict) else None
+            links = document.get("links") if isinstance(document, dict) else None
+            topics = [str(link.get("channel")) for link in links or [] if isinstance(link, dict)
+                      and "/data/recommended/" in str(link.get("channel", ""))]
+            if policy == "recommended" or topics:
+                why = ("wmo:dataPolicy is recommended" if policy == "recommended"
+                       else f"it publishes under {topics[0]}")
+                problems.append(_explain(
+                    key("openToInternet"), self.open_to_internet,
+                    f"{HTTPS_PORT} among its ports, because {name} declares data under recommended ({why}): "
+                    "the WIS2 Guide allows filtering HTTPS by address only on a node that publishes core data "
+                    f"alone, and recommended data must be downloadable by anyone; add {HTTPS_PORT} to "
+                    f"{key('openToInternet')}, or publish this dataset from another node"))
+        return problems
 
     def _quota_problems(self) -> list[tuple[str, Any, str]]:
         """The security groups that AWS's default inbound rule quota would refuse, and what to change."""

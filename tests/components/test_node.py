@@ -6,6 +6,8 @@ import csv
 import json
 import re
 
+import pulumi
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import DOC_IP, MOCK_KEY_PEM, Deployment, mock_certificate, run_program, user_data_files
@@ -79,8 +81,10 @@ def test_the_instance_wears_every_security_group(deployment: Deployment):
     assert {r.inputs["securityGroupId"] for r in rules} == set(worn), "a rule outside the instance's groups"
 
 
-def test_no_port_is_open_to_the_world_unless_asked(deployment: Deployment):
-    assert not [s for s in declared_sources(deployment) if s[0] in ("0.0.0.0/0", "::/0")]
+def test_no_port_is_open_to_the_world_unless_asked(stack_file: StackFile, deployment: Deployment):
+    asked = {(cidr, port) for port in stack_file.config.get("wis2-node:openToInternet", [])
+             for cidr in ("0.0.0.0/0", "::/0")}
+    assert {s for s in declared_sources(deployment) if s[0] in ("0.0.0.0/0", "::/0")} == asked
 
 
 def test_open_to_internet_opens_exactly_the_listed_port(stack_file: StackFile):
@@ -159,7 +163,9 @@ def test_caa_names_the_provided_ca(stack_file: StackFile):
 
 
 def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: Deployment):
-    assert not deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    # the node's role has no managed policy (the one attachment is Data Lifecycle Manager's role's)
+    assert [a.inputs["role"] for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")] \
+        == ["host-snapshots-role"]
     statements = {s["Sid"]: s for s in json.loads(deployment.named("host-policy").inputs["policy"])
                   ["Statement"]}
     assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:"))
@@ -167,6 +173,7 @@ def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: 
     stack = stack_file.stack
     assert statements.pop("PublisherPassword")["Resource"] == \
         f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/publisher-password"
+    assert statements.pop("PublisherPasswordCreateOnly")["Effect"] == "Deny"  # test_least_privilege.py
     # letsencrypt stacks: the ACME challenge record of the node's own name, nothing else in the zone
     challenge = statements.pop("AcmeChallengeRecord")
     assert challenge["Resource"] == "arn:aws:route53:::hostedzone/Z0123456789EXAMPLE"
@@ -178,7 +185,7 @@ def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: 
     assert metrics["Action"] == "cloudwatch:PutMetricData"
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}}
     assert set(statements) == {"AcmeChangeStatus", "AcmeFindZone"}
-    trust = json.loads(deployment.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    trust = json.loads(deployment.named("host-role").inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
@@ -211,6 +218,29 @@ def test_exports_tell_a_centre_how_to_reach_and_register_the_node(stack_file: St
     centre_id = stack_file.config["wis2-node:centreId"]
     assert registration["subscription_topics"] == [f"origin/a/wis2/{centre_id}/#"]
     assert registration["public_ip"] == DOC_IP
+    # what WMO asks for at registration, from the stack
+    assert registration["centre_id"] == centre_id
+    assert registration["centre_name"] == stack_file.config["wis2-node:centreName"]
+    assert registration["contact_email"] == stack_file.config["wis2-node:contactEmail"]
+    assert registration["mqtt_broker_url"] == f"mqtts://everyone:everyone@{fqdn}:8883"
+    assert registration["http_endpoint"] == f"https://{fqdn}/"
+    assert registration["missing"] == []
+
+
+def test_registration_names_what_the_stack_has_not_said(stack_file: StackFile):
+    config = {k: v for k, v in stack_file.config.items() if k not in ("wis2-node:centreName", "wis2-node:contactEmail")}
+    registration = run_program(stack_file.stack, config).outputs["wmo_registration"]
+    assert registration["missing"] == ["wis2-node:centreName", "wis2-node:contactEmail"]
+    assert registration["centre_name"] is None and registration["contact_email"] is None
+
+
+@pytest.mark.parametrize("config_key,value", [("wis2-node:contactEmail", "focal-point-at-example"),
+                                              ("wis2-node:centreName", "Example\nMet"),
+                                              ("wis2-node:centreName", " padded ")])
+def test_bad_registration_details_are_refused_naming_the_key(stack_file: StackFile, config_key: str, value: str):
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program(stack_file.stack, {**stack_file.config, config_key: value})
+    assert f"{config_key} = " in str(refused.value), str(refused.value)
 
 
 def test_image_follows_the_instance_architecture(stack_file: StackFile):

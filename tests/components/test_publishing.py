@@ -101,7 +101,9 @@ def test_optional_uploader_role_trusts_only_the_listed_principals(stack_file: St
     role = deployment.named("ingest-uploader-role").inputs
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"AWS": [principal]}
     assert deployment.outputs["uploader_role_arn"]
-    assert deployment.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    attachments = {a.inputs["role"]: a.inputs["policyArn"]
+                   for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert attachments["ingest-uploader-role"] == f"arn:aws:iam::{ACCOUNT}:policy/ingest-uploader"
 
 
 def test_repository_metadata_and_the_node_package_are_uploaded(stack_file: StackFile, deployment: Deployment):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -123,3 +124,31 @@ def test_self_signed_on_production_is_reported(prod):
 def test_missing_tags_are_reported(prod):
     found = rules.violations(broken(prod, rules.VOLUME, lambda r: r.props["tags"].pop("wis2-node:stack")))
     assert "host-data" in first(found, "required-tags") and "wis2-node:stack" in first(found, "required-tags")
+
+
+@pytest.mark.parametrize("key", [None, "", "alias/aws/sns", "arn:aws:kms:us-east-1:123456789012:alias/aws/sns"])
+def test_an_alert_topic_without_a_customer_managed_key_is_reported(prod, key):
+    def unencrypt(topic):
+        topic.props.pop("kmsMasterKeyId")
+        if key is not None:
+            topic.props["kmsMasterKeyId"] = key
+
+    found = rules.violations(broken(prod, "aws:sns/topic:Topic", unencrypt))
+    assert "monitoring-alerts-" in first(found, "topics-encrypted")
+
+
+@pytest.mark.parametrize("principal", ["210987654321", "arn:aws:iam::210987654321:root", "*",
+                                       ["arn:aws:iam::210987654321:role/ok", "210987654321"]])
+def test_a_role_trusting_a_whole_account_is_reported(principal):
+    stack = find_stack("aq-examplemet-prod")
+    deployment = run_program(stack.stack, {**stack.config, "wis2-node:uploaderPrincipals":
+                                           ["arn:aws:iam::210987654321:role/message-switch"]})
+    assert not rules.violations(resources(deployment))["no-account-wide-trust"]
+
+    def widen(role):
+        trust = json.loads(role.props["assumeRolePolicy"])
+        trust["Statement"][0]["Principal"] = {"AWS": principal}
+        role.props["assumeRolePolicy"] = json.dumps(trust)
+
+    found = rules.violations(broken(deployment, "aws:iam/role:Role", widen, name="ingest-uploader-role"))
+    assert "ingest-uploader-role" in first(found, "no-account-wide-trust")
