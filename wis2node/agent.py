@@ -331,12 +331,31 @@ def _incoming_dir(incoming: Path, public_dir: Path) -> Path:
     if incoming.resolve().is_relative_to(public_dir):
         raise SystemExit(f"agent: {incoming} is inside the public folder {public_dir}; nginx would serve "
                          "half-written files: keep the agent's state outside it")
-    if incoming.stat().st_dev != public_dir.stat().st_dev:
-        raise SystemExit(f"agent: {incoming} and the public folder {public_dir} are on different filesystems; "
-                         "files could not be renamed into place atomically: keep both on the data volume")
+    for folder in (public_dir / "data", public_dir / "metadata"):
+        folder.mkdir(exist_ok=True)
+        if _mount_of(incoming) != _mount_of(folder):
+            raise SystemExit(f"agent: {incoming} and {folder} are on different mounts (filesystems, or bind mounts "
+                             "such as systemd's ReadWritePaths= makes for each path it lists): files could not be "
+                             "renamed into place; make them writable through one mount")
     for leftover in incoming.iterdir():  # a killed agent's half-written files: their events come back
         leftover.unlink()
     return incoming
+
+
+def _mount_of(path: Path) -> tuple:
+    """The mount a path is on: a rename works only within one, even between bind mounts of a filesystem."""
+    resolved, best = str(path.resolve()), ("", 0)
+    try:
+        with open("/proc/self/mountinfo") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[4].encode().decode("unicode_escape")  # spaces and the like come as \\040
+                inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best[0]):
+                    best = (point, int(fields[0]))
+    except OSError:  # no /proc: the device number is all there is to compare
+        return ("", path.stat().st_dev)
+    return best
 
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:

@@ -81,8 +81,11 @@ def test_no_service_runs_as_root_unless_it_needs_to(name):
 def test_the_agent_writes_only_its_folders_as_its_own_account():
     agent = service("wis2-agent.service")
     assert agent["User"] == ["wis2-agent"]
-    assert agent["ReadWritePaths"][0].split() == [f"{DATA_ROOT}/public/data", f"{DATA_ROOT}/public/metadata",
-                                                  f"{DATA_ROOT}/agent"]
+    # one writable mount (files are renamed from its state into the public tree), the secrets kept out of it;
+    # the rest of the data volume belongs to root or mosquitto, and the agent has no capability
+    assert agent["ReadWritePaths"] == [DATA_ROOT]
+    assert agent["InaccessiblePaths"][0].split() == [f"-{DATA_ROOT}/tls", f"-{DATA_ROOT}/letsencrypt",
+                                                     f"-{DATA_ROOT}/mosquitto"]
     assert agent["UMask"] == ["0022"], "nginx (www-data) reads what the agent writes"
     assert [e for e in agent["Environment"] if e.startswith("HOME=")] == [f"HOME={DATA_ROOT}/validators"]
     # the one step as root: the folders the bootstrap made (and an older agent's files) become the agent's
