@@ -32,22 +32,29 @@ from wis2node.stackfile import find_stack  # noqa: E402
 SETTINGS = find_stack("aq-examplemet-test").settings()
 SYNOP = "data/core/weather/surface-based-observations/synop"
 REPO = Path(__file__).resolve().parents[1]
+UNITS = ("agent", "retention", "reporter")
 
 
 def inside(pid1: int, *command: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["nsenter", "-t", str(pid1), "-a", *command], capture_output=True, text=True, check=check)
 
 
+def client_metrics(ingest: LocalIngest) -> list[str]:
+    """The metric names CloudWatch (moto) has received."""
+    from wis2node.localcloud import client
+
+    return sorted({m["MetricName"] for m in client("cloudwatch", ingest.environment).list_metrics()["Metrics"]})
+
+
 def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     layout = Layout(ports=node.ports)  # the VM's paths, this node's loopback ports
     for file in render_files(SETTINGS, DeployFacts(data_volume_id="local", bucket=ingest.bucket), layout):
-        if file.path in ("/etc/wis2/node.json", "/etc/systemd/system/wis2-agent.service",
-                         "/etc/systemd/system/wis2-retention.service"):
+        if file.path in ("/etc/wis2/node.json", *(f"/etc/systemd/system/wis2-{unit}.service" for unit in UNITS)):
             (root / file.path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (root / file.path.lstrip("/")).write_bytes(file.content)
     # AWS is moto on this machine's loopback (on EC2 the instance role and the real endpoints)
-    for unit in ("wis2-agent", "wis2-retention"):
-        drop_in = root / f"etc/systemd/system/{unit}.service.d/moto.conf"
+    for unit in UNITS:
+        drop_in = root / f"etc/systemd/system/wis2-{unit}.service.d/moto.conf"
         drop_in.parent.mkdir(parents=True, exist_ok=True)
         drop_in.write_text("[Service]\n" + "".join(f"Environment={k}={v}\n" for k, v in ingest.environment.items()))
     software = root / "opt/wis2node/src"
@@ -123,7 +130,11 @@ def main(rootfs: str) -> int:
             retention = inside(pid1, "systemctl", "start", "wis2-retention.service", check=False)
             result = inside(pid1, "systemctl", "show", "-p", "Result", "--value", "wis2-retention.service").stdout
             check(retention.returncode == 0 and result.strip() == "success", "retention ran under its sandbox")
-            journal = inside(pid1, "journalctl", "-u", "wis2-agent", "-u", "wis2-retention", "--no-pager").stdout
+            reporter = inside(pid1, "systemctl", "start", "wis2-reporter.service", check=False)
+            metrics = client_metrics(ingest)
+            check(reporter.returncode == 0 and "CertificateDaysLeft" in metrics,
+                  f"the reporter ran as a dynamic user and reported to CloudWatch ({metrics})")
+            journal = inside(pid1, "journalctl", *(f"--unit=wis2-{unit}" for unit in UNITS), "--no-pager").stdout
             check("SIGSYS" not in journal and "Operation not permitted" not in journal, "no system call refused")
             print(journal[-3000:])
         finally:
