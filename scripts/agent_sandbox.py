@@ -113,10 +113,11 @@ def main(rootfs: str) -> int:
             published = root / DATA_ROOT.lstrip("/") / "public" / SYNOP / "A_SMAQ01EXMP251200.bufr4"
             owner = inside(pid1, "stat", "-c", "%U %a", f"{DATA_ROOT}/public/{SYNOP}/A_SMAQ01EXMP251200.bufr4",
                            check=False).stdout.strip()
-            check(published.is_file() and owner == "wis2-agent 644", f"the published file is wis2-agent's, 0644 ({owner})")
+            check(published.is_file() and owner == "wis2-agent 644",
+                  f"the published file is wis2-agent's, 0644 ({owner})")
             pid = inside(pid1, "systemctl", "show", "-p", "MainPID", "--value", "wis2-agent.service").stdout.strip()
-            status = dict(line.split(":\t", 1) for line in inside(pid1, "cat", f"/proc/{pid}/status").stdout.splitlines()
-                          if ":\t" in line)
+            lines = inside(pid1, "cat", f"/proc/{pid}/status").stdout.splitlines()
+            status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
             check(status["CapEff"].strip("0") == "" and status["CapBnd"].strip("0") == "", "no capabilities at all")
             check(status["NoNewPrivs"] == "1" and status["Seccomp"] == "2", "no new privileges, a seccomp filter")
             uid = inside(pid1, "id", "-u", "wis2-agent").stdout.strip()

@@ -184,8 +184,10 @@ def test_no_time_is_a_null_datetime():
 
 
 def test_a_period_is_read_in_utc():
-    assert rules.observation_time({"start-datetime": "2026-11-24T11:00:00Z", "end-datetime": "2026-11-24T12:00:00Z"}) \
-        == {"period": (datetime.datetime(2026, 11, 24, 11, tzinfo=UTC), datetime.datetime(2026, 11, 24, 12, tzinfo=UTC))}
+    period = rules.observation_time({"start-datetime": "2026-11-24T11:00:00Z",
+                                     "end-datetime": "2026-11-24T13:00:00+01:00"})
+    assert period == {"period": (datetime.datetime(2026, 11, 24, 11, tzinfo=UTC),
+                                 datetime.datetime(2026, 11, 24, 12, tzinfo=UTC))}
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-11-24", "20261124T120000Z", "2026-11-24T12:00:00 Z",
