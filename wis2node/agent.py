@@ -48,6 +48,8 @@ INCOMING = "incoming"
 
 
 class Agent:
+    """Takes the node's bucket events from its queue and publishes them; see the module's docstring."""
+
     def __init__(self, config: dict, *, session=None, password: Optional[str] = None):
         import boto3
         from botocore.config import Config
@@ -320,6 +322,7 @@ class Agent:
             gc.collect()
 
     def close(self) -> None:
+        """Stop taking events and leave the broker."""
         self.stopping.set()
         self.publisher.reset()
 
