@@ -1,4 +1,4 @@
-"""The agent and retention under their real systemd units, sandbox included, in a booted container.
+"""The node's own services under their real systemd units, sandbox included, in a booted container.
 
     python scripts/agent_sandbox.py ROOTFS
 
@@ -7,8 +7,10 @@ requirements-node.txt (see ../shared/boot-test-notes.md: debootstrap, then pip i
 The script copies the node package, the rendered units and node.json into it, creates the
 agent's account as cloud-init's `users:` does, boots it with systemd-nspawn on this machine's
 network (loopback only: moto, mosquitto and nginx of a local node run here), starts the units
-and checks what they did: files published with the right owner and mode, the process's
-privileges, and writes outside its folders refused by the sandbox itself.
+and checks what they did: the agent's files published with the right owner and mode, its
+privileges, writes outside its folders refused by the sandbox itself; retention; the reporter
+(a dynamic user) reporting to CloudWatch; the certificate service installing a stack's
+certificate for mosquitto and sending it SIGHUP. Not covered: Let's Encrypt (ACME, Route 53).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.wis2node.mqtt_clients import Client  # noqa: E402
-from wis2node.local import LocalNode  # noqa: E402
+from wis2node.local import LocalNode, write_certificate  # noqa: E402
 from wis2node.localcloud import SHARED_BUNDLES, LocalIngest, moto_server  # noqa: E402
 from wis2node.metadata import metadata_dir  # noqa: E402
 from wis2node.payload import DATA_ROOT, DeployFacts, Layout, render_files  # noqa: E402
@@ -32,7 +34,7 @@ from wis2node.stackfile import find_stack  # noqa: E402
 SETTINGS = find_stack("aq-examplemet-test").settings()
 SYNOP = "data/core/weather/surface-based-observations/synop"
 REPO = Path(__file__).resolve().parents[1]
-UNITS = ("agent", "retention", "reporter")
+UNITS = ("agent", "retention", "reporter", "certificate")
 
 
 def inside(pid1: int, *command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -49,9 +51,19 @@ def client_metrics(ingest: LocalIngest) -> list[str]:
 def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     layout = Layout(ports=node.ports)  # the VM's paths, this node's loopback ports
     for file in render_files(SETTINGS, DeployFacts(data_volume_id="local", bucket=ingest.bucket), layout):
-        if file.path in ("/etc/wis2/node.json", *(f"/etc/systemd/system/wis2-{unit}.service" for unit in UNITS)):
+        if file.path in ("/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate",
+                         *(f"/etc/systemd/system/wis2-{unit}.service" for unit in UNITS)):
             (root / file.path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (root / file.path.lstrip("/")).write_bytes(file.content)
+            (root / file.path.lstrip("/")).chmod(int(file.mode, 8))
+    # the certificate from the stack (tlsMode provided), through SSM
+    config = json.loads((root / "etc/wis2/node.json").read_text())
+    config["tls"].update(mode="provided", certificate_parameter="/sandbox/certificate", key_parameter="/sandbox/key")
+    (root / "etc/wis2/node.json").write_text(json.dumps(config))
+    write_certificate(root.parent / "provided", SETTINGS.fqdn)
+    for name, file in (("certificate", "fullchain.pem"), ("key", "privkey.pem")):
+        ingest.ssm.put_parameter(Name=f"/sandbox/{name}", Type="SecureString",
+                                 Value=(root.parent / "provided" / file).read_text(), Overwrite=True)
     # AWS is moto on this machine's loopback (on EC2 the instance role and the real endpoints)
     for unit in UNITS:
         drop_in = root / f"etc/systemd/system/wis2-{unit}.service.d/moto.conf"
@@ -62,13 +74,14 @@ def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     shutil.copytree(REPO / "wis2node", software / "wis2node", ignore=shutil.ignore_patterns("__pycache__"))
     data = root / DATA_ROOT.lstrip("/")
     shutil.rmtree(data, ignore_errors=True)
-    for folder in ("public/data", "public/metadata", "agent", "validators", "tls"):  # as wis2-bootstrap makes them
+    for folder in ("public/data", "public/metadata", "agent", "validators", "tls", "letsencrypt"):  # as the bootstrap
         (data / folder).mkdir(parents=True, mode=0o755)
     (data / "tls/privkey.pem").write_text("the node's key\n")
     (root / "etc/cron.d").mkdir(exist_ok=True)
     shutil.copytree(SHARED_BUNDLES, data / "validators", dirs_exist_ok=True)
     subprocess.run(["chroot", str(root), "sh", "-c", "id wis2-agent || useradd --system --home-dir "
-                    f"{DATA_ROOT}/agent --shell /usr/sbin/nologin wis2-agent"], check=True, capture_output=True)
+                    f"{DATA_ROOT}/agent --shell /usr/sbin/nologin wis2-agent; id mosquitto || useradd --system "
+                    "mosquitto"], check=True, capture_output=True)
     (root / "etc/machine-id").write_text("")
 
 
@@ -135,6 +148,19 @@ def main(rootfs: str) -> int:
             metrics = client_metrics(ingest)
             check(reporter.returncode == 0 and "CertificateDaysLeft" in metrics,
                   f"the reporter ran as a dynamic user and reported to CloudWatch ({metrics})")
+            # a process of mosquitto's account stands for the broker: the deploy hook sends it SIGHUP
+            inside(pid1, "systemd-run", "--unit=fake-broker", "--uid=mosquitto", "sleep", "600")
+            broker_pid = inside(pid1, "systemctl", "show", "-p", "MainPID", "--value", "fake-broker").stdout.strip()
+            inside(pid1, "sh", "-c", f"mkdir -p /run/mosquitto && echo {broker_pid} > /run/mosquitto/mosquitto.pid")
+            check(inside(pid1, "systemctl", "is-active", "fake-broker", check=False).stdout.strip() == "active",
+                  "the broker's stand-in runs as mosquitto")
+            certificate = inside(pid1, "systemctl", "start", "wis2-certificate.service", check=False)
+            installed = inside(pid1, "stat", "-c", "%U %a", f"{DATA_ROOT}/tls/privkey.pem", check=False).stdout.strip()
+            time.sleep(1)  # sleep dies of SIGHUP; a transient unit that is gone tells nothing more
+            broker = inside(pid1, "systemctl", "is-active", "fake-broker", check=False).stdout.strip()
+            check(certificate.returncode == 0 and installed == "mosquitto 600" and broker == "inactive",
+                  f"the certificate service installed the stack's key for mosquitto ({installed}) and sent it "
+                  f"SIGHUP (the broker's stand-in: {broker})")
             journal = inside(pid1, "journalctl", *(f"--unit=wis2-{unit}" for unit in UNITS), "--no-pager").stdout
             check("SIGSYS" not in journal and "Operation not permitted" not in journal, "no system call refused")
             print(journal[-3000:])
