@@ -172,6 +172,9 @@ class Agent:
                 self.handle_event(rules.accept_record(record, self.bucket), f"{message['MessageId']}/{index}")
             except Rejected as err:
                 self._park(json.dumps({"Records": [record]}), str(err))
+            except (ValueError, TypeError, KeyError, OverflowError) as err:  # a value no rule foresaw: never retried
+                LOG.exception("an event no rule refused failed")
+                self._park(json.dumps({"Records": [record]}), f"refused, unexpectedly: {type(err).__name__}: {err}")
 
     # -- one event -----------------------------------------------------------------------------
 
