@@ -1,34 +1,36 @@
 """The node agent: bucket events in, files on the data volume and WIS2 notifications out.
 
 For each S3 event (through SQS) the agent copies the object under the node's public directory,
-builds the WIS2 Notification Message, checks the topic (pywis-topics) and the message
-(pywis-pubsub's test suite), publishes it at QoS 1 as the publisher account and deletes the
-event only once the broker has acknowledged it. Events it cannot publish go to the dead-letter
-queue with the reason; a broker that is down or an agent that is killed loses nothing, since
-the event stays in the queue until it is acknowledged (at least once; a repeat carries the
-same data_id).
+builds the WIS2 Notification Message, checks the event, the key and the object's metadata with
+the node's rules (wis2node.rules), then the topic (pywis-topics) and the message (pywis-pubsub's
+test suite), publishes it at QoS 1 as the publisher account and deletes the event only once the
+broker has acknowledged it. Events it cannot publish go to the dead-letter queue with the
+reason; a broker that is down or an agent that is killed loses nothing, since the event stays
+in the queue until it is acknowledged (at least once; a repeat carries the same data_id).
 
     python -m wis2node agent [/etc/wis2/node.json]
 """
 
 from __future__ import annotations
 
-import datetime
 import gc
 import hashlib
 import json
 import logging
-import mimetypes
 import os
-import sqlite3
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
-from urllib.parse import unquote_plus
 
+from wis2node import rules
+from wis2node.deleter import Deleter, acquire_up_to
 from wis2node.notification import build_notification
+from wis2node.publisher import BrokerUnavailable, Publisher
+from wis2node.rules import Event, Rejected
+from wis2node.state import State
+from wis2node.wmo_checks import topic_validator, validate_notification
 
 LOG = logging.getLogger("wis2node.agent")
 # Workers spend most of their time waiting for S3 and for the broker's acknowledgement; by
@@ -40,105 +42,21 @@ IN_FLIGHT = 64
 # taken ten events a request rather than one or two: fewer requests for SQS (and for moto, whose
 # ReceiveMessage costs grow with the queue's depth), at the price of 50 ms of latency at most.
 BATCH_WINDOW = 0.05
-EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
-METADATA_TYPE = "application/geo+json"
-mimetypes.add_type("application/bufr", ".bufr4")
-mimetypes.add_type("application/bufr", ".bufr")
-mimetypes.add_type("application/grib", ".grib2")
-
-
-class Rejected(Exception):
-    """This event can never be published as it is: park it in the dead-letter queue."""
-
-
-class BrokerUnavailable(Exception):
-    """Try again later: the event stays in the queue."""
-
-
-@dataclass
-class Outcome:
-    topic: str
-    rel: str
-    data_id: str
-
-
-class State:
-    """What the node has announced, on the data volume, so restarts keep update/deletion right."""
-
-    def __init__(self, path: Path):
-        self.lock = threading.RLock()  # the agent's workers share one connection
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # WAL without a sync per statement: a crash may forget the last few rows, and then a
-        # redelivered event is announced again with the same data_id, which WIS2 tolerates.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript("""
-            CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL,
-                                               seen REAL NOT NULL DEFAULT (unixepoch()));
-            CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS metadata_content (key TEXT PRIMARY KEY, sha512 TEXT NOT NULL);
-        """)
-
-    def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
-        """The same event always gets the same rel, even when it is redelivered."""
-        with self.lock:
-            return self._rel_for(event_id, key, deleted)
-
-    def _rel_for(self, event_id: str, key: str, deleted: bool) -> str:
-        row = self.db.execute("SELECT rel FROM events WHERE event_id = ?", (event_id,)).fetchone()
-        if row:
-            return row[0]
-        if deleted:
-            rel = "deletion"
-        else:
-            live = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
-            rel = "update" if live and live[0] else "canonical"
-        self.db.execute("INSERT INTO events (event_id, rel) VALUES (?, ?)", (event_id, rel))
-        return rel
-
-    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None,
-                  digest: Optional[str] = None) -> None:
-        with self.lock:
-            self._published(key, deleted, metadata_id, digest)
-
-    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
-        if metadata_id and not deleted:
-            self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
-            self.db.execute("INSERT OR REPLACE INTO metadata_content VALUES (?, ?)", (key, digest))
-        if metadata_id and deleted:
-            self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
-        if deleted:
-            self.db.execute("DELETE FROM metadata_content WHERE key = ?", (key,))
-
-    def announced_content(self, key: str) -> Optional[str]:
-        """The sha512 of the discovery metadata record last announced under this key."""
-        with self.lock:
-            row = self.db.execute("SELECT sha512 FROM metadata_content WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def forget_events(self, older_than_days: float = EVENT_MEMORY_DAYS) -> int:
-        """Events older than SQS can redeliver them need no memory; returns how many went."""
-        with self.lock:
-            cursor = self.db.execute("DELETE FROM events WHERE seen < unixepoch() - ?", (older_than_days * 86400,))
-            return cursor.rowcount
-
-    def metadata_published(self, metadata_id: str) -> bool:
-        with self.lock:
-            return self.db.execute("SELECT 1 FROM metadata WHERE id = ?", (metadata_id,)).fetchone() is not None
+# Files are written here, beside the agent's state, then renamed into the public folder: never
+# half-written where nginx serves them. Same filesystem as the public folder, so the rename is atomic.
+INCOMING = "incoming"
 
 
 class Agent:
+    """Takes the node's bucket events from its queue and publishes them; see the module's docstring."""
+
     def __init__(self, config: dict, *, session=None, password: Optional[str] = None):
         import boto3
+        from botocore.config import Config
 
         self.config = config
         publishing = config["publishing"]
         session = session or boto3.session.Session(region_name=config["region"])
-        from botocore.config import Config
-
         # a connection per worker (and the poller's and deleter's), a read timeout well above the 1 s long poll
         connections = Config(max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30,
                              retries={"mode": "standard"})
@@ -147,20 +65,20 @@ class Agent:
         self.bucket = publishing["bucket"]
         self.queue_url = self.sqs.get_queue_url(QueueName=publishing["queue"])["QueueUrl"]
         self.dead_letter_url = self.sqs.get_queue_url(QueueName=publishing["dead_letter_queue"])["QueueUrl"]
-        self.public_dir = Path(publishing["public_dir"])
+        self.public_dir = Path(publishing["public_dir"]).resolve()
         self.max_bytes = int(publishing["max_file_bytes"])
         self.centre_id = config["centre_id"]
         self.fqdn = config["fqdn"]
-        self.state = State(Path(publishing["state_db"]))
-        self.password = password or self._publisher_password(session)
+        state_db = Path(publishing["state_db"])
+        self.state = State(state_db)
+        self.incoming = _incoming_dir(state_db.parent / INCOMING, self.public_dir)
+        broker = config["broker"]
+        self.publisher = Publisher("127.0.0.1", int(broker["local_port"]), broker["publisher_user"],
+                                   password or self._publisher_password(session))
         self.stopping = threading.Event()
-        self._topics = _topic_validator(self.centre_id)
-        self._mqtt = None
+        self._topics = topic_validator(self.centre_id)
         self._broker_down = False
-        self._connecting = threading.Lock()
         self._metadata_first = threading.RLock()
-        self._acked: dict[int, int] = {}
-        self._ack = threading.Condition()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -174,7 +92,7 @@ class Agent:
         """
         LOG.info("agent for %s: bucket %s, queue %s", self.centre_id, self.bucket, self.queue_url)
         slots = threading.BoundedSemaphore(IN_FLIGHT)
-        deleter = _Deleter(self.sqs, self.queue_url)
+        deleter = Deleter(self.sqs, self.queue_url)
         deleting = threading.Thread(target=deleter.run, name="deleter", daemon=True)
         deleting.start()
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="worker") as pool:
@@ -182,11 +100,11 @@ class Agent:
         deleter.stop()  # the workers have settled what was received: the last batch goes, then the thread
         deleting.join()
 
-    def _poll(self, slots: threading.BoundedSemaphore, pool: ThreadPoolExecutor, deleter: "_Deleter") -> None:
+    def _poll(self, slots: threading.BoundedSemaphore, pool: ThreadPoolExecutor, deleter: Deleter) -> None:
         while not self.stopping.is_set():
             if not self._broker_ready():
                 continue
-            held = _acquire_up_to(slots, 10, self.stopping)
+            held = acquire_up_to(slots, 10, self.stopping)
             try:
                 messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=held,
                                                     WaitTimeSeconds=1).get("Messages", []) if held else []
@@ -204,7 +122,7 @@ class Agent:
     def _broker_ready(self) -> bool:
         """Connected to the broker (or just reconnected); otherwise wait a little and say so."""
         try:
-            self._client()
+            self.publisher.connect()
         except BrokerUnavailable as err:
             if not self._broker_down:  # once per outage, not every two seconds
                 LOG.warning("broker unavailable (%s); not taking events until it is back", err)
@@ -216,15 +134,14 @@ class Agent:
             self._broker_down = False
         return True
 
-    def _settle(self, message: dict, slots: threading.BoundedSemaphore, deleter: "_Deleter") -> None:
+    def _settle(self, message: dict, slots: threading.BoundedSemaphore, deleter: Deleter) -> None:
         """Publish (or park) one event; only then may it leave the queue."""
         try:
             self.handle_message(message)
             deleter.add(message["ReceiptHandle"])
         except BrokerUnavailable as err:
             LOG.warning("broker unavailable (%s); the event goes back to the queue", err)
-            with self._connecting:
-                self._disconnect()
+            self.publisher.reset()
             self._release(message)
         except Exception:  # an AWS hiccup: log it, keep going; the event comes back after its visibility timeout
             LOG.exception("unexpected error; the event stays queued and comes back")
@@ -239,95 +156,116 @@ class Agent:
         except Exception:  # it comes back after its visibility timeout instead
             LOG.exception("could not release an event; it comes back after the queue's visibility timeout")
 
-    def handle_message(self, message: dict) -> list[Outcome]:
-        body = json.loads(message["Body"])
-        if body.get("Event") == "s3:TestEvent":
-            return []
-        outcomes = []
-        for index, record in enumerate(body.get("Records", [])):
-            event_id = f"{message['MessageId']}/{index}"
+    def handle_message(self, message: dict) -> None:
+        """Publish each record of a queue message, or park it with its reason; anything not S3's is refused."""
+        try:
+            body = json.loads(message["Body"])
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
+            self._park(message["Body"], "not an S3 event notification (JSON with a list of Records)")
+            return
+        for index, record in enumerate(body["Records"]):
             try:
-                outcomes.append(self.handle_record(record, event_id))
+                self.handle_event(rules.accept_record(record, self.bucket), f"{message['MessageId']}/{index}")
             except Rejected as err:
-                self._park(record, str(err))
-        return outcomes
+                self._park(json.dumps({"Records": [record]}), str(err))
+            except (ValueError, TypeError, KeyError, OverflowError) as err:  # a value no rule foresaw: never retried
+                LOG.exception("an event no rule refused failed")
+                self._park(json.dumps({"Records": [record]}), f"refused, unexpectedly: {type(err).__name__}: {err}")
 
     # -- one event -----------------------------------------------------------------------------
 
-    def handle_record(self, record: dict, event_id: str) -> Outcome:
-        if unquote_plus(record["s3"]["object"]["key"]).startswith("metadata/"):
-            # one discovery metadata record at a time, and never while a worker is making sure a
-            # dataset's record went out first: a record is announced once, not once per worker
-            with self._metadata_first:
-                return self._handle_record(record, event_id)
-        return self._handle_record(record, event_id)
+    def handle_event(self, event: Event, event_id: str) -> None:
+        """Publish one accepted event (Rejected names its key, the value and what is expected)."""
+        try:
+            if event.is_metadata:
+                # one discovery metadata record at a time, and never while a worker is making sure a
+                # dataset's record went out first: a record is announced once, not once per worker
+                with self._metadata_first:
+                    self._handle_event(event, event_id)
+            else:
+                self._handle_event(event, event_id)
+        except Rejected as err:
+            raise Rejected(f"{event.key}: {err}") from None
 
-    def _handle_record(self, record: dict, event_id: str) -> Outcome:
-        key = unquote_plus(record["s3"]["object"]["key"])
-        deleted = record["eventName"].startswith("ObjectRemoved")
-        is_metadata = key.startswith("metadata/")
-        topic = self.topic_for(key)
-        if not deleted and int(record["s3"]["object"].get("size", 0)) > self.max_bytes:
-            raise Rejected(f"{key}: {record['s3']['object']['size']} bytes, over the limit of {self.max_bytes}")
-        target = self.public_dir / key
+    def _handle_event(self, event: Event, event_id: str) -> None:
+        key, deleted = event.key, event.deleted
+        topic = rules.topic_for(key, self.centre_id)
+        if not self._topics(topic):
+            raise Rejected(f"{topic} is not a valid WIS2 topic (pywis-topics)")
+        target = rules.public_path(self.public_dir, key)
         if deleted:
-            if not target.exists():
-                raise Rejected(f"{key}: deleted, but the node never published it")
-            content, attributes, media_type = target.read_bytes(), {}, _media_type(key, None)
+            content, attributes = self._published_file(key, target), {}
         else:
-            content, attributes, media_type = self._fetch(key)
-        digest = hashlib.sha512(content).hexdigest() if is_metadata and not deleted else None
-        if is_metadata:
-            metadata_id = _record_id(key, content) if not deleted else self._metadata_id_of(key)
+            if event.size > self.max_bytes:
+                raise Rejected(f"{event.size} bytes, over the limit of {self.max_bytes}")
+            content, attributes = self._fetch(key)
+        digest = hashlib.sha512(content).hexdigest() if event.is_metadata and not deleted else None
+        if event.is_metadata:
+            metadata_id = rules.record_id(content) if not deleted else self.state.metadata_id_of(key)
             if digest and self.state.announced_content(key) == digest:
                 # already out (its event arrived after a data file made sure of it): not twice
                 LOG.info("%s: already announced as it is", key)
-                return Outcome(topic=topic, rel="unchanged", data_id=f"{self.centre_id}/metadata/{metadata_id}")
+                return
+            data_id = f"{self.centre_id}/metadata/{metadata_id}"
         else:
-            metadata_id = attributes.get("metadata-id")
-        try:
-            when = _time_and_place(attributes)
-        except Rejected as err:
-            raise Rejected(f"{key}: {err}") from None
+            metadata_id = rules.metadata_id(attributes)
+            data_id = f"{self.centre_id}/{key}"
+        when = rules.observation_time(attributes)
+        cache = rules.cache_flag(attributes)
+        geometry = rules.point(attributes["geometry"]) if attributes.get("geometry") else None
         rel = self.state.rel_for(event_id, key, deleted)
-        data_id = f"{self.centre_id}/metadata/{metadata_id}" if is_metadata else f"{self.centre_id}/{key}"
         message = build_notification(
-            data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=media_type, rel=rel,
-            metadata_id=None if is_metadata else metadata_id, **when)
-        if attributes.get("cache", "").lower() == "false":
-            message["properties"]["cache"] = False
-        if attributes.get("geometry"):
-            message["geometry"] = _point(key, attributes["geometry"])
-        self._validate(key, message)
-        if metadata_id and not is_metadata and not deleted:
+            data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=rules.media_type(key),
+            rel=rel, metadata_id=None if event.is_metadata else metadata_id, **when)
+        if cache is not None:
+            message["properties"]["cache"] = cache
+        if geometry:
+            message["geometry"] = geometry
+        payload = validate_notification(message)
+        if metadata_id and not event.is_metadata and not deleted:
             self._ensure_metadata_first(metadata_id)
         if not deleted:
-            _write_atomically(target, content)
-        self._publish(topic, message)
+            self._write(target, content)
+        self.publisher.publish(topic, payload)
         if deleted:
             target.unlink(missing_ok=True)
-        self.state.published(key, deleted, metadata_id if is_metadata else None, digest)
+        self.state.published(key, deleted, metadata_id if event.is_metadata else None, digest)
         LOG.info("published %s %s on %s", rel, data_id, topic)
-        return Outcome(topic=topic, rel=rel, data_id=data_id)
 
-    def topic_for(self, key: str) -> str:
-        """The key convention: the topic below the centre-id, then the file name."""
-        parts = key.split("/")
-        if len(parts) < 2 or not parts[-1] or parts[0] not in ("data", "metadata"):
-            raise Rejected(f"{key}: expected data/<topic below the centre-id>/<file> or metadata/<file>")
-        if parts[0] == "metadata":
-            if len(parts) != 2:
-                raise Rejected(f"{key}: discovery metadata lives directly under metadata/")
-            topic = f"origin/a/wis2/{self.centre_id}/metadata"
-        else:
-            topic = f"origin/a/wis2/{self.centre_id}/{'/'.join(parts[:-1])}"
-        if not self._topics(topic):
-            raise Rejected(f"{key}: {topic} is not a valid WIS2 topic (pywis-topics)")
-        return topic
+    # -- files ---------------------------------------------------------------------------------
 
-    # -- helpers -------------------------------------------------------------------------------
+    def _published_file(self, key: str, target: Path) -> bytes:
+        """A deleted object's file, only if the agent published it: nothing else is ever removed."""
+        if not self.state.is_live(key):
+            raise Rejected("deleted, but the node never published it (or announced its deletion already)")
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            raise Rejected("deleted, but its file is gone from the node already (retention)") from None
 
-    def _fetch(self, key: str) -> tuple[bytes, dict, str]:
+    def _write(self, target: Path, content: bytes) -> None:
+        """Write beside the state, then rename into place: readers see the old file or the new one."""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise Rejected("one of its folders is a published file") from None
+        if target.is_dir():
+            raise Rejected("a folder of published files has this name")
+        handle, partial = tempfile.mkstemp(dir=self.incoming, suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(content)
+            os.chmod(partial, 0o644)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+
+    def _fetch(self, key: str) -> tuple[bytes, dict]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -336,12 +274,14 @@ class Agent:
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("SlowDown", "InternalError", "ServiceUnavailable"):
                 raise  # transient: let the event come back
-            raise Rejected(f"{key}: unreadable ({err.response.get('Error', {}).get('Code')})") from None
+            raise Rejected(f"unreadable ({err.response.get('Error', {}).get('Code')})") from None
         except BotoCoreError as err:
-            raise Rejected(f"{key}: unreadable ({err})") from None
+            raise Rejected(f"unreadable ({err})") from None
         if len(content) > self.max_bytes:
-            raise Rejected(f"{key}: {len(content)} bytes, over the limit of {self.max_bytes}")
-        return content, response.get("Metadata", {}), _media_type(key, response.get("ContentType"))
+            raise Rejected(f"{len(content)} bytes, over the limit of {self.max_bytes}")
+        return content, response.get("Metadata", {})
+
+    # -- discovery metadata first --------------------------------------------------------------
 
     def _ensure_metadata_first(self, metadata_id: str) -> None:
         """Discovery metadata goes out before any data of its dataset (GBs need it to relay)."""
@@ -353,96 +293,24 @@ class Agent:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="metadata/")
         for page in pages:
             for item in page.get("Contents", []):
-                content, _, _ = self._fetch(item["Key"])
-                if _record_id(item["Key"], content) == metadata_id:
-                    self.handle_record({"eventName": "ObjectCreated:Put",
-                                        "s3": {"object": {"key": item["Key"], "size": item["Size"]}}},
-                                       event_id=f"metadata-first/{item['Key']}/{item['ETag']}")
+                try:
+                    found = rules.record_id(self._fetch(item["Key"])[0]) == metadata_id
+                except Rejected:  # not a record; its own event parks it with the reason
+                    continue
+                if found:
+                    self.handle_event(Event(key=item["Key"], deleted=False, size=item["Size"]),
+                                      event_id=f"metadata-first/{item['Key']}/{item['ETag']}")
                     return
         raise Rejected(f"metadata_id {metadata_id}: no discovery metadata record with that id under "
                        "metadata/; publish the dataset's record first")
 
-    def _metadata_id_of(self, key: str) -> Optional[str]:
-        with self.state.lock:
-            row = self.state.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+    # -- the rest ------------------------------------------------------------------------------
 
-    def _validate(self, key: str, message: dict) -> None:
-        try:  # pywis-pubsub 0.13 (Python 3.12+, the VM's) moved the suite under wnm/
-            from pywis_pubsub.wnm.ets import WNMTestSuite
-        except ModuleNotFoundError:  # 0.12, the last release for Python 3.11
-            from pywis_pubsub.ets import WNMTestSuite
-
-        try:
-            report = WNMTestSuite(message).run_tests(fail_on_schema_validation=True)["ets-report"]
-        except ValueError as err:
-            raise Rejected(f"{key}: notification fails the WNM schema: {err}") from None
-        failed = [test["id"] for test in report["tests"] if test["code"] == "FAILED"]
-        if failed:
-            raise Rejected(f"{key}: notification fails {', '.join(failed)}")
-        if len(json.dumps(message)) > 8192:
-            raise Rejected(f"{key}: notification over 8192 bytes")
-
-    def _publish(self, topic: str, message: dict) -> None:
-        import paho.mqtt.client as mqtt
-
-        client = self._client()
-        info = client.publish(topic, json.dumps(message), qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise BrokerUnavailable(mqtt.error_string(info.rc))
-        with self._ack:
-            if not self._ack.wait_for(lambda: info.mid in self._acked, timeout=10):
-                raise BrokerUnavailable("no acknowledgement within 10 s")
-            reason = self._acked.pop(info.mid)
-        if reason >= 0x80:
-            raise Rejected(f"{topic}: the broker refused the publication (reason code {reason})")
-
-    def _client(self):
-        with self._connecting:  # one connection, shared by the workers
-            return self._connect()
-
-    def _connect(self):
-        import paho.mqtt.client as mqtt
-
-        if self._mqtt is not None and self._mqtt.is_connected():
-            return self._mqtt
-        self._disconnect()
-        broker = self.config["broker"]
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"wis2-agent-{os.getpid()}",
-                             protocol=mqtt.MQTTv5)
-        client.username_pw_set(broker["publisher_user"], self.password)
-        client.max_inflight_messages_set(100)
-
-        def on_publish(client, userdata, mid, reason_code, properties):
-            with self._ack:
-                self._acked[mid] = reason_code.value
-                self._ack.notify_all()
-
-        connected = threading.Event()
-        client.on_publish = on_publish
-        client.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
-        try:
-            client.connect("127.0.0.1", int(broker["local_port"]), keepalive=30)
-        except OSError as err:
-            raise BrokerUnavailable(str(err)) from None
-        client.loop_start()
-        if not connected.wait(5):
-            client.loop_stop()
-            raise BrokerUnavailable("could not log in to the broker")
-        self._mqtt = client
-        return client
-
-    def _disconnect(self) -> None:
-        if self._mqtt is not None:
-            self._mqtt.disconnect()
-            self._mqtt.loop_stop()
-            self._mqtt = None
-
-    def _park(self, record: dict, reason: str) -> None:
+    def _park(self, body: str, reason: str) -> None:
         LOG.error("not published, parked in the dead-letter queue: %s", reason)
         if len(reason) > 1000:  # keys run to 1024 characters: keep the start and the verdict
             reason = f"{reason[:300]} ... {reason[-600:]}"
-        self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps({"Records": [record]}),
+        self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=body,
                               MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
 
     def _publisher_password(self, session) -> str:
@@ -457,126 +325,43 @@ class Agent:
             gc.collect()
 
     def close(self) -> None:
+        """Stop taking events and leave the broker."""
         self.stopping.set()
-        with self._connecting:
-            self._disconnect()
+        self.publisher.reset()
 
 
-class _Deleter:
-    """Deletes settled events ten a request, or what has settled within `linger` seconds of the first.
-
-    Each request costs SQS (and moto far more) about as much as a receive: a burst is deleted in
-    full batches, and an event leaves the queue at most `linger` seconds after its notification.
-    """
-
-    def __init__(self, sqs, queue_url: str, linger: float = 0.05):
-        self.sqs, self.queue_url, self.linger = sqs, queue_url, linger
-        self.pending: list[str] = []
-        self.ready = threading.Condition()
-        self.finished = False
-
-    def add(self, receipt_handle: str) -> None:
-        with self.ready:
-            self.pending.append(receipt_handle)
-            self.ready.notify()
-
-    def stop(self) -> None:
-        with self.ready:
-            self.finished = True
-            self.ready.notify()
-
-    def run(self) -> None:
-        while True:
-            with self.ready:
-                self.ready.wait_for(lambda: self.pending or self.finished)
-                if not self.pending and self.finished:
-                    return
-                if len(self.pending) < 10 and not self.finished:  # let a few more settle alongside
-                    self.ready.wait_for(lambda: len(self.pending) >= 10 or self.finished, timeout=self.linger)
-                batch, self.pending = self.pending[:10], self.pending[10:]
-            try:
-                failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)]).get("Failed")
-                if failed:
-                    LOG.warning("%d events not deleted (they come back and are announced again): %s",
-                                len(failed), failed)
-            except Exception:  # they come back, and are announced again with the same data_id
-                LOG.exception("could not delete %d settled events; they will be announced again", len(batch))
+def _incoming_dir(incoming: Path, public_dir: Path) -> Path:
+    """The agent's folder of files being written: emptied at start, outside the public tree, same filesystem."""
+    incoming.mkdir(parents=True, exist_ok=True)
+    public_dir.mkdir(parents=True, exist_ok=True)
+    if incoming.resolve().is_relative_to(public_dir):
+        raise SystemExit(f"agent: {incoming} is inside the public folder {public_dir}; nginx would serve "
+                         "half-written files: keep the agent's state outside it")
+    for folder in (public_dir / "data", public_dir / "metadata"):
+        folder.mkdir(exist_ok=True)
+        if _mount_of(incoming) != _mount_of(folder):
+            raise SystemExit(f"agent: {incoming} and {folder} are on different mounts (filesystems, or bind mounts "
+                             "such as systemd's ReadWritePaths= makes for each path it lists): files could not be "
+                             "renamed into place; make them writable through one mount")
+    for leftover in incoming.iterdir():  # a killed agent's half-written files: their events come back
+        leftover.unlink()
+    return incoming
 
 
-def _acquire_up_to(slots: threading.BoundedSemaphore, most: int, stopping: threading.Event) -> int:
-    """Wait for one free slot (0 if the agent stops first), then take what else is free, up to `most`."""
-    while not slots.acquire(timeout=0.5):
-        if stopping.is_set():
-            return 0
-    held = 1
-    while held < most and slots.acquire(blocking=False):
-        held += 1
-    return held
-
-
-def _topic_validator(centre_id: str):
-    """pywis-topics' check; strict about the centre-id only once WMO has registered it."""
-    from pywis_topics.topics import TopicHierarchy
-
-    hierarchy = TopicHierarchy()
-    strict = centre_id.endswith("-test") or centre_id in hierarchy.topics[3]
-    if not strict:
-        LOG.warning("%s is not in WMO's registered centre-ids yet: topics are checked without it", centre_id)
-    return lambda topic: hierarchy.validate(topic, strict=strict, publication=True)
-
-
-def _record_id(key: str, content: bytes) -> str:
+def _mount_of(path: Path) -> tuple:
+    """The mount a path is on: a rename works only within one, even between bind mounts of a filesystem."""
+    resolved, best = str(path.resolve()), ("", 0)
     try:
-        return json.loads(content)["id"]
-    except (ValueError, KeyError, TypeError):
-        raise Rejected(f"{key}: not a WCMP2 record (JSON with an id)") from None
-
-
-def _media_type(key: str, declared: Optional[str]) -> str:
-    if key.startswith("metadata/"):
-        return METADATA_TYPE
-    if declared and declared not in ("binary/octet-stream", "application/octet-stream"):
-        return declared
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
-
-
-def _time_and_place(attributes: dict) -> dict:
-    """Observation time from the object's metadata: datetime, or start-datetime/end-datetime."""
-    def parse(name: str) -> Optional[datetime.datetime]:
-        value = attributes.get(name)
-        if not value:
-            return None
-        try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise Rejected(f"object metadata {name}={value!r}: expected an RFC 3339 time") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-    start, end = parse("start-datetime"), parse("end-datetime")
-    if start or end:
-        if not (start and end):
-            raise Rejected("object metadata: start-datetime and end-datetime go together")
-        return {"period": (start, end)}
-    return {"observed": parse("datetime")}
-
-
-def _point(key: str, value: str) -> dict:
-    try:
-        coordinates = [float(part) for part in value.split(",")]
-    except ValueError:
-        coordinates = []
-    if len(coordinates) not in (2, 3) or not (-180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90):
-        raise Rejected(f"{key}: object metadata geometry={value!r}: expected 'longitude,latitude[,height]'")
-    return {"type": "Point", "coordinates": coordinates}
-
-
-def _write_atomically(target: Path, content: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(content)
-    os.chmod(partial, 0o644)
-    partial.replace(target)
+        with open("/proc/self/mountinfo") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[4].encode().decode("unicode_escape")  # spaces and the like come as \\040
+                inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best[0]):
+                    best = (point, int(fields[0]))
+    except OSError:  # no /proc: the device number is all there is to compare
+        return ("", path.stat().st_dev)
+    return best
 
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:

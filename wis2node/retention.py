@@ -31,7 +31,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
     LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
     if publishing.get("state_db") and Path(publishing["state_db"]).exists():
-        from wis2node.agent import State
+        from wis2node.state import State
 
         LOG.info("forgot %d events the queue can no longer redeliver",
                  State(Path(publishing["state_db"])).forget_events())

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 from pywis_pubsub.verification import data_verified
@@ -64,6 +65,14 @@ def put_files(ingest: LocalIngest, name: str, count: int) -> list[str]:
     for key in keys:
         ingest.put(key, key.encode(), **{"metadata-id": RECORD_ID})
     return keys
+
+
+def s3_record(ingest: LocalIngest, event_name: str, key: str, *, bucket: str | None = None,
+              source: str = "aws:s3", size: int = 0) -> dict:
+    """An event record as S3 writes it (the key URL-encoded), to send to the queue by hand."""
+    return {"eventVersion": "2.1", "eventSource": source, "awsRegion": SETTINGS.region, "eventName": event_name,
+            "s3": {"bucket": {"name": bucket or ingest.bucket}, "object": {"key": quote_plus(key, safe="/"),
+                                                                            "size": size}}}
 
 
 def messages(reader: Client) -> list[dict]:
@@ -180,15 +189,17 @@ def test_bad_input_is_parked_with_its_reason_and_nothing_is_published(node, inge
         bad = {
             "data/core/weather/no-such-discipline/x.bufr4": (b"x", {}),
             f"{SYNOP}/too-big.bufr4": (os.urandom(20_000), {}),
-            f"{SYNOP}/{'n' * 950}.bufr4": (os.urandom(3000), {"metadata-id": long_id}),
+            # the longest key S3 takes and file names allow, the inline data and a long metadata-id
+            f"data/core/weather/experimental/{'a' * 240}/{'b' * 240}/{'c' * 240}/{'n' * 220}.bufr4": (
+                os.urandom(3000), {"metadata-id": long_id}),
             f"{SYNOP}/no-dataset.bufr4": (b"x", {"metadata-id": "urn:wmo:md:aq-examplemet-test:unknown"}),
             f"{SYNOP}/bad-time.bufr4": (b"x", {"datetime": "yesterday"}),
         }
         for key, (body, metadata) in bad.items():
             ingest.put(key, body, **metadata)
         # an event for an object that is gone by the time the agent reads it
-        ingest.sqs.send_message(QueueUrl=ingest.queue_url, MessageBody=json.dumps({"Records": [{
-            "eventName": "ObjectCreated:Put", "s3": {"object": {"key": f"{SYNOP}/vanished.bufr4", "size": 3}}}]}))
+        ingest.sqs.send_message(QueueUrl=ingest.queue_url, MessageBody=json.dumps({"Records": [
+            s3_record(ingest, "ObjectCreated:Put", f"{SYNOP}/vanished.bufr4", size=3)]}))
         parked = ingest.parked(len(bad) + 1)
         reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in parked)
         assert len(reasons) == len(bad) + 1, reasons

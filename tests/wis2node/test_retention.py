@@ -37,7 +37,7 @@ def test_files_past_retention_are_removed(tmp_path):
 
 
 def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):
-    from wis2node.agent import State
+    from wis2node.state import State
 
     state = State(tmp_path / "state.sqlite")
     state.rel_for("old-message/0", "data/a.bufr4", deleted=False)

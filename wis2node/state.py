@@ -1,0 +1,91 @@
+"""What the node has announced, on the data volume: so restarts keep update, deletion and metadata-first right."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Optional
+
+EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
+
+
+class State:
+    """What the node has announced, on the data volume, so restarts keep update/deletion right."""
+
+    def __init__(self, path: Path):
+        self.lock = threading.RLock()  # the agent's workers share one connection
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL without a sync per statement: a crash may forget the last few rows, and then a
+        # redelivered event is announced again with the same data_id, which WIS2 tolerates.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, rel TEXT NOT NULL,
+                                               seen REAL NOT NULL DEFAULT (unixepoch()));
+            CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, live INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS metadata_content (key TEXT PRIMARY KEY, sha512 TEXT NOT NULL);
+        """)
+
+    def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
+        """The same event always gets the same rel, even when it is redelivered."""
+        with self.lock:
+            return self._rel_for(event_id, key, deleted)
+
+    def _rel_for(self, event_id: str, key: str, deleted: bool) -> str:
+        row = self.db.execute("SELECT rel FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        if row:
+            return row[0]
+        if deleted:
+            rel = "deletion"
+        else:
+            live = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
+            rel = "update" if live and live[0] else "canonical"
+        self.db.execute("INSERT INTO events (event_id, rel) VALUES (?, ?)", (event_id, rel))
+        return rel
+
+    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None,
+                  digest: Optional[str] = None) -> None:
+        """Record a publication: the key is live (or deleted), and a record's id and content."""
+        with self.lock:
+            self._published(key, deleted, metadata_id, digest)
+
+    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
+        if metadata_id and not deleted:
+            self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
+            self.db.execute("INSERT OR REPLACE INTO metadata_content VALUES (?, ?)", (key, digest))
+        if metadata_id and deleted:
+            self.db.execute("DELETE FROM metadata WHERE id = ?", (metadata_id,))
+        if deleted:
+            self.db.execute("DELETE FROM metadata_content WHERE key = ?", (key,))
+
+    def announced_content(self, key: str) -> Optional[str]:
+        """The sha512 of the discovery metadata record last announced under this key."""
+        with self.lock:
+            row = self.db.execute("SELECT sha512 FROM metadata_content WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def forget_events(self, older_than_days: float = EVENT_MEMORY_DAYS) -> int:
+        """Events older than SQS can redeliver them need no memory; returns how many went."""
+        with self.lock:
+            cursor = self.db.execute("DELETE FROM events WHERE seen < unixepoch() - ?", (older_than_days * 86400,))
+            return cursor.rowcount
+
+    def metadata_published(self, metadata_id: str) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM metadata WHERE id = ?", (metadata_id,)).fetchone() is not None
+
+    def is_live(self, key: str) -> bool:
+        """Whether the node published this key and has not announced its deletion since."""
+        with self.lock:
+            row = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def metadata_id_of(self, key: str) -> Optional[str]:
+        """The id of the discovery metadata record announced under this key."""
+        with self.lock:
+            row = self.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
