@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import Platform
-from wis2node.payload import HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, DeployFacts, render_user_data
+from wis2node.payload import HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, DeployFacts, pack_user_data, render_user_data
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
@@ -177,9 +177,10 @@ class Host(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.snapshot_role_policy]),
         )
-        user_data = self.data_volume.id.apply(lambda volume_id: render_user_data(settings, DeployFacts(
+        # Gzipped: cloud-init unpacks it, and EC2's 16 KB limit applies to the packed bytes.
+        user_data = self.data_volume.id.apply(lambda volume_id: pack_user_data(render_user_data(settings, DeployFacts(
             data_volume_id=volume_id, bucket=settings.ingest_bucket(args.platform.account_id),
-            package_sha256=args.package_sha256)))
+            package_sha256=args.package_sha256))))
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
@@ -201,7 +202,7 @@ class Host(pulumi.ComponentResource):
                 tags={**tags, "Name": f"{settings.stack}-wis2-root"},
             ),
             monitoring=True,
-            user_data=user_data,
+            user_data_base64=user_data,
             user_data_replace_on_change=True,
             tags={**tags, "Name": f"{settings.stack}-wis2-node"},
             # The data volume can be attached to one instance at a time: remove the old first.

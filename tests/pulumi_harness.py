@@ -64,6 +64,14 @@ class Declared:
     urn: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def user_data(self) -> str:
+        """An instance's cloud-config document, unpacked from its gzipped user data as cloud-init does."""
+        import base64
+        import gzip
+
+        return gzip.decompress(base64.b64decode(self.inputs["userDataBase64"])).decode("utf-8")
+
 
 @dataclass
 class Deployment:
@@ -199,15 +207,12 @@ def run_stack_file(stack_file: StackFile) -> Deployment:
 
 def user_data_files(user_data: str) -> dict[str, bytes]:
     """The files a cloud-config document writes, decoded as cloud-init would."""
-    import base64
-    import gzip
-
     import yaml
 
     document = yaml.safe_load(user_data)
     files = {}
     for entry in document.get("write_files", []):
-        assert entry["encoding"] == "gz+b64"
-        files[entry["path"]] = gzip.decompress(base64.b64decode(entry["content"]))
+        assert "encoding" not in entry, "the files are text; the document as a whole is gzipped"
+        files[entry["path"]] = entry["content"].encode("utf-8")
     return files
 

@@ -199,7 +199,7 @@ def test_snapshot_retention_is_a_setting_that_does_not_replace_the_node(stack_fi
     changed = run_program(stack_file.stack, {**stack_file.config, "wis2-node:snapshotRetentionDays": 30,
                                              "wis2-node:centreName": "Another name"})
     assert changed.one(DLM).inputs["policyDetails"]["schedules"][0]["retainRule"]["interval"] == 30
-    assert changed.one(INSTANCE).inputs["userData"] == deployment.one(INSTANCE).inputs["userData"]
+    assert changed.one(INSTANCE).user_data == deployment.one(INSTANCE).user_data
 
 
 @pytest.mark.parametrize("days", [0, 366, "a week"])

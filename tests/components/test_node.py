@@ -132,7 +132,7 @@ def test_data_volume_is_encrypted_and_attached(deployment: Deployment):
     assert attachment["volumeId"] == "vol-0123456789abcdef0"
     assert attachment["instanceId"] == "i-0123456789abcdef0"
     # the boot script waits for exactly this volume
-    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    files = user_data_files(deployment.one(INSTANCE).user_data)
     assert b"nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in files["/usr/local/sbin/wis2-data-volume"]
 
 
@@ -190,7 +190,7 @@ def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: 
 
 
 def test_user_data_holds_no_secret(deployment: Deployment):
-    user_data = deployment.one(INSTANCE).inputs["userData"]
+    user_data = deployment.one(INSTANCE).user_data
     assert user_data.startswith("#cloud-config\n")
     files = user_data_files(user_data)
     readable = user_data + "".join(f.decode() for f in files.values())

@@ -75,7 +75,7 @@ def test_dashboard_shows_the_vital_signs(deployment: Deployment):
 
 
 def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deployment: Deployment):
-    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    files = user_data_files(deployment.one(INSTANCE).user_data)
     agent = json.loads(files["/etc/wis2/cloudwatch-agent.json"])
     collected = agent["metrics"]["metrics_collected"]
     assert collected["mem"]["measurement"] == ["mem_used_percent"]
@@ -89,7 +89,7 @@ def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deploymen
 
 def test_security_updates_reboot_in_the_stack_window(stack_file: StackFile):
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:rebootTime": "04:15"})
-    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    files = user_data_files(deployment.one(INSTANCE).user_data)
     upgrades = files["/etc/apt/apt.conf.d/52wis2-unattended-upgrades"].decode()
     assert 'Unattended-Upgrade::Automatic-Reboot "true";' in upgrades
     assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:15";' in upgrades
@@ -111,7 +111,7 @@ def test_what_a_replaced_instance_keeps(stack_file: StackFile, deployment: Deplo
     volume = deployment.one("aws:ebs/volume:Volume")
     assert volume.options["protect"] is production
     assert deployment.one("aws:ec2/eip:Eip").options["protect"] is production
-    files = user_data_files(instance.inputs["userData"])
+    files = user_data_files(instance.user_data)
     broker = files["/etc/mosquitto/mosquitto.conf"].decode()
     assert "persistence_location /srv/wis2/mosquitto/" in broker          # persistent sessions
     assert "certfile /srv/wis2/tls/fullchain.pem" in broker                # installed certificates

@@ -18,7 +18,7 @@ PARAMETER = "aws:ssm/parameter:Parameter"
 
 
 def files(deployment: Deployment) -> dict[str, bytes]:
-    return user_data_files(deployment.one("aws:ec2/instance:Instance").inputs["userData"])
+    return user_data_files(deployment.one("aws:ec2/instance:Instance").user_data)
 
 
 def policy(deployment: Deployment) -> dict:
@@ -53,7 +53,7 @@ def assert_key_only_in_ssm(deployment: Deployment, stack: str):
     assert parameter["name"] == f"/wis2-node/{stack}/tls-private-key"
     assert parameter["type"] == "SecureString"
     assert SECRET_SIG in parameter["value"], "the key must be a secret in Pulumi's state"
-    assert "PRIVATE KEY" not in deployment.one("aws:ec2/instance:Instance").inputs["userData"]
+    assert "PRIVATE KEY" not in deployment.one("aws:ec2/instance:Instance").user_data
     assert not any(b"PRIVATE KEY" in content for content in files(deployment).values())
     assert [arn.rsplit(":parameter", 1)[1] for arn in policy(deployment)["TlsKey"]["Resource"]] == [
         f"/wis2-node/{stack}/tls-private-key", f"/wis2-node/{stack}/tls-certificate"]

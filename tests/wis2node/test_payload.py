@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import ACCOUNT, Deployment, mock_certificate, run_program, user_data_files
 from wis2node.stackfile import find_stack
-from wis2node.payload import USER_DATA_LIMIT, DeployFacts, node_package, render_files, render_user_data
+from wis2node.payload import USER_DATA_LIMIT, DeployFacts, node_package, pack_user_data, render_files, render_user_data
 
 INSTANCE = "aws:ec2/instance:Instance"
 
@@ -24,10 +26,10 @@ def cloud_init_schema(tmp_path, document: str) -> subprocess.CompletedProcess:
 
 
 def test_user_data_passes_cloud_init_schema_and_fits(deployment: Deployment, tmp_path):
-    user_data = deployment.one(INSTANCE).inputs["userData"]
+    user_data = deployment.one(INSTANCE).user_data
     checked = cloud_init_schema(tmp_path, user_data)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert len(user_data.encode()) < USER_DATA_LIMIT
+    assert packed_size(deployment.one(INSTANCE)) < USER_DATA_LIMIT
 
 
 @pytest.mark.parametrize("mode", ["self-signed", "provided"])
@@ -40,11 +42,23 @@ def test_user_data_with_a_certificate_passes_and_fits(mode, tmp_path):
         extra.update({"wis2-node:certificateAuthority": "digicert.com",
                       "wis2-node:certificate": mock_certificate(fqdn, issuer_key=ca_key)
                       + mock_certificate("Example CA", key=ca_key)})
-    user_data = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE).inputs["userData"]
+    instance = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE)
+    user_data = instance.user_data
     assert json.loads(user_data_files(user_data)["/etc/wis2/node.json"])["tls"]["certificate_parameter"]
     checked = cloud_init_schema(tmp_path, user_data)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert len(user_data.encode()) < USER_DATA_LIMIT
+    assert packed_size(instance) < USER_DATA_LIMIT
+
+
+def packed_size(instance) -> int:
+    """What EC2 counts against its limit: the user data before base64 (here, the gzipped document)."""
+    return len(base64.b64decode(instance.inputs["userDataBase64"]))
+
+
+def test_user_data_over_the_limit_is_refused_before_anything_is_declared():
+    noise = base64.b64encode(os.urandom(USER_DATA_LIMIT)).decode()  # incompressible
+    with pytest.raises(ValueError, match="over EC2's limit"):
+        pack_user_data("#cloud-config\n# " + noise + "\n")
 
 
 def test_the_schema_check_catches_a_broken_document(tmp_path):
@@ -61,7 +75,7 @@ def test_rendering_is_deterministic(stack_file):
 
 
 def test_user_data_carries_every_rendered_file(deployment: Deployment, stack_file):
-    files = user_data_files(deployment.one(INSTANCE).inputs["userData"])
+    files = user_data_files(deployment.one(INSTANCE).user_data)
     settings = stack_file.settings()
     rendered = render_files(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0",
                                                   bucket=settings.ingest_bucket(ACCOUNT),

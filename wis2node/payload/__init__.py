@@ -23,7 +23,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 DATA_ROOT = "/srv/wis2"
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-# EC2 refuses user data over 16 KB (before base64).
+# EC2 refuses user data over 16 KB (before base64; the node's is gzipped, see pack_user_data).
 USER_DATA_LIMIT = 16 * 1024
 
 # TLS on 8883 and 443: Mozilla's "intermediate" profile (guideline 6.0), ECDSA and RSA suites for
@@ -143,11 +143,6 @@ class NodeFile:
     content: bytes
     mode: str = "0644"
     owner: str = "root:root"
-
-    @property
-    def gz_b64(self) -> str:
-        """The content gzipped (mtime 0, so the bytes are stable) and base64-encoded."""
-        return base64.b64encode(gzip.compress(self.content, mtime=0)).decode("ascii")
 
 
 # (template under templates/ = its path on the VM, mode, owner)
@@ -277,7 +272,16 @@ def render_user_data(settings: NodeSettings, facts: DeployFacts) -> str:
         packages=_PACKAGES,
         commands=_COMMANDS,
     )
-    size = len(document.encode("utf-8"))
-    if size > USER_DATA_LIMIT:
-        raise ValueError(f"user data is {size} bytes, over EC2's limit of {USER_DATA_LIMIT}")
+    pack_user_data(document)  # refuse, here already, a document EC2 would refuse
     return document
+
+
+def pack_user_data(document: str) -> str:
+    """What EC2 gets: the document gzipped (cloud-init unpacks it), base64-encoded for the API.
+
+    gzip without a timestamp is deterministic for a given zlib, like the node package's zip.
+    """
+    packed = gzip.compress(document.encode("utf-8"), compresslevel=9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(packed)} bytes gzipped, over EC2's limit of {USER_DATA_LIMIT}")
+    return base64.b64encode(packed).decode("ascii")
