@@ -215,7 +215,7 @@ def estimate(settings: NodeSettings, assumptions: Assumptions = Assumptions(),
           region, counts.custom_metrics, f"{counts.custom_metrics} metrics")
     _line(out, f"CloudWatch dashboard x{counts.dashboards}", "cloudwatch:dashboard", region, counts.dashboards,
           f"{counts.dashboards} dashboards")
-    out.lines.append(Line(f"EC2 detailed monitoring (1-minute instance metrics)", None,
+    out.lines.append(Line("EC2 detailed monitoring (1-minute instance metrics)", None,
                           "billed as custom metrics, how many depends on the instance type: NOT IN THE TOTAL"))
     sns = price("sns:email-hundred-thousand", region)
     label = f"SNS topics x{len(counts.topics)}, e-mail subscriptions x{counts.email_subscriptions}"
@@ -228,10 +228,11 @@ def estimate(settings: NodeSettings, assumptions: Assumptions = Assumptions(),
 
     files = assumptions.files_per_day * DAYS_PER_MONTH
     gb_month = files * assumptions.mb_per_file / 1024
-    stored_gb = assumptions.files_per_day * min(settings.retention_days, DAYS_PER_MONTH) * assumptions.mb_per_file / 1024
+    # Steady state: the bucket holds the files of the last retention_days (its lifecycle expires the rest).
+    stored_gb = assumptions.files_per_day * settings.retention_days * assumptions.mb_per_file / 1024
     _line(out, f"S3 PUT requests ({files:,.0f} files)", "s3:put-thousand", region, files / 1000,
           f"{files / 1000:,.1f} thousand")
-    _line(out, f"S3 GET requests (the node reads each file once)", "s3:get-thousand", region, files / 1000,
+    _line(out, "S3 GET requests (the node reads each file once)", "s3:get-thousand", region, files / 1000,
           f"{files / 1000:,.1f} thousand")
     _line(out, f"S3 storage (files expire after {settings.retention_days} days)", "s3:storage", region,
           stored_gb, f"{stored_gb:,.2f} GB")
@@ -250,7 +251,8 @@ def estimate(settings: NodeSettings, assumptions: Assumptions = Assumptions(),
         f"{assumptions.files_per_day} files a day of {assumptions.mb_per_file:g} MB "
         f"({gb_month:,.2f} GB a month), each downloaded once by each Global Cache ({caches}) and "
         f"subscriber ({assumptions.subscribers}); change with --files-per-day, --mb-per-file, --subscribers",
-        f"always on: {HOURS_PER_MONTH} h a month; on-demand prices, no free tier and no savings plan deducted",
+        f"always on: {HOURS_PER_MONTH} h a month; on-demand prices, no savings plan; of the account's free "
+        f"allowances only SQS's first million requests and SNS's first {SNS_FREE_EMAILS} e-mails are deducted",
     ]
     return out
 
@@ -276,6 +278,7 @@ def report(result: Estimate) -> str:
         out.append(f"  {line.label:<{width}} {amount}  {line.basis}")
     out.append(f"  {'total':<{width}} {result.total:9.2f}")
     if result.unpriced:
-        out.append(f"  {len(result.unpriced)} items have no price in the table and are NOT in the total")
+        count = len(result.unpriced)
+        out.append(f"  {count} item{'s' if count > 1 else ''} without a price in the table, NOT in the total")
     out += [f"assumption: {text}" for text in result.assumptions]
     return "\n".join(out)
