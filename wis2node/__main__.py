@@ -1,4 +1,4 @@
-"""python -m wis2node: render | local | demo | check | stacks | verify | dead-letters (anywhere), and
+"""python -m wis2node: render | local | demo | check | cost | stacks | verify | dead-letters (anywhere), and
 agent | certificate | publisher-credential | retention | reporter (on the node)."""
 
 from __future__ import annotations
@@ -86,6 +86,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     print(f"{len(files)} stacks checked, {len(result.problems)} problems")
     return 0 if result.ok else 1
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """Print the itemised monthly estimate of what the stack deploys (provisional prices)."""
+    from wis2node.cost import Assumptions, estimate, report
+    from wis2node.stackfile import find_stack
+
+    settings = find_stack(args.stack).settings()
+    assumptions = Assumptions(files_per_day=args.files_per_day, mb_per_file=args.mb_per_file,
+                              subscribers=args.subscribers)
+    print(report(estimate(settings, assumptions)))
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -189,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
     check.add_argument("stacks", nargs="*", help="stack names or stack file paths")
     check.set_defaults(func=cmd_check)
+
+    cost = commands.add_parser("cost", help="itemised monthly estimate of what a stack deploys (provisional)")
+    cost.add_argument("--stack", required=True)
+    cost.add_argument("--files-per-day", type=int, default=1000, help="files the centre publishes a day")
+    cost.add_argument("--mb-per-file", type=float, default=0.1, help="their average size in MB")
+    cost.add_argument("--subscribers", type=int, default=0,
+                      help="downloaders of every file besides the Global Caches (partners, users)")
+    cost.set_defaults(func=cmd_cost)
 
     audit = commands.add_parser("verify", help="audit a deployed node (read-only)")
     audit.add_argument("--stack", required=True)

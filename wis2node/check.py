@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from wis2node.cost import one_line
 from wis2node.metadata import load_records, metadata_dir
 from wis2node.payload import DeployFacts, render_user_data
 from wis2node.settings import NodeSettings, SettingsError
@@ -87,4 +88,5 @@ def summary(settings: NodeSettings) -> list[str]:
     for port, label in ((8883, "MQTTS"), (443, "HTTPS")):
         public = " INCLUDING THE WHOLE INTERNET" if "0.0.0.0/0" in sources[port] else ""
         lines.append(f"  {label} {port}: {len(sources[port])} sources{public}")
+    lines.append(one_line(settings))
     return lines
