@@ -103,6 +103,7 @@ class Counts:
     topics: tuple[str, ...]  # their regions
     email_subscriptions: int
     snapshot_policies: int
+    kms_keys: int
     buckets: int
     queues: int
 
@@ -134,7 +135,8 @@ def declared(settings: NodeSettings) -> Counts:
         data_volume_gb=settings.data_volume_gb, volume_type="gp3", public_ipv4=1,
         health_checks=HEALTH_CHECKS, alarms=alarm_regions,
         custom_metrics=agent_metrics(settings) + 1 + len(REPORTED_ENDPOINTS), dashboards=1,
-        topics=topics, email_subscriptions=len(topics) * len(settings.alert_emails), snapshot_policies=0,
+        topics=topics, email_subscriptions=len(topics) * len(settings.alert_emails), snapshot_policies=1,
+        kms_keys=len(topics),  # each alert topic is encrypted with a key of its own region
         buckets=1, queues=2)
 
 
@@ -222,6 +224,9 @@ def estimate(settings: NodeSettings, assumptions: Assumptions = Assumptions(),
     out.lines.append(Line(label, None, "no price for SNS e-mail in the table: NOT IN THE TOTAL") if sns is None else
                      Line(label, 0.0, f"alerts are a few e-mails a month, inside the free {SNS_FREE_EMAILS} "
                                       f"({sns.source}, read {sns.read})"))
+    if counts.kms_keys:
+        _line(out, f"KMS customer managed keys x{counts.kms_keys} (alert topics)", "kms:key", region,
+              counts.kms_keys, f"{counts.kms_keys} keys")
     if counts.snapshot_policies:
         out.lines.append(Line(f"data-volume snapshots (policies x{counts.snapshot_policies})", None,
                               "snapshot storage depends on what changes: no estimate: NOT IN THE TOTAL"))

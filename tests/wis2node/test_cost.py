@@ -25,7 +25,7 @@ from tests.wis2node.test_reporter import node  # noqa: F401  (the local node who
 PRICED = {"aws:ec2/instance:Instance", "aws:ebs/volume:Volume", "aws:ec2/eip:Eip",
           "aws:route53/healthCheck:HealthCheck", "aws:cloudwatch/metricAlarm:MetricAlarm",
           "aws:cloudwatch/dashboard:Dashboard", "aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription",
-          "aws:s3/bucket:Bucket", "aws:sqs/queue:Queue", "aws:dlm/lifecyclePolicy:LifecyclePolicy"}
+          "aws:s3/bucket:Bucket", "aws:sqs/queue:Queue", "aws:dlm/lifecyclePolicy:LifecyclePolicy", "aws:kms/key:Key"}
 FREE = {"aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile", "aws:iam/policy:Policy",
@@ -38,7 +38,9 @@ FREE = {"aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule
         "aws:sqs/queuePolicy:QueuePolicy", "aws:s3/bucketNotification:BucketNotification",
         "aws:s3/bucketObjectv2:BucketObjectv2", "tls:index/privateKey:PrivateKey",
         "tls:index/selfSignedCert:SelfSignedCert", "tls:index/certRequest:CertRequest",
-        "random:index/randomPassword:RandomPassword", "aws:iam/role:Role"}
+        "random:index/randomPassword:RandomPassword", "aws:iam/role:Role",
+        # Old versions are kept 14 days: inside the S3 storage line's order of magnitude.
+        "aws:s3/bucketVersioning:BucketVersioning"}
 
 EXAMPLES = {f.stack: f for f in stack_files() if f.is_example}
 US_EAST = StackFile("aq-examplemet-us", EXAMPLES["aq-examplemet-test"].path,
@@ -68,6 +70,7 @@ def from_program(deployment: Deployment, settings) -> cost.Counts:
         email_subscriptions=sum(s.inputs["protocol"] == "email"
                                 for s in deployment.of_type("aws:sns/topicSubscription:TopicSubscription")),
         snapshot_policies=len(deployment.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")),
+        kms_keys=len(deployment.of_type("aws:kms/key:Key")),
         buckets=len(deployment.of_type("aws:s3/bucket:Bucket")), queues=len(deployment.of_type("aws:sqs/queue:Queue")))
 
 
