@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_USER
+from wis2node.media_types import DEFAULT_MEDIA_TYPE, METADATA_TYPE, nginx_types
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -98,7 +99,6 @@ class Layout:
     public_host: str = ""  # "" listens on every address (the VM); a local node uses loopback
     broker_user: str = "mosquitto"
     web_user: str = "www-data"
-    nginx_mime_types: str = "/etc/nginx/mime.types"
 
     def path(self, vm_path: str) -> str:
         """Where a file the VM keeps at vm_path lives in this layout."""
@@ -128,7 +128,6 @@ class Layout:
             "letsencrypt_work": self.path("/var/lib/letsencrypt"),
             "node_software": self.path("/opt/wis2node"),
             "letsencrypt_logs": self.path("/var/log/letsencrypt"),
-            "nginx_mime_types": self.nginx_mime_types,
         }
 
 
@@ -239,6 +238,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "tls_policy": TLS_POLICY,
         "broker": BROKER_LIMITS,
         "web": WEB_LIMITS,
+        # nginx serves each file with the type its notification announces.
+        "media_types": {"by_type": nginx_types(), "default": DEFAULT_MEDIA_TYPE, "metadata": METADATA_TYPE},
         "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
