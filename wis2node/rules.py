@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote_plus
 
+from wis2node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
+
 # A topic level, as WMO's conventions (wmo-im/wis2-topic-hierarchy, /req/core/conventions) and its
 # registered levels have them: lowercase ASCII letters and digits, words joined by '-'. No registered
 # level uses '_', but the conventions do not forbid it and it is T.50 and lowercase, so it is let
@@ -29,21 +31,8 @@ TOPIC_LEVEL = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 FILE_NAME_MAX = 255
 KEY_MAX = 1024  # S3's own limit, in bytes
-# WMO's data formats and the common ones; anything else is announced as application/octet-stream.
-# The uploader's Content-Type is never used: it could make a link announce text/html.
-MEDIA_TYPES = {
-    ".bufr": "application/bufr", ".bufr4": "application/bufr", ".bin": "application/octet-stream",
-    ".grib": "application/grib", ".grib2": "application/grib", ".grb2": "application/grib",
-    ".nc": "application/netcdf", ".h5": "application/x-hdf5", ".hdf5": "application/x-hdf5",
-    ".csv": "text/csv", ".txt": "text/plain", ".json": "application/json", ".geojson": "application/geo+json",
-    ".xml": "application/xml", ".cap": "application/cap+xml",
-    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-    ".tif": "image/tiff", ".tiff": "image/tiff", ".pdf": "application/pdf",
-    ".zip": "application/zip", ".gz": "application/gzip", ".bz2": "application/x-bzip2",
-    ".zst": "application/zstd", ".tar": "application/x-tar",
-}
-DEFAULT_MEDIA_TYPE = "application/octet-stream"
-METADATA_TYPE = "application/geo+json"
+# The link's media type: wis2node.media_types, the one table nginx serves the same files with. The
+# uploader's Content-Type is never used: it could make a link announce text/html.
 # RFC 3339 date-time; a time without an offset is taken as UTC, as uploaders have always sent it.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -132,14 +121,6 @@ def public_path(public_dir: Path, key: str) -> Path:
     if target == root or not target.is_relative_to(root) or str(target) != os.path.join(root, key):
         raise Rejected(f"resolves to {target}, not a file of its own inside the public folder {root}")
     return target
-
-
-def media_type(key: str) -> str:
-    """The link's media type, from the file name's extension through an allowlist."""
-    if key.startswith("metadata/"):
-        return METADATA_TYPE
-    suffix = Path(key).suffix.lower()
-    return MEDIA_TYPES.get(suffix, DEFAULT_MEDIA_TYPE)
 
 
 def observation_time(attributes: dict) -> dict:
