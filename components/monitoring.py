@@ -88,6 +88,14 @@ class Monitoring(pulumi.ComponentResource):
                 namespace=METRIC_NAMESPACE, metric_name="Heartbeat", dimensions={"Stack": settings.stack},
                 statistic="SampleCount", period=300, evaluation_periods=3, comparison_operator="LessThanThreshold",
                 threshold=1, treat_missing_data="breaching"),
+            # A step of the node that keeps failing (its own unit retries it): software, credentials,
+            # the CloudWatch agent, the agent. The reporter counts them; the journal says why.
+            "units-failing": alarm(
+                "units-failing", "A node unit failed or keeps restarting for 15 minutes: "
+                "journalctl -u <unit> on the node (the reporter's log names it)",
+                namespace=METRIC_NAMESPACE, metric_name="UnitsFailing", dimensions={"Stack": settings.stack},
+                statistic="Minimum", period=300, evaluation_periods=3, comparison_operator="GreaterThanThreshold",
+                threshold=0),
         }
         for label, path in (("root", "/"), ("data", DATA_ROOT)):
             self.alarms[f"disk-{label}-high"] = alarm(

@@ -2,7 +2,7 @@
 
     python scripts/agent_sandbox.py ROOTFS
 
-ROOTFS is a Debian root filesystem with systemd and /opt/wis2node/venv holding
+ROOTFS is a Debian root filesystem with systemd and /var/lib/wis2node/current/venv holding
 requirements-node.txt (see ../shared/boot-test-notes.md: debootstrap, then pip in the chroot).
 The script copies the node package, the rendered units and node.json into it, creates the
 agent's account as cloud-init's `users:` does, boots it with systemd-nspawn on this machine's
@@ -136,7 +136,7 @@ def main(rootfs: str) -> int:
             uid = inside(pid1, "id", "-u", "wis2-agent").stdout.strip()
             gid = inside(pid1, "id", "-g", "wis2-agent").stdout.strip()
             for target in ("/etc/cron.d/x", f"{DATA_ROOT}/public/index.html", f"{DATA_ROOT}/tls/privkey.pem",
-                           "/root/x", "/opt/wis2node/src/wis2node/agent.py"):
+                           "/root/x", "/var/lib/wis2node/current/src/wis2node/agent.py"):
                 attempt = inside(pid1, "nsenter", "-t", pid, "-a", "-S", uid, "-G", gid, "sh", "-c",
                                  f"echo x > {target}", check=False)
                 check(attempt.returncode != 0, f"as the agent, in its namespace, writing {target} fails "

@@ -2,7 +2,7 @@
 
 # In the stack's region.
 NODE_ALARMS = ("cpu-high", "memory-high", "disk-root-high", "disk-data-high", "system-check-failed",
-               "instance-check-failed", "heartbeat-missing", "broker-down", "web-down", "agent-down",
+               "instance-check-failed", "heartbeat-missing", "units-failing", "broker-down", "web-down", "agent-down",
                "certificate-https-expiring", "certificate-mqtts-expiring")
 # In us-east-1, where Route53 publishes health-check metrics.
 HEALTH_CHECK_ALARMS = ("https-unreachable", "mqtts-unreachable")

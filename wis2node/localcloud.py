@@ -25,23 +25,24 @@ SHARED_BUNDLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / 
 
 
 @contextmanager
-def moto_server(region: str) -> Iterator[dict[str, str]]:
-    """Start moto on loopback; yield the environment that points AWS clients at it."""
+def moto_server(region: str, host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
+    """Start moto on loopback (or another address of this host); yield the environment that points
+    AWS clients at it."""
     port = free_port()
     # A process of its own, as AWS is: the node's code and moto do not share one interpreter.
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            urllib.request.urlopen(f"http://{host}:{port}/moto-api/", timeout=1)
             break
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("moto did not start") from None
             time.sleep(0.1)
     try:
-        yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+        yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": region,
                "AWS_EC2_METADATA_DISABLED": "true"}
     finally:

@@ -1,4 +1,5 @@
-"""What the node tells CloudWatch every few minutes: days left on the certificates it serves, and
+"""What the node tells CloudWatch every few minutes: days left on the certificates it serves, how
+many of the node's units are failing (failed, inactive, or waiting to restart after a failure), and
 a heartbeat. A missing heartbeat means the node cannot reach AWS: its alarm treats it as breaching.
 
     python -m wis2node reporter [/etc/wis2/node.json]
@@ -10,6 +11,7 @@ import json
 import logging
 import socket
 import ssl
+import subprocess
 import sys
 
 from wis2node.tls import days_left
@@ -39,10 +41,32 @@ def measurements(config: dict) -> dict[str, float]:
     return found
 
 
+def failing_units(units: list[str]) -> list[str]:
+    """The units, of those given, that are failed, inactive or in auto-restart, as systemd sees them."""
+    if not units:
+        return []
+    shown = subprocess.run(["systemctl", "show", "--property=Id,ActiveState,SubState", "--", *units],
+                           capture_output=True, text=True, timeout=60)
+    failing = []
+    for block in shown.stdout.strip().split("\n\n"):
+        state = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if state.get("ActiveState") in ("failed", "inactive") or state.get("SubState") == "auto-restart":
+            failing.append(f"{state.get('Id')} ({state.get('ActiveState')}/{state.get('SubState')})")
+    if shown.returncode != 0 and not failing:
+        LOG.error("systemctl show failed: %s", shown.stderr.strip())
+    return failing
+
+
 def report(config: dict, cloudwatch) -> list[dict]:
     """Put the certificate days left and a heartbeat; return the datapoints sent."""
     dimensions = [{"Name": "Stack", "Value": config["stack"]}]
     data = [{"MetricName": "Heartbeat", "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}]
+    if "units" in config:
+        failing = failing_units(config["units"])
+        for unit in failing:
+            LOG.error("unit failing: %s; see journalctl -u %s", unit, unit.split()[0])
+        data.append({"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)),
+                     "Unit": "Count"})
     for label, days in measurements(config).items():
         data.append({"MetricName": "CertificateDaysLeft", "Value": round(days, 2), "Unit": "None",
                      "Dimensions": dimensions + [{"Name": "Endpoint", "Value": label}]})

@@ -126,7 +126,7 @@ class Layout:
             "nginx_pid": self.path("/run/nginx.pid"),
             "nginx_state": self.path("/var/lib/nginx"),
             "letsencrypt_work": self.path("/var/lib/letsencrypt"),
-            "node_software": self.path("/opt/wis2node"),
+            "node_software": self.path("/var/lib/wis2node"),
             "letsencrypt_logs": self.path("/var/log/letsencrypt"),
         }
 
@@ -156,7 +156,13 @@ _FILES = (
     ("/etc/systemd/system/wis2-certificate.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-certificate.timer", "0644", "root:root"),
     ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
-    ("/usr/local/sbin/wis2-bootstrap", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-setup", "0755", "root:root"),
+    ("/usr/local/sbin/wis2-install-software", "0755", "root:root"),
+    ("/etc/systemd/system/wis2-data-volume.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-setup.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-node-software.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-publisher-credential.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-cloudwatch-agent.service", "0644", "root:root"),
     ("/usr/local/sbin/wis2-install-certificate", "0755", "root:root"),
     ("/etc/systemd/system/wis2-agent.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-retention.service", "0644", "root:root"),
@@ -171,8 +177,23 @@ _FILES = (
 LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/mosquitto/openssl.cnf",
                "/etc/nginx/nginx.conf",
                "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate")
-_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53")
-_COMMANDS = ("/usr/local/sbin/wis2-data-volume", "/usr/local/sbin/wis2-bootstrap")
+_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53",
+             "gnupg")
+# Each step of the node is a unit of its own that systemd orders and retries (none stops the
+# others); every boot starts them the same way. The units the node enables, in start order:
+UNITS = ("wis2-data-volume.service", "wis2-setup.service", "mosquitto.service", "nginx.service",
+         "wis2-node-software.service", "wis2-publisher-credential.service", "wis2-agent.service",
+         "wis2-certificate.timer", "wis2-retention.timer", "wis2-reporter.timer", "wis2-cloudwatch-agent.service")
+# The first boot: the packages started mosquitto and nginx on their defaults; restart them on the
+# node's files (which pulls in the data volume and the set-up) and start the rest, without waiting.
+_COMMANDS = ("systemctl daemon-reload",
+             "systemctl enable " + " ".join(UNITS),
+             "systemctl restart --no-block mosquitto.service nginx.service",
+             "systemctl start --no-block " + " ".join(UNITS),
+             "systemctl start --no-block wis2-certificate.service")
+# Amazon's CloudWatch agent: the version the node installs and the fingerprint of the key Amazon
+# signs its packages with (AWS documentation, "Verify the signature of the CloudWatch agent package").
+CLOUDWATCH_AGENT = {"version": "1.300072.0b1766", "signer": "937616F3450B7D806CBD9725D58167303B789C72"}
 
 
 PACKAGE_KEY = "node/wis2node.zip"
@@ -196,7 +217,7 @@ class NodePackage:
 
 def node_package(root: Path = PACKAGE_ROOT) -> NodePackage:
     """A deterministic zip (fixed times, sorted) of wis2node/ and its pinned requirements."""
-    files = [root / "requirements-node.txt"] + sorted(
+    files = [root / "requirements-node.txt", root / "requirements-node.lock"] + sorted(
         path for path in (root / "wis2node").rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
     buffer = io.BytesIO()
@@ -235,6 +256,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "package_sha256": facts.package_sha256,
         },
         "reboot_time": settings.reboot_time,
+        "cloudwatch_agent": CLOUDWATCH_AGENT,
+        "units": UNITS if layout == VM else (),
         "tls_policy": TLS_POLICY,
         "broker": BROKER_LIMITS,
         "web": WEB_LIMITS,

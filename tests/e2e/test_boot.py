@@ -1,0 +1,364 @@
+"""The node's user data, booted as a machine boots it (README: "The boot test").
+
+One Debian 13 machine (tests/e2e/machine.py) runs the rendered user data of the example test stack
+in self-signed mode through cloud-init; from this host, as a Global Broker and a Global Cache
+would, the tests subscribe and download; then the same disk boots again (a reboot), and a fresh
+root filesystem with a new instance-id boots with the same data volume (a replaced instance).
+The tests run in order and share the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.machine import CACHE, Machine, Network, Volume, root_filesystem
+from tests.wis2node.mqtt_clients import Client
+from tests.wmo import ets_validate
+from wis2node.localcloud import ACCOUNT, LocalIngest, client, moto_server
+from wis2node.payload import _PACKAGES, DATA_ROOT, UNITS, DeployFacts, node_package, pack_user_data, render_user_data
+from wis2node.metadata import metadata_dir
+from wis2node.stackfile import find_stack
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the boot test needs root (debootstrap, nspawn, netns, loop)"),
+]
+
+STACK = find_stack("aq-examplemet-test")
+SETTINGS = STACK.settings().model_copy(update={"tls_mode": "self-signed"})
+CENTRE = SETTINGS.centre_id
+BRANCH = f"origin/a/wis2/{CENTRE}"
+SYNOP = "data/core/weather/surface-based-observations/synop"
+RECORD = metadata_dir(SETTINGS.stack) / "surface-based-observations-synop.json"
+RECORD_ID = json.loads(RECORD.read_text())["id"]
+VOLUME_ID = "vol-0b007e57da7a00001"
+# The node's steps that must be up; the CloudWatch agent's package is not reachable at first.
+ESSENTIAL = [unit for unit in UNITS if unit != "wis2-cloudwatch-agent.service"]
+
+
+class Endpoint:
+    """What mqtt_clients.Client needs to know of a node: its ports and the CA it trusts."""
+
+    def __init__(self, ca_file: Path):
+        self.ca_file = ca_file
+        self.ports = type("Ports", (), {"mqtts": 8883, "https": 443, "mqtt_local": 1883})
+
+
+class BootedNode:
+    def __init__(self, machine: Machine, ingest: LocalIngest, environment: dict, work: Path, network: Network):
+        self.machine, self.ingest, self.environment, self.work, self.network = (
+            machine, ingest, environment, work, network)
+        self.address = network.machine
+
+    def ca_file(self) -> Path:
+        path = self.work / "served-chain.pem"
+        path.write_text(self.machine.sh(f"cat {DATA_ROOT}/tls/fullchain.pem", check=True).stdout)
+        return path
+
+    def client(self, **kwargs) -> Client:
+        reader = Client(Endpoint(self.ca_file()), "everyone", "everyone", host=self.address,
+                        check_hostname=False, **kwargs)
+        assert reader.ok, f"everyone could not connect ({reader.reason})"
+        return reader
+
+    def served_certificate(self, port: int) -> bytes:
+        context = ssl.create_default_context(cafile=str(self.ca_file()))
+        with socket.create_connection((self.address, port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=SETTINGS.fqdn) as tls:  # name checked here
+            return tls.getpeercert(binary_form=True)
+
+    def download(self, href: str) -> bytes:
+        path = href.split(SETTINGS.fqdn, 1)[1]
+        context = ssl.create_default_context(cafile=str(self.ca_file()))
+        context.check_hostname = False
+        request = urllib.request.Request(f"https://{self.address}{path}", headers={"Host": SETTINGS.fqdn})
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return response.read()
+
+    def wait_until_up(self, timeout: float = 900) -> None:
+        try:
+            self._wait_until_up(timeout)
+        except TimeoutError:
+            print(self.machine.sh(f"systemctl --no-pager status {' '.join(ESSENTIAL)}; ss -ltnp").stdout)
+            raise
+
+    def _wait_until_up(self, timeout: float) -> None:
+        # is-active answers 0 when any one is active: every line must say so.
+        self.machine.wait_until(f"! systemctl is-active {' '.join(ESSENTIAL)} | grep -vqx active",
+                                timeout=timeout, interval=5)
+        self.machine.wait_until("ss -Hltn 'sport = :8883' | grep -q . && ss -Hltn 'sport = :443' | grep -q .",
+                                timeout=120)
+
+
+@pytest.fixture(scope="module")
+def node():
+    base = root_filesystem(tuple(_PACKAGES))
+    work = CACHE / "run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    network = Network().up()
+    volume = Volume(work / "data-volume.img")
+    machine = None
+    try:
+        with moto_server(SETTINGS.region, host=network.host) as environment:
+            ingest = LocalIngest(environment, SETTINGS)
+            package = node_package()
+            ingest.s3.put_object(Bucket=ingest.bucket, Key=package.key, Body=package.archive)
+            ingest.put_record(RECORD)  # what Pulumi uploads with the stack
+            user_data = render_user_data(SETTINGS, DeployFacts(data_volume_id=VOLUME_ID, bucket=ingest.bucket,
+                                                               package_sha256=package.sha256))
+            # What EC2 hands the instance: the gzipped document (cloud-init unpacks it).
+            packed = base64.b64decode(pack_user_data(user_data))
+            machine = Machine.new_instance(
+                base, work / "root-1", packed, "i-0b007e57000000001",
+                {"region": SETTINGS.region, "endpoint": environment["AWS_ENDPOINT_URL"]},
+                network=network, volume=volume, volume_path="/dev/xvdf", log=work / "machine-1")
+            started = time.monotonic()
+            machine.boot()
+            booted = BootedNode(machine, ingest, environment, work, network)
+            booted.status = machine.wait_for_cloud_init()
+            booted.wait_until_up()
+            booted.first_boot_seconds = time.monotonic() - started
+            booted.packed = packed
+            booted.base = base
+            yield booted
+            machine = booted.machine
+    finally:
+        if machine:
+            machine.power_off()
+        volume.detach()
+        network.down()
+
+
+def put(ingest: LocalIngest, name: str, body: bytes) -> str:
+    key = f"{SYNOP}/{name}"
+    ingest.put(key, body, **{"metadata-id": RECORD_ID})
+    return key
+
+
+def data_messages(reader: Client, count: int, timeout: float = 120) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [json.loads(m.payload) for m in reader.received if "/data/" in m.topic]
+        if len(found) >= count:
+            return found
+        time.sleep(0.5)
+    return [json.loads(m.payload) for m in reader.received if "/data/" in m.topic]
+
+
+def canonical(message: dict) -> dict:
+    return next(link for link in message["links"] if link["rel"] in ("canonical", "update"))
+
+
+def test_cloud_init_finishes_and_every_step_of_the_node_is_up(node):
+    status = node.status
+    # In a container cloud-init reports no failed module that matters: NTP is skipped (no
+    # CAP_SYS_TIME, chrony is not installed by the test root), growpart/resizefs find no partition.
+    assert status["status"] == "done", status
+    assert not status.get("errors"), status
+    mounted = node.machine.sh(f"findmnt -n -o SOURCE,FSTYPE {DATA_ROOT}").stdout.split()
+    assert mounted[1:] == ["ext4"] and mounted[0].startswith("/dev/"), mounted
+    assert node.machine.sh(f"grep -c ' {DATA_ROOT} ext4' /etc/fstab").stdout.strip() == "1"
+    states = node.machine.sh(f"systemctl is-active {' '.join(ESSENTIAL)}").stdout.split()
+    assert states == ["active"] * len(ESSENTIAL), dict(zip(ESSENTIAL, states))
+    # The validators' bundles came with the package: nothing was fetched from GitHub.
+    assert "sync" not in node.machine.journal("wis2-node-software.service")
+    print(f"\nfirst boot to every unit up: {node.first_boot_seconds:.0f} s")
+
+
+def test_global_broker_and_cache_get_a_valid_notification_and_the_file(node, tmp_path):
+    readers = {"mqtts": node.client(), "wss": node.client(transport="wss")}
+    for reader in readers.values():
+        reader.subscribe(f"{BRANCH}/#")
+    body = b"BUFR boot test " + os.urandom(64)
+    put(node.ingest, "WIGOS_0-20000-0-10001_20261204T000000.bufr4", body)
+    for transport, reader in readers.items():
+        [message] = data_messages(reader, 1)
+        assert message["properties"]["integrity"]["value"] == base64.b64encode(hashlib.sha512(body).digest()).decode()
+        report = ets_validate(message, tmp_path)
+        assert all(test["code"] != "FAILED" for test in report["ets-report"]["tests"]), (transport, report)
+        assert node.download(canonical(message)["href"]) == body
+        reader.close()
+    assert node.served_certificate(8883) == node.served_certificate(443)
+
+
+def test_a_failed_optional_step_is_visible_and_stops_nothing(node):
+    # Amazon's package bucket is unreachable here (as GitHub and PyPI are): the unit says why and
+    # retries; the broker, nginx and the agent are up all the same (previous tests).
+    unit = "wis2-cloudwatch-agent.service"
+    assert node.machine.sh(f"systemctl show -p SubState --value {unit}").stdout.strip() in ("auto-restart", "failed")
+    assert "not installed: cannot download it" in node.machine.journal(unit)
+    node.machine.sh("systemctl start wis2-reporter.service", check=True)
+    cloudwatch = client("cloudwatch", node.environment)
+    datapoints = cloudwatch.get_metric_statistics(
+        Namespace="WIS2Node", MetricName="UnitsFailing", Dimensions=[{"Name": "Stack", "Value": SETTINGS.stack}],
+        StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=60, Statistics=["Maximum"])["Datapoints"]
+    assert max(point["Maximum"] for point in datapoints) >= 1
+    assert f"unit failing: {unit}" in node.machine.journal("wis2-reporter.service")
+
+
+def _signed_test_package(work: Path) -> tuple[str, Path, Path, Path]:
+    """A stand-in for Amazon's package (its ctl records how it was called), signed with a test key."""
+    home = work / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--pinentry-mode", "loopback"]
+    subprocess.run([*gpg, "--quick-gen-key", "wis2 boot test <test@example.org>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)
+    fingerprint = next(line.split(":")[9] for line in subprocess.run(
+        [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True).stdout.splitlines()
+        if line.startswith("fpr:"))
+    tree = work / "deb"
+    ctl = tree / "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+    ctl.parent.mkdir(parents=True)
+    ctl.write_text('#!/bin/sh\necho "$@" >> /var/log/amazon-cloudwatch-agent-ctl.calls\n')
+    ctl.chmod(0o755)
+    (tree / "DEBIAN").mkdir()
+    (tree / "DEBIAN/control").write_text("Package: amazon-cloudwatch-agent\nVersion: 1.0-test\nArchitecture: all\n"
+                                         "Maintainer: test <test@example.org>\nDescription: boot test stand-in\n")
+    package = work / "amazon-cloudwatch-agent.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(package)], check=True,
+                   capture_output=True)
+    subprocess.run([*gpg, "--detach-sign", "--output", f"{package}.sig", str(package)], check=True, capture_output=True)
+    key = work / "key.gpg"
+    subprocess.run([*gpg, "--export", "--output", str(key)], check=True)
+    return fingerprint, package, Path(f"{package}.sig"), key
+
+
+def test_the_cloudwatch_agent_installs_only_with_a_good_signature(node):
+    from wis2node.cloudwatch_agent import KEY_BUCKET, KEY_KEY, package_key
+    from wis2node.payload import CLOUDWATCH_AGENT
+
+    fingerprint, package, signature, key = _signed_test_package(node.work)
+    s3 = node.ingest.s3
+    bucket = f"amazoncloudwatch-agent-{SETTINGS.region}"
+    arch = node.machine.sh("dpkg --print-architecture", check=True).stdout.strip()
+    deb_key = package_key(CLOUDWATCH_AGENT["version"], arch)
+    for name in (bucket, KEY_BUCKET):
+        s3.create_bucket(Bucket=name, **({"CreateBucketConfiguration": {"LocationConstraint": SETTINGS.region}}
+                                         if name == bucket else {}))
+    s3.put_object(Bucket=KEY_BUCKET, Key=KEY_KEY, Body=key.read_bytes())
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes())
+    s3.put_object(Bucket=bucket, Key=deb_key + ".sig", Body=signature.read_bytes())
+    unit = "wis2-cloudwatch-agent.service"
+    # Signed, but not by the key the node pins (Amazon's): refused, nothing installed.
+    node.machine.sh(f"systemctl restart {unit}")
+    assert "not by Amazon's key" in node.machine.journal(unit)
+    assert node.machine.sh("dpkg -s amazon-cloudwatch-agent").returncode != 0
+    # The machine's configuration pins the test key instead (a drop-in, as an operator would).
+    drop_in = f"/etc/systemd/system/{unit}.d"
+    node.machine.sh(f"mkdir -p {drop_in} && printf '[Service]\\nEnvironment=CLOUDWATCH_AGENT_SIGNER={fingerprint}\\n'"
+                    f" > {drop_in}/test-key.conf && systemctl daemon-reload", check=True)
+    # A tampered package: refused.
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes() + b"tampered")
+    node.machine.sh(f"systemctl restart {unit}")
+    assert "signature does not verify" in node.machine.journal(unit)
+    assert node.machine.sh("dpkg -s amazon-cloudwatch-agent").returncode != 0
+    # The package as signed: installed, then configured with the node's file.
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes())
+    assert node.machine.sh(f"systemctl restart {unit}").returncode == 0, node.machine.journal(unit)[-2000:]
+    assert node.machine.sh(f"systemctl is-active {unit}").stdout.strip() == "active"
+    calls = node.machine.sh("cat /var/log/amazon-cloudwatch-agent-ctl.calls").stdout
+    assert "-a fetch-config -m ec2 -s -c file:/etc/wis2/cloudwatch-agent.json" in calls
+
+
+def test_reboot_brings_everything_back_and_an_offline_subscriber_gets_what_it_missed(node):
+    persistent_id = "gb-boot-test-reboot"
+    reader = node.client(client_id=persistent_id, persistent=True)
+    reader.subscribe(f"{BRANCH}/#")
+    reader.close()  # the Global Broker goes away; its session stays
+    body = b"published while the subscriber was away"
+    put(node.ingest, "WIGOS_0-20000-0-10002_20261204T010000.bufr4", body)
+    # The agent has published it once the file is served.
+    node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10002*' | grep -q .", timeout=120)
+    node.machine.power_off()
+    node.machine.boot()
+    node.wait_until_up()
+    reader = node.client(client_id=persistent_id, persistent=True)
+    assert reader.session_present
+    [message] = data_messages(reader, 1, timeout=30)
+    assert node.download(canonical(message)["href"]) == body
+    reader.close()
+
+
+def test_a_replaced_instance_keeps_certificate_sessions_files_state_and_password(node):
+    ssm = client("ssm", node.environment)
+    password = ssm.get_parameter(Name=SETTINGS.parameter_name("publisher-password"),
+                                 WithDecryption=True)["Parameter"]["Value"]
+    certificate = node.served_certificate(443)
+    persistent_id = "gb-boot-test-replacement"
+    reader = node.client(client_id=persistent_id, persistent=True)
+    reader.subscribe(f"{BRANCH}/#")
+    reader.close()
+    body = b"published before the replacement"
+    put(node.ingest, "WIGOS_0-20000-0-10003_20261204T020000.bufr4", body)
+    node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10003*' | grep -q .", timeout=120)
+    published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
+    node.machine.power_off()
+
+    # A new instance: a fresh root filesystem and instance-id, the same user data and data volume.
+    old = node.machine
+    node.machine = Machine.new_instance(
+        node.base, node.work / "root-2", node.packed, "i-0b007e57000000002",
+        {"region": SETTINGS.region, "endpoint": node.environment["AWS_ENDPOINT_URL"]},
+        network=old.network, volume=old.volume, volume_path="/dev/xvdf", log=node.work / "machine-2")
+    shutil.rmtree(old.root)
+    node.machine.boot()
+    node.machine.wait_for_cloud_init()
+    node.wait_until_up()
+    everything = node.client()
+    everything.subscribe(f"{BRANCH}/#")
+
+    assert node.served_certificate(443) == certificate
+    assert node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout == published
+    assert ssm.get_parameter(Name=SETTINGS.parameter_name("publisher-password"),
+                             WithDecryption=True)["Parameter"]["Value"] == password
+    # The broker's session, kept on the data volume, still holds what was published before.
+    reader = node.client(client_id=persistent_id, persistent=True)
+    assert reader.session_present
+    [message] = data_messages(reader, 1, timeout=30)
+    assert node.download(canonical(message)["href"]) == body
+    # The agent's state came along: the new instance publishes the next file, and nothing again.
+    name = "WIGOS_0-20000-0-10004_20261204T030000.bufr4"
+    put(node.ingest, name, b"after the replacement")
+    data_messages(everything, 1, timeout=120)
+    time.sleep(5)
+    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
+    assert len(announced) == 1 and announced[0].endswith(name), announced
+    reader.close()
+    everything.close()
+
+
+def test_memory_of_the_node_after_a_burst(node):
+    """Resident memory of every process of the node after 200 files (README: performance)."""
+    reader = node.client()
+    reader.subscribe(f"{BRANCH}/#")
+    for index in range(200):
+        put(node.ingest, f"WIGOS_0-20000-0-2{index:04d}_20261204T040000.bufr4", os.urandom(2048))
+    assert len(data_messages(reader, 200, timeout=600)) == 200
+    reader.close()
+    table = node.machine.sh("ps -eo rss=,comm=,args= --sort=-rss").stdout
+    groups: dict[str, int] = {}
+    for line in table.splitlines():
+        rss, comm, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(None, 1), "")
+        name = ("agent" if "wis2node agent" in args else comm)
+        groups[name] = groups.get(name, 0) + int(rss)
+    total = sum(groups.values())
+    memory = node.machine.sh("free -m").stdout
+    lines = [f"{name:24s} {kb / 1024:7.1f} MB" for name, kb in sorted(groups.items(), key=lambda i: -i[1])[:12]]
+    report = "\n".join(["resident memory after 200 files:", *lines, f"{'all processes':24s} {total / 1024:7.1f} MB",
+                        memory])
+    (CACHE / "memory.txt").write_text(report + "\n")
+    print("\n" + report)
+    assert groups.get("agent", 0) > 0 and groups.get("mosquitto", 0) > 0 and groups.get("nginx", 0) > 0
