@@ -102,14 +102,23 @@ class Monitoring(pulumi.ComponentResource):
                 dimensions={**instance, **finder, "pid_finder": "native"}, statistic="Minimum", period=60,
                 evaluation_periods=2, comparison_operator="LessThanThreshold", threshold=1,
                 treat_missing_data="breaching")
+        # Renewal overdue (wis2node/reporter.py): under a quarter of the certificate's lifetime left, or
+        # under certificateAlarmDays if lower; never on a healthy renewal cycle, whatever the lifetime.
         for endpoint in ("https", "mqtts"):
             self.alarms[f"certificate-{endpoint}-expiring"] = alarm(
                 f"certificate-{endpoint}-expiring",
-                f"The certificate served for {endpoint} expires in under {settings.certificate_alarm_days} days",
-                namespace=METRIC_NAMESPACE, metric_name="CertificateDaysLeft",
-                dimensions={"Stack": settings.stack, "Endpoint": endpoint}, statistic="Minimum", period=3600,
-                evaluation_periods=1, comparison_operator="LessThanThreshold",
-                threshold=settings.certificate_alarm_days, treat_missing_data="breaching")
+                f"Renewal of the certificate served for {endpoint} is overdue: under a quarter of its lifetime "
+                f"left, or under {settings.certificate_alarm_days} days if that is lower",
+                namespace=METRIC_NAMESPACE, metric_name="CertificateRenewalOverdue",
+                dimensions={"Stack": settings.stack, "Endpoint": endpoint}, statistic="Maximum", period=3600,
+                evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+                treat_missing_data="breaching")
+        self.alarms["certificate-renewal-failed"] = alarm(
+            "certificate-renewal-failed", "The last attempt to renew the node's certificate failed "
+            "(journalctl -u certbot -u wis2-certificate on the node)",
+            namespace=METRIC_NAMESPACE, metric_name="CertificateRenewalFailed", dimensions={"Stack": settings.stack},
+            statistic="Maximum", period=3600, evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1, treat_missing_data="notBreaching")
 
         # From outside: what a Global Broker or Cache sees.
         self.health_checks = {

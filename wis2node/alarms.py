@@ -3,7 +3,7 @@
 # In the stack's region.
 NODE_ALARMS = ("cpu-high", "memory-high", "disk-root-high", "disk-data-high", "system-check-failed",
                "instance-check-failed", "heartbeat-missing", "broker-down", "web-down", "agent-down",
-               "certificate-https-expiring", "certificate-mqtts-expiring")
+               "certificate-https-expiring", "certificate-mqtts-expiring", "certificate-renewal-failed")
 # In us-east-1, where Route53 publishes health-check metrics.
 HEALTH_CHECK_ALARMS = ("https-unreachable", "mqtts-unreachable")
 HEALTH_CHECK_REGION = "us-east-1"

@@ -41,9 +41,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_certificate(directory: Path, fqdn: str, days: int = 90) -> Path:
-    """A local CA and a server certificate for the FQDN, localhost and 127.0.0.1; returns the CA file."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+def write_certificate(directory: Path, fqdn: str, days: int = 90, age_days: float = 0) -> Path:
+    """A local CA and a server certificate for the FQDN, localhost and 127.0.0.1; returns the CA file.
+
+    The server certificate is valid `days` in all, issued `age_days` ago."""
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=age_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wis2-node local CA for {fqdn}")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

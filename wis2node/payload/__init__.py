@@ -240,7 +240,8 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "web": WEB_LIMITS,
         # nginx serves each file with the type its notification announces.
         "media_types": {"by_type": nginx_types(), "default": DEFAULT_MEDIA_TYPE, "metadata": METADATA_TYPE},
-        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
+        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE,
+                       "certificate_alarm_days": settings.certificate_alarm_days},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "tls": {
             "mode": settings.tls_mode,
