@@ -24,15 +24,19 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     settings = stack_file.settings()
     found = alarms(deployment)
     assert set(found) == set(NODE_ALARMS) | set(HEALTH_CHECK_ALARMS)  # what `verify` expects to find
-    assert len(found) == 14
+    assert len(found) == 15
     assert found["cpu-high"]["threshold"] == settings.cpu_alarm_percent
     assert found["memory-high"]["threshold"] == settings.memory_alarm_percent
     assert found["disk-data-high"]["dimensions"]["path"] == "/srv/wis2"
     assert found["disk-root-high"]["threshold"] == settings.disk_alarm_percent
     assert "arn:aws:automate:eu-west-1:ec2:recover" in found["system-check-failed"]["alarmActions"]
     assert "arn:aws:automate:eu-west-1:ec2:reboot" in found["instance-check-failed"]["alarmActions"]
-    assert found["certificate-https-expiring"]["threshold"] == 21
-    assert found["certificate-https-expiring"]["comparisonOperator"] == "LessThanThreshold"
+    # renewal overdue, as the reporter judges it from the certificate's lifetime (tests/wis2node/test_reporter.py)
+    assert found["certificate-https-expiring"]["metricName"] == "CertificateRenewalOverdue"
+    assert found["certificate-https-expiring"]["threshold"] == 1
+    assert found["certificate-https-expiring"]["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert found["certificate-renewal-failed"]["metricName"] == "CertificateRenewalFailed"
+    assert found["certificate-renewal-failed"]["treatMissingData"] == "notBreaching"
     assert found["heartbeat-missing"]["treatMissingData"] == "breaching"
     assert found["certificate-mqtts-expiring"]["treatMissingData"] == "breaching"  # no figure: nothing served
     assert {found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
