@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import ssl
 import subprocess
 import sys
@@ -103,6 +104,12 @@ def import_cost(how: str, home: Path, runs: int = 5) -> dict:
     return results[len(results) // 2]
 
 
+def system_seconds(pid: int) -> float:
+    """The kernel's share of cpu_seconds: system calls, and threads waking each other."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def queue_empty(ingest: LocalIngest, timeout: float = 60) -> None:
     """Until no event is waiting or held: the consumer has deleted all it took."""
     deadline = time.monotonic() + timeout
@@ -125,10 +132,12 @@ def run_baseline(aws: dict, ingest: LocalIngest, moto: int, files: int, record_i
         time.sleep(2)  # a long poll or two: idle, as the agent is measured
         idle = resident_mib(loop.pid)
         cpu, moto_cpu, start = cpu_seconds(loop.pid), cpu_seconds(moto), time.perf_counter()
+        system = system_seconds(loop.pid)
         upload(ingest, [f"{TOPIC}/plain-{i:05d}.bufr4" for i in range(files)], record_id)
         assert loop.stdout.readline().strip() == "done"
         queue_empty(ingest)
         result = {"cpu": cpu_seconds(loop.pid) - cpu, "moto": cpu_seconds(moto) - moto_cpu,
+                  "system": system_seconds(loop.pid) - system,
                   "seconds": time.perf_counter() - start, "idle_mib": idle, "after_mib": resident_mib(loop.pid)}
     finally:
         loop.stdin.close()
@@ -137,7 +146,7 @@ def run_baseline(aws: dict, ingest: LocalIngest, moto: int, files: int, record_i
 
 
 def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Path, record_id: str,
-              settings, workdir: Path, home: Path) -> dict:
+              settings, workdir: Path, home: Path, profile: Path | None = None) -> dict:
     with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
         ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
                                  Value=node.publisher_password, Overwrite=True)
@@ -162,11 +171,19 @@ def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Pat
             idle_cpu = (cpu_seconds(agent.process.pid) - cpu) / 5
             idle = resident_mib(agent.process.pid)
             keys = [f"{TOPIC}/agent-{i:05d}.bufr4" for i in range(files)]
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(agent.process.pid), "--format", "raw",
+                                    "--output", str(profile), "--rate", "250", "--nonblocking", "--gil"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
             cpu, moto_cpu, start = cpu_seconds(agent.process.pid), cpu_seconds(moto), time.perf_counter()
+            system = system_seconds(agent.process.pid)
             upload(ingest, keys, record_id)
             wait_until(lambda: all(key in received for key in keys), 300)
             queue_empty(ingest)
+            if spy:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on an interrupt
+                spy.wait(timeout=30)
             result = {"cpu": cpu_seconds(agent.process.pid) - cpu, "moto": cpu_seconds(moto) - moto_cpu,
+                      "system": system_seconds(agent.process.pid) - system,
                       "seconds": time.perf_counter() - start, "idle_mib": idle,
                       "after_mib": resident_mib(agent.process.pid), "idle_cpu": idle_cpu,
                       "announced": sum(key in received for key in keys)}
@@ -189,6 +206,9 @@ def wait_until(condition, timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="also record the agent's burst with py-spy (pip install py-spy; not in the requirements) "
+                             "as collapsed stacks in FILE (threads holding the GIL only: CPU in Python, not waits); its sampling adds to the agent's CPU")
     args = parser.parse_args()
     settings = find_stack("aq-examplemet-test").settings()
     record = next(metadata_dir(settings.stack).glob("*.json"))
@@ -200,7 +220,8 @@ def main() -> int:
         ingest = LocalIngest(aws, settings, visibility_timeout=30)
         moto = server_pid(aws)
         plain = run_baseline(aws, ingest, moto, args.files, record_id)
-        agent = run_agent(aws, ingest, moto, args.files, record, record_id, settings, workdir, home)
+        agent = run_agent(aws, ingest, moto, args.files, record, record_id, settings, workdir, home,
+                          args.py_spy.resolve() if args.py_spy else None)
 
     plain_ms, agent_ms = plain["cpu"] / args.files * 1000, agent["cpu"] / args.files * 1000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}")
@@ -213,9 +234,11 @@ def main() -> int:
     print(f"  suite only / ordinary: time {suite_only['ms'] / ordinary['ms']:.2f}, "
           f"memory {suite_only['mib'] / ordinary['mib']:.2f}")
     print("client CPU per file (from the first upload until the last event is deleted; moto apart):")
-    print(f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  ({plain['seconds']:.1f} s, "
+    print(f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  (system {plain['system'] / args.files * 1000:.2f}; "
+          f"{plain['seconds']:.1f} s, "
           f"moto {plain['moto'] / args.files * 1000:.1f} ms a file)")
-    print(f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  ({agent['seconds']:.1f} s, "
+    print(f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  (system {agent['system'] / args.files * 1000:.2f}; "
+          f"{agent['seconds']:.1f} s, "
           f"moto {agent['moto'] / args.files * 1000:.1f} ms a file; {agent['announced']} of {args.files} announced)")
     print(f"  ratio agent / plain loop: {agent_ms / plain_ms:.2f}  (target <= 2)")
     print(f"  agent idle (long-polling, no events): {agent['idle_cpu'] * 100:.1f}% of one core")
