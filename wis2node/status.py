@@ -85,7 +85,16 @@ def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None)
         lines += [f"  {label:{width}} {text}" for label, text in facts(settings, verifier.session)]
     lines.append(f"  {'checks':{width}} {len(checks) - len(failed)} of {len(checks)} pass"
                  + (f": {', '.join(passed)}" if passed else ""))
-    lines += [f"  FAIL {c.name}: {c.detail}" for c in failed]
+    skipped = [c.name for c in failed if c.detail.startswith("not checked")]
+    by_name: dict[str, list[Check]] = {}
+    for check in failed:
+        if check.name not in skipped:
+            by_name.setdefault(check.name, []).append(check)
+    for name, found in by_name.items():  # one line a check: the first detail, and how many more
+        more = f" (and {len(found) - 1} more like it)" if len(found) > 1 else ""
+        lines.append(f"  FAIL {name}: {found[0].detail}{more}")
+    if skipped:
+        lines.append(f"  not checked (no instance): {', '.join(skipped)}")
     if failed:
         lines.append(f"  details: python -m wis2node verify --stack {settings.stack}; "
                      "runbook: README, \"Runbook\"")
