@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.encryption import alerts_key
-from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name
+from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name, with_runbook
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
 
@@ -57,7 +57,8 @@ class Monitoring(pulumi.ComponentResource):
             kwargs.setdefault("alarm_actions", alerts)
             kwargs.setdefault("ok_actions", alerts)
             return aws.cloudwatch.MetricAlarm(
-                f"{name}-{label}", name=alarm_name(settings.stack, label), alarm_description=description,
+                f"{name}-{label}", name=alarm_name(settings.stack, label),
+                alarm_description=with_runbook(description, label),
                 tags=tags, opts=child, **kwargs)
 
         instance = {"InstanceId": args.instance_id}

@@ -431,9 +431,9 @@ def _mount_of(path: Path) -> tuple:
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
-    agent = Agent(config)
+    from wis2node.nodeconfig import load
+
+    agent = Agent(load(config_path, (("publishing", "max_file_bytes"),)))
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())

@@ -11,3 +11,16 @@ HEALTH_CHECK_REGION = "us-east-1"
 
 def alarm_name(stack: str, label: str) -> str:
     return f"{stack}-{label}"
+
+
+# Each alarm's description ends with its section of the README's runbook.
+RUNBOOK = "README.md"
+
+
+def runbook_anchor(label: str) -> str:
+    """The README heading "#### Alarm <label>", as GitHub anchors it."""
+    return f"alarm-{label}"
+
+
+def with_runbook(description: str, label: str) -> str:
+    return f"{description.rstrip('.')}. Runbook: {RUNBOOK}#{runbook_anchor(label)}"

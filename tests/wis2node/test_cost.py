@@ -26,7 +26,8 @@ PRICED = {"aws:ec2/instance:Instance", "aws:ebs/volume:Volume", "aws:ec2/eip:Eip
           "aws:route53/healthCheck:HealthCheck", "aws:cloudwatch/metricAlarm:MetricAlarm",
           "aws:cloudwatch/dashboard:Dashboard", "aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription",
           "aws:s3/bucket:Bucket", "aws:sqs/queue:Queue", "aws:dlm/lifecyclePolicy:LifecyclePolicy", "aws:kms/key:Key"}
-FREE = {"aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+# A log group itself costs nothing; what it ingests and stores is usage, not yet in the estimate.
+FREE = {"aws:cloudwatch/logGroup:LogGroup", "aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile", "aws:iam/policy:Policy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:ec2/volumeAttachment:VolumeAttachment",

@@ -18,7 +18,11 @@ FILES = {f.path: f.content.decode() for f in render_files(SETTINGS, FACTS)}
 UNITS = {Path(path).name: text for path, text in FILES.items()
          if path.startswith("/etc/systemd/system/wis2-") and path.endswith(".service")}
 # The services that keep root, each with what it needs root for.
-ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP"}
+ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP",
+                 "wis2-config.service": "it rewrites the broker's password file, signals mosquitto and restarts "
+                                        "the agent"}
+# Services whose account needs a group a private user namespace would not map (the journal's).
+HOST_GROUPS = {"wis2-logs.service": "systemd-journal"}
 # Every service; DynamicUser= implies the first four for the reporter.
 SANDBOX = {
     "ProtectSystem": "strict", "PrivateTmp": "yes", "NoNewPrivileges": "yes", "RestrictSUIDSGID": "yes",
@@ -30,7 +34,7 @@ SANDBOX = {
 IMPLIED_BY_DYNAMIC_USER = ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "RestrictSUIDSGID")
 # What systemd-analyze security --offline said of each unit with systemd 252 (0 safe ... 10 unsafe).
 EXPOSURE = {"wis2-agent.service": 1.1, "wis2-retention.service": 0.6, "wis2-reporter.service": 1.4,
-            "wis2-certificate.service": 2.4}
+            "wis2-certificate.service": 2.4, "wis2-config.service": 2.4, "wis2-logs.service": 1.7}
 
 
 def service(name: str) -> dict[str, list[str]]:
@@ -74,7 +78,10 @@ def test_no_service_runs_as_root_unless_it_needs_to(name):
     else:
         assert as_itself, f"{name} runs as root"
         assert settings["CapabilityBoundingSet"] == [""] and "AmbientCapabilities" not in settings
-        assert settings["PrivateUsers"] == ["yes"]
+        if name in HOST_GROUPS:
+            assert settings["PrivateUsers"] == ["no"] and settings["SupplementaryGroups"] == [HOST_GROUPS[name]]
+        else:
+            assert settings["PrivateUsers"] == ["yes"]
         assert settings["SystemCallFilter"][1] == "~@privileged @resources"
 
 
