@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                                   ("certificate", "certificate", "get and install the TLS certificate"),
                                   ("publisher-credential", "credential", "set the publisher account from SSM"),
                                   ("retention", "retention", "remove published files past retention"),
-                                  ("reporter", "reporter", "report certificate days left and a heartbeat")):
+                                  ("reporter", "reporter", "report certificate days left and a heartbeat"),
+                                  ("watcher", "watcher", "turn what WIS2 says about the node into alerts")):
         tool = commands.add_parser(name, help=summary)
         tool.add_argument("config", nargs="?", default="/etc/wis2/node.json")
         tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))

@@ -242,6 +242,7 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "media_types": {"by_type": nginx_types(), "default": DEFAULT_MEDIA_TYPE, "metadata": METADATA_TYPE},
         "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
+        "alerts_topic_parameter": settings.parameter_name("alerts-topic"),  # the watcher's SNS topic
         "tls": {
             "mode": settings.tls_mode,
             # Test stacks use Let's Encrypt's staging CA: same protocol, no rate limits, untrusted.
