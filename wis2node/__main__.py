@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                                   ("publisher-credential", "credential", "set the publisher account from SSM"),
                                   ("retention", "retention", "remove published files past retention"),
                                   ("reporter", "reporter", "report certificate days left and a heartbeat"),
-                                  ("watcher", "watcher", "turn what WIS2 says about the node into alerts")):
+                                  ("watcher", "watcher", "turn what WIS2 says about the node into alerts"),
+                                  ("republish", "republish", "announce every discovery record again"),
+                                  ("gdc-check", "gdc", "compare the GDCs' records of the centre with the node's")):
         tool = commands.add_parser(name, help=summary)
         tool.add_argument("config", nargs="?", default="/etc/wis2/node.json")
         tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))

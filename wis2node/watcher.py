@@ -344,13 +344,18 @@ def client_id(config: dict, broker: Broker) -> str:
     return f"wis2-watch-{config['centre_id'][:40]}-{digest}"
 
 
+def alerts_topic(config: dict, session) -> str:
+    """The stack's SNS topic: node.json may name it; otherwise the parameter the monitoring component writes."""
+    return config["wis2"].get("alerts_topic_arn") or session.client("ssm").get_parameter(
+        Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
+
+
 def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, interval: float = 60) -> None:
     import boto3
 
     session = session or boto3.session.Session(region_name=config["region"])
     sns, cloudwatch = session.client("sns"), session.client("cloudwatch")
-    topic_arn = config["wis2"].get("alerts_topic_arn") or session.client("ssm").get_parameter(
-        Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
+    topic_arn = alerts_topic(config, session)
     namespace = config["monitoring"]["namespace"]
 
     def alert(subject: str, message: str) -> None:

@@ -163,6 +163,11 @@ _FILES = (
     ("/etc/systemd/system/wis2-retention.timer", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-watcher.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.timer", "0644", "root:root"),
     ("/etc/wis2/cloudwatch-agent.json", "0644", "root:root"),
     ("/etc/apt/apt.conf.d/52wis2-unattended-upgrades", "0644", "root:root"),
 )
