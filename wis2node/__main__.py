@@ -1,5 +1,6 @@
-"""python -m wis2node: render | local | demo | check | cost | stacks | verify | dead-letters (anywhere), and
-agent | certificate | publisher-credential | retention | reporter (on the node)."""
+"""python -m wis2node: render | local | demo | check | cost | stacks | verify | dead-letters | notice (anywhere),
+and agent | certificate | publisher-credential | retention | reporter | watcher | republish | gdc-check (on the
+node)."""
 
 from __future__ import annotations
 
@@ -160,6 +161,36 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0 if all(what == "replayed" or what.startswith("dropped") for _, what in outcome) else 1
 
 
+def cmd_notice(args: argparse.Namespace) -> int:
+    """Publish (or withdraw) a planned-outage notice from the node's own broker, as its publisher."""
+    import boto3
+
+    from wis2node import notice
+    from wis2node.endpoints import PUBLISHER_USER
+    from wis2node.stackfile import find_stack
+
+    settings = find_stack(args.stack).settings()
+    event = notice.build(settings.centre_id, args.start, args.end, args.message, channel=args.channel or "",
+                         cancel=args.cancel)
+    if args.dry_run:
+        print(json.dumps(event, indent=2))
+        return 0
+    password = boto3.session.Session(region_name=settings.region).client("ssm").get_parameter(
+        Name=settings.parameter_name("publisher-password"), WithDecryption=True)["Parameter"]["Value"]
+    try:
+        reason = notice.send(event, args.host or settings.fqdn, args.mqtts_port, PUBLISHER_USER, password,
+                             ca_file=args.ca_file)
+    except (OSError, ConnectionError) as err:
+        print(f"not sent: {err}", file=sys.stderr)
+        return 1
+    if reason != 0:
+        print(f"the broker refused the notice (MQTT reason code {reason})", file=sys.stderr)
+        return 1
+    what = "withdrawal of notice " + event["data"]["ref"] if args.cancel else "notice " + event["id"]
+    print(f"{what} published on monitor/a/wis2/{settings.centre_id}")
+    return 0
+
+
 def _node_tool(module: str, config: str) -> int:
     """The tools that run on the node itself, each reading the node's rendered node.json."""
     import importlib
@@ -222,6 +253,20 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--mqtts-port", type=int, default=8883)
     audit.add_argument("--ca-file", help="trust this CA instead of the system's (a test node)")
     audit.set_defaults(func=cmd_verify)
+
+    outage = commands.add_parser("notice", help="publish a planned data outage notice (a WIS2 monitoring event)")
+    outage.add_argument("--stack", required=True)
+    outage.add_argument("--start", default="..", help="ISO 8601 with a time zone, e.g. 2026-01-05T14:00:00Z "
+                                                     "(default: already started)")
+    outage.add_argument("--end", required=True, help="ISO 8601 with a time zone")
+    outage.add_argument("--message", required=True, help="what will be missing, for the people who use the data")
+    outage.add_argument("--channel", help="the topic concerned, origin/a/wis2/<centre-id>/...")
+    outage.add_argument("--cancel", action="store_true", help="withdraw the notice of this --start and --end")
+    outage.add_argument("--dry-run", action="store_true", help="print the validated event, send nothing")
+    outage.add_argument("--host", help="connect here instead of the FQDN (the certificate must name it)")
+    outage.add_argument("--mqtts-port", type=int, default=8883)
+    outage.add_argument("--ca-file", help="trust this CA instead of the system's (a test node)")
+    outage.set_defaults(func=cmd_notice)
 
     letters = commands.add_parser("dead-letters", help="list refused events with reasons, or send them back")
     letters.add_argument("action", choices=("list", "redrive"), help="list: show them; redrive: replay chosen ones")
