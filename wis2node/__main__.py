@@ -1,6 +1,7 @@
 """python -m wis2node: render | local | demo | check | cost | stacks | verify | status | logs | dead-letters |
-rotate-publisher-password | install-certificate (anywhere), and agent | certificate | publisher-credential |
-retention | reporter | apply-config | ship-logs (on the node)."""
+rotate-publisher-password | install-certificate | notice (anywhere), and agent | certificate |
+publisher-credential | retention | reporter | cloudwatch-agent | apply-config | ship-logs | watcher | republish |
+gdc-check (on the node)."""
 
 from __future__ import annotations
 
@@ -268,6 +269,36 @@ def _log_services() -> list[str]:
     return list(SERVICES)
 
 
+def cmd_notice(args: argparse.Namespace) -> int:
+    """Publish (or withdraw) a planned-outage notice from the node's own broker, as its publisher."""
+    import boto3
+
+    from wis2node import notice
+    from wis2node.endpoints import PUBLISHER_USER
+    from wis2node.stackfile import find_stack
+
+    settings = find_stack(args.stack).settings()
+    event = notice.build(settings.centre_id, args.start, args.end, args.message, channel=args.channel or "",
+                         cancel=args.cancel)
+    if args.dry_run:
+        print(json.dumps(event, indent=2))
+        return 0
+    password = boto3.session.Session(region_name=settings.region).client("ssm").get_parameter(
+        Name=settings.parameter_name("publisher-password"), WithDecryption=True)["Parameter"]["Value"]
+    try:
+        reason = notice.send(event, args.host or settings.fqdn, args.mqtts_port, PUBLISHER_USER, password,
+                             ca_file=args.ca_file)
+    except (OSError, ConnectionError) as err:
+        print(f"not sent: {err}", file=sys.stderr)
+        return 1
+    if reason != 0:
+        print(f"the broker refused the notice (MQTT reason code {reason})", file=sys.stderr)
+        return 1
+    what = "withdrawal of notice " + event["data"]["ref"] if args.cancel else "notice " + event["id"]
+    print(f"{what} published on monitor/a/wis2/{settings.centre_id}")
+    return 0
+
+
 def _node_tool(module: str, config: str) -> int:
     """The tools that run on the node itself, each reading the node's rendered node.json."""
     import importlib
@@ -305,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
                                   ("retention", "retention", "remove published files past retention"),
                                   ("reporter", "reporter", "report certificate days left and a heartbeat"),
                                   ("apply-config", "runtime", "apply a changed runtime configuration or password"),
-                                  ("ship-logs", "journal", "ship the services' journal to CloudWatch Logs")):
+                                  ("ship-logs", "journal", "ship the services' journal to CloudWatch Logs"),
+                                  ("watcher", "watcher", "turn what WIS2 says about the node into alerts"),
+                                  ("republish", "republish", "announce every discovery record again"),
+                                  ("gdc-check", "gdc", "compare the GDCs' records of the centre with the node's")):
         tool = commands.add_parser(name, help=f"{summary} (on the node)")
         tool.add_argument("config", nargs="?", default="/etc/wis2/node.json",
                           help="the node's configuration (default /etc/wis2/node.json)")
@@ -361,6 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     certificate.add_argument("--chain", help="the CA's intermediate certificates (PEM), when not in --certificate")
     certificate.add_argument("--ca-file", help="trust these root CAs instead of this machine's")
     certificate.set_defaults(func=cmd_install_certificate)
+
+    outage = commands.add_parser("notice", help="publish a planned data outage notice (a WIS2 monitoring event)")
+    _stack_option(outage)
+    outage.add_argument("--start", default="..", help="ISO 8601 with a time zone, e.g. 2026-01-05T14:00:00Z "
+                                                     "(default: already started)")
+    outage.add_argument("--end", required=True, help="ISO 8601 with a time zone")
+    outage.add_argument("--message", required=True, help="what will be missing, for the people who use the data")
+    outage.add_argument("--channel", help="the topic concerned, origin/a/wis2/<centre-id>/...")
+    outage.add_argument("--cancel", action="store_true", help="withdraw the notice of this --start and --end")
+    outage.add_argument("--dry-run", action="store_true", help="print the validated event, send nothing")
+    outage.add_argument("--host", help="connect here instead of the FQDN (the certificate must name it)")
+    outage.add_argument("--mqtts-port", type=int, default=8883, help="the node's MQTTS port (default 8883)")
+    outage.add_argument("--ca-file", help="trust this CA instead of the system's (a test node)")
+    outage.set_defaults(func=cmd_notice)
 
     letters = commands.add_parser("dead-letters", help="list refused events with reasons, or send them back")
     letters.add_argument("action", choices=("list", "redrive"), help="list: show them; redrive: replay chosen ones")

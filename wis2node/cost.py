@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from wis2node.alarms import HEALTH_CHECK_REGION
+from wis2node.alarms import HEALTH_CHECK_REGION, NODE_ALARMS
 from wis2node.catalogue import DATA, global_services
 from wis2node.errors import SettingsError
 from wis2node.settings import NodeSettings
@@ -38,8 +38,8 @@ SQS_REQUESTS_PER_FILE = 3
 HEALTH_CHECK_OPTIONAL_FEATURES = {"HTTPS": 1, "TCP": 0}
 HEALTH_CHECKS = ("HTTPS", "TCP")  # /healthz on 443, and 8883
 # CPU, memory, two status checks, heartbeat, two disks, three processes, two certificates, a failed
-# renewal; the two "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
-ALARMS_IN_NODE_REGION = 13
+# renewal, two WIS2; the two "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
+ALARMS_IN_NODE_REGION = len(NODE_ALARMS)
 # The endpoints the reporter measures (wis2node/reporter.py): CertificateDaysLeft and
 # CertificateRenewalOverdue each, beside the Heartbeat and CertificateRenewalFailed.
 REPORTED_ENDPOINTS = ("https", "mqtts")

@@ -92,7 +92,7 @@ def test_counts_follow_the_settings_as_the_program_does():
     settings = StackFile(US_EAST.stack, US_EAST.path, config).settings()
     here = declared(settings)
     assert comparable(here) == comparable(from_program(run_program(US_EAST.stack, config), settings))
-    assert here.alarms == {"us-east-1": {"standard": 15, "high-resolution": 0}} and here.topics == ("us-east-1",)
+    assert here.alarms == {"us-east-1": {"standard": 17, "high-resolution": 0}} and here.topics == ("us-east-1",)
 
 
 def test_the_program_declares_nothing_the_estimate_does_not_know(deployment):

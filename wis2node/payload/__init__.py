@@ -165,6 +165,11 @@ _FILES = (
     ("/etc/systemd/system/wis2-retention.timer", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-watcher.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.timer", "0644", "root:root"),
     ("/etc/wis2/cloudwatch-agent.json", "0644", "root:root"),
     ("/etc/apt/apt.conf.d/52wis2-unattended-upgrades", "0644", "root:root"),
     # What changes in place (runtime configuration, publisher password) and the logs' shipping.
@@ -250,6 +255,7 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "runtime": {"parameter": settings.parameter_name(RUNTIME_PARAMETER)},
         "logs": {"groups": journal.log_groups(settings.stack), "units": journal.units()},
+        "alerts_topic_parameter": settings.parameter_name("alerts-topic"),  # the watcher's SNS topic
         "tls": {
             "mode": settings.tls_mode,
             # Test stacks use Let's Encrypt's staging CA: same protocol, no rate limits, untrusted.
