@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=1000)
     args = parser.parse_args()
     settings = find_stack("aq-examplemet-test").settings()
-    record = next(metadata_dir(settings.stack).glob("*.json"))
+    record = metadata_dir(settings.stack) / "surface-based-observations-synop.json"  # the dataset of TOPIC
     with tempfile.TemporaryDirectory() as workdir, moto_server(settings.region) as aws:
         workdir = Path(workdir)
         home = validator_home(workdir / "validators")

@@ -11,7 +11,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import Platform
-from wis2node.payload import HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, DeployFacts, pack_user_data, render_user_data
+from wis2node import journal
+from wis2node.payload import (HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, RUNTIME_PARAMETER, DeployFacts, pack_user_data,
+                              render_user_data, runtime_config)
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
@@ -66,6 +68,13 @@ def node_policy(settings: NodeSettings, platform: Platform) -> dict:
          "Resource": parameter_arn("publisher-password"),
          "Condition": {"StringEquals": {"ssm:Overwrite": "true"}}},
     ]
+    # What changes in place: the node reads it every minute (wis2-config.timer).
+    statements.append({"Sid": "RuntimeConfig", "Effect": "Allow", "Action": "ssm:GetParameter",
+                       "Resource": parameter_arn(RUNTIME_PARAMETER)})
+    # Its services' logs, into their own groups only (wis2-logs.timer); the groups are Pulumi's.
+    statements.append({"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                       "Resource": [f"arn:{platform.partition}:logs:{settings.region}:{platform.account_id}:log-group:"
+                                    f"{group}:*" for group in journal.log_groups(settings.stack).values()]})
     # The node's own metrics (certificate days, heartbeat) and the CloudWatch agent's.
     statements.append({"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
                        "Condition": {"StringEquals": {"cloudwatch:namespace": [METRIC_NAMESPACE,
@@ -177,6 +186,25 @@ class Host(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.snapshot_role_policy]),
         )
+        # What can change without a new machine: the node re-reads it every minute and applies
+        # only what changed (wis2node/runtime.py); never in user data, so a change here never
+        # replaces the instance.
+        self.runtime_parameter = aws.ssm.Parameter(
+            f"{name}-runtime-config",
+            name=settings.parameter_name(RUNTIME_PARAMETER),
+            description=f"WIS2 Node {settings.stack}: runtime configuration, applied in place by wis2-config",
+            type="String",
+            value=json.dumps(runtime_config(settings), sort_keys=True),
+            tags=tags,
+            opts=child,
+        )
+        # The services' logs (wis2-logs.timer ships the journal), kept logRetentionDays.
+        self.log_groups = {
+            service: aws.cloudwatch.LogGroup(
+                f"{name}-logs-{service}", name=group, retention_in_days=settings.log_retention_days, tags=tags,
+                opts=child)
+            for service, group in journal.log_groups(settings.stack).items()
+        }
         # Gzipped: cloud-init unpacks it, and EC2's 16 KB limit applies to the packed bytes.
         user_data = self.data_volume.id.apply(lambda volume_id: pack_user_data(render_user_data(settings, DeployFacts(
             data_volume_id=volume_id, bucket=settings.ingest_bucket(args.platform.account_id),
@@ -208,7 +236,7 @@ class Host(pulumi.ComponentResource):
             # The data volume can be attached to one instance at a time: remove the old first.
             # Without a pinned imageId, the image found at the first deployment stays: a newer
             # Ubuntu image never replaces the node by surprise (pin one to move on, see README).
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=list(args.boot_after),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[*args.boot_after, self.runtime_parameter],
                                         ignore_changes=[] if settings.image_id else ["ami"]),
         )
         self.data_attachment = aws.ec2.VolumeAttachment(

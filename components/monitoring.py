@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.encryption import alerts_key
-from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name
+from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name, with_runbook
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
 
@@ -27,6 +27,7 @@ PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agen
 class MonitoringArgs:
     settings: NodeSettings
     instance_id: pulumi.Input[str]
+    instance_role_name: pulumi.Input[str] | None = None  # the node's tools publish WIS2 alerts to the topic
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -57,7 +58,8 @@ class Monitoring(pulumi.ComponentResource):
             kwargs.setdefault("alarm_actions", alerts)
             kwargs.setdefault("ok_actions", alerts)
             return aws.cloudwatch.MetricAlarm(
-                f"{name}-{label}", name=alarm_name(settings.stack, label), alarm_description=description,
+                f"{name}-{label}", name=alarm_name(settings.stack, label),
+                alarm_description=with_runbook(description, label),
                 tags=tags, opts=child, **kwargs)
 
         instance = {"InstanceId": args.instance_id}
@@ -110,14 +112,25 @@ class Monitoring(pulumi.ComponentResource):
                 dimensions={**instance, **finder, "pid_finder": "native"}, statistic="Minimum", period=60,
                 evaluation_periods=2, comparison_operator="LessThanThreshold", threshold=1,
                 treat_missing_data="breaching")
+        # Renewal overdue (wis2node/reporter.py): under a quarter of the certificate's lifetime left, or
+        # under certificateAlarmDays if lower; never on a healthy renewal cycle, whatever the lifetime.
         for endpoint in ("https", "mqtts"):
             self.alarms[f"certificate-{endpoint}-expiring"] = alarm(
                 f"certificate-{endpoint}-expiring",
-                f"The certificate served for {endpoint} expires in under {settings.certificate_alarm_days} days",
-                namespace=METRIC_NAMESPACE, metric_name="CertificateDaysLeft",
-                dimensions={"Stack": settings.stack, "Endpoint": endpoint}, statistic="Minimum", period=3600,
-                evaluation_periods=1, comparison_operator="LessThanThreshold",
-                threshold=settings.certificate_alarm_days, treat_missing_data="breaching")
+                f"Renewal of the certificate served for {endpoint} is overdue: under a quarter of its lifetime "
+                f"left, or under {settings.certificate_alarm_days} days if that is lower",
+                namespace=METRIC_NAMESPACE, metric_name="CertificateRenewalOverdue",
+                dimensions={"Stack": settings.stack, "Endpoint": endpoint}, statistic="Maximum", period=3600,
+                evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+                treat_missing_data="breaching")
+        self.alarms["certificate-renewal-failed"] = alarm(
+            "certificate-renewal-failed", "The last attempt to renew the node's certificate failed "
+            "(journalctl -u certbot -u wis2-certificate on the node)",
+            namespace=METRIC_NAMESPACE, metric_name="CertificateRenewalFailed", dimensions={"Stack": settings.stack},
+            statistic="Maximum", period=3600, evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1, treat_missing_data="notBreaching")
+
+        self._wis2(name, settings, args, alarm, child)
 
         # From outside: what a Global Broker or Cache sees.
         self.health_checks = {
@@ -144,6 +157,44 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({"dashboard": self.dashboard.dashboard_name,
                                "alarms": [a.name for a in self.alarms.values()]})
 
+    def _wis2(self, name: str, settings: NodeSettings, args: MonitoringArgs, alarm, child) -> None:
+        """What WIS2 says about the node (wis2node/watcher.py, wis2node/gdc.py) reaches the region's topic.
+
+        The node's tools find the topic through a parameter (the instance exists before the topic, so
+        its user data cannot name it) and may publish to it, through its key, and nothing else.
+        """
+        region = settings.region
+        topic, key = self.topics[region], self.keys[region]
+        self.alerts_parameter = aws.ssm.Parameter(
+            f"{name}-alerts-topic", name=settings.parameter_name("alerts-topic"), type="String", value=topic.arn,
+            description="The alert topic the node's WIS2 watcher and GDC check publish to", tags=settings.resource_tags,
+            opts=child)
+        if args.instance_role_name is not None:
+            self.node_alerts_policy = aws.iam.RolePolicy(
+                f"{name}-node-alerts", role=args.instance_role_name,
+                policy=pulumi.Output.all(topic.arn, key.arn, self.alerts_parameter.arn).apply(
+                    lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [
+                        {"Sid": "Wis2Alerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": arns[0]},
+                        {"Sid": "Wis2AlertsKey", "Effect": "Allow", "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                         "Resource": arns[1]},
+                        {"Sid": "Wis2AlertsTopicName", "Effect": "Allow", "Action": "ssm:GetParameter",
+                         "Resource": arns[2]}]})),
+                opts=child)
+        stack = {"Stack": settings.stack}
+        self.alarms["wis2-events"] = alarm(
+            "wis2-events", "A WIS2 Global Service reported an ERROR or CRITICAL event about the centre "
+                           "(the alert before this one names it; README: WIS2 alerts)",
+            namespace=METRIC_NAMESPACE, metric_name="WIS2EventsAlarming", dimensions=stack, statistic="Maximum",
+            period=300, evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+            treat_missing_data="notBreaching")
+        # BrokersRelaying is put only while the node publishes: no data is no alarm.
+        self.alarms["wis2-relay-low"] = alarm(
+            "wis2-relay-low", "Fewer than two Global Brokers relayed the node's messages for 30 minutes "
+                              "while it published",
+            namespace=METRIC_NAMESPACE, metric_name="BrokersRelaying", dimensions=stack, statistic="Maximum",
+            period=300, evaluation_periods=6, comparison_operator="LessThanThreshold", threshold=2,
+            treat_missing_data="notBreaching")
+
 
 def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict:
     """The node's vital signs on one page."""
@@ -165,4 +216,26 @@ def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[
                                           "Endpoint", e] for e in ("https", "mqtts")], 8, 6),
         widget("Reachable from outside (1 = yes)", [["AWS/Route53", "HealthCheckStatus", "HealthCheckId", h]
                                                     for h in health_check_ids], 16, 6, HEALTH_CHECK_REGION),
+        *_wis2_widgets(settings, widget),
     ]}
+
+
+def _wis2_widgets(settings: NodeSettings, widget) -> list[dict]:
+    """The node as WIS2 sees it (wis2node/watcher.py, wis2node/gdc.py), next to the host view."""
+    from wis2node.watcher import catalogue
+    from wis2node.wis2events import SEVERITIES
+
+    stack = ("Stack", settings.stack)
+    events = widget("WIS2 events about the centre", [[METRIC_NAMESPACE, "WIS2Events", *stack, "Severity", s,
+                                                      {"stat": "Sum"}] for s in SEVERITIES], 0, 12)
+    relays = widget("Global Brokers relaying (alarm under 2)", [[METRIC_NAMESPACE, "BrokersRelaying", *stack,
+                                                                 {"stat": "Minimum"}]], 8, 12)
+    flow = widget("Relay latency (s) and share copied by the Global Caches (%)",
+                  [[METRIC_NAMESPACE, "RelayLatency", *stack, {"stat": "Maximum"}],
+                   [METRIC_NAMESPACE, "CacheCopiedShare", *stack, {"yAxis": "right"}]], 16, 12)
+    gdcs = [f"{row['operator']}-global-discovery-catalogue" for row in catalogue("global-discovery-catalogue")]
+    records = widget("Discovery records missing / stale / unknown in the GDCs",
+                     [[METRIC_NAMESPACE, metric, *stack, "Catalogue", gdc, {"stat": "Maximum", "period": 86400}]
+                      for metric in ("GDCRecordsMissing", "GDCRecordsStale", "GDCRecordsUnknown") for gdc in gdcs],
+                     0, 18)
+    return [events, relays, flow, records]

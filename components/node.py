@@ -52,7 +52,8 @@ class Wis2Node(pulumi.ComponentResource):
             metadata=args.metadata, package=package), child)
         self.address = Address("address", AddressArgs(settings=settings, instance_id=self.host.instance.id), child)
         self.monitoring = Monitoring("monitoring", MonitoringArgs(settings=settings,
-                                                                  instance_id=self.host.instance.id), child)
+                                                                  instance_id=self.host.instance.id,
+                                                                  instance_role_name=self.host.role.name), child)
         self.dns = Dns("dns", DnsArgs(settings=settings, zone_id=platform.zone_id,
                                       public_ip=self.address.public_ip), child)
 

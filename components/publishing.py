@@ -168,13 +168,23 @@ class Publishing(pulumi.ComponentResource):
                      "Resource": arns[2]}]})),
             opts=child)
 
+        # Each dataset's GTS headers, where the agent reads them (no event: outside data/ and metadata/),
+        # before its record: the record's event is what makes the agent read its datasets again.
+        self.gts_objects = {
+            record.key: aws.s3.BucketObjectv2(
+                f"{name}-{record.path.stem}-gts", bucket=self.bucket.id, key=record.gts_key,
+                content_base64=base64.b64encode(record.gts_mapping).decode(), content_type="text/csv",
+                opts=child)
+            for record in args.metadata if record.gts_mapping is not None
+        }
         # The repository's discovery metadata, and the node's own software.
         self.metadata_objects = [
             aws.s3.BucketObjectv2(
                 f"{name}-{record.path.stem}", bucket=self.bucket.id, key=record.key,
                 content_base64=base64.b64encode(record.content).decode(), content_type="application/geo+json",
                 metadata={"metadata-id": record.id}, opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.notification]))
+                    parent=self, depends_on=[self.notification, *([self.gts_objects[record.key]]
+                                                                  if record.key in self.gts_objects else [])]))
             for record in args.metadata
         ]
         self.package_object = aws.s3.BucketObjectv2(

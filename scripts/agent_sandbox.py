@@ -87,7 +87,7 @@ def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
 
 def main(rootfs: str) -> int:
     root = Path(rootfs).resolve()
-    record = next(metadata_dir(SETTINGS.stack).glob("*.json"))
+    record = metadata_dir(SETTINGS.stack) / "surface-based-observations-synop.json"  # the dataset of SYNOP
     record_id = json.loads(record.read_text())["id"]
     failures = []
 

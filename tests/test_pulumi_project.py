@@ -366,6 +366,7 @@ FULL_SURFACE = {
     "wis2-node:rebootTime": "04:15",
     "wis2-node:snapshotRetentionDays": 30,
     "wis2-node:dataVolumeSnapshotId": "snap-0123456789abcdef0",
+    "wis2-node:logRetentionDays": 90,
     "wis2-node:centreName": "Example Meteorological Service",
     "wis2-node:contactEmail": "wis2-focal-point@examplemet.example.org",
 }

@@ -13,6 +13,7 @@ in the queue until it is acknowledged (at least once; a repeat carries the same 
 
 from __future__ import annotations
 
+import datetime
 import gc
 import hashlib
 import json
@@ -25,11 +26,12 @@ from pathlib import Path
 from typing import Optional
 
 from wis2node import rules
+from wis2node.datasets import BucketDatasets, Dataset
 from wis2node.deleter import Deleter, acquire_up_to
-from wis2node.notification import build_notification
+from wis2node.notification import build_notification, parse_rfc3339
 from wis2node.publisher import BrokerUnavailable, Publisher
 from wis2node.rules import Event, Rejected
-from wis2node.state import State
+from wis2node.state import Announced, State
 from wis2node.wmo_checks import topic_validator, validate_notification
 
 LOG = logging.getLogger("wis2node.agent")
@@ -79,6 +81,8 @@ class Agent:
         self._topics = topic_validator(self.centre_id)
         self._broker_down = False
         self._metadata_first = threading.RLock()
+        self._key_locks = [threading.Lock() for _ in range(64)]
+        self.datasets = BucketDatasets(self.s3, self.bucket, lambda key: self._fetch(key)[0])
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -197,44 +201,115 @@ class Agent:
         if not self._topics(topic):
             raise Rejected(f"{topic} is not a valid WIS2 topic (pywis-topics)")
         target = rules.public_path(self.public_dir, key)
+        if event.is_metadata:
+            self.datasets.stale = True  # a record came or went: the next data file sees the topics anew
+            self._announce(event, event_id, topic, target, None)  # under _metadata_first (handle_event)
+            return
+        with self._key_locks[hash(key) % len(self._key_locks)]:  # one event of a key at a time: rel, pubtime
+            before = self.state.announced(key)
+            if deleted:
+                dataset = None if before.metadata_id else self._dataset_or_none(topic)
+            else:
+                dataset = self.datasets.for_topic(topic)
+            self._announce(event, event_id, topic, target, dataset)
+
+    def _dataset_or_none(self, topic: str) -> Optional[Dataset]:
+        """A deletion of a file announced before the node kept its dataset: its topic's, if still declared."""
+        try:
+            return self.datasets.for_topic(topic)
+        except Rejected:
+            return None
+
+    def _announce(self, event: Event, event_id: str, topic: str, target: Path, dataset: Optional[Dataset]) -> None:
+        key, deleted = event.key, event.deleted
+        before = self.state.announced(key)
         if deleted:
             content, attributes = self._published_file(key, target), {}
         else:
             if event.size > self.max_bytes:
                 raise Rejected(f"{event.size} bytes, over the limit of {self.max_bytes}")
             content, attributes = self._fetch(key)
-        digest = hashlib.sha512(content).hexdigest() if event.is_metadata and not deleted else None
+        digest = hashlib.sha512(content).hexdigest()
         if event.is_metadata:
             metadata_id = rules.record_id(content) if not deleted else self.state.metadata_id_of(key)
-            if digest and self.state.announced_content(key) == digest:
+            if not deleted and self.state.announced_content(key) == digest:
                 # already out (its event arrived after a data file made sure of it): not twice
                 LOG.info("%s: already announced as it is", key)
                 return
-            data_id = f"{self.centre_id}/metadata/{metadata_id}"
+            legacy = f"{self.centre_id}/metadata/{metadata_id}"
+            # WNM 1.4 (draft): data_id starts with the metadata identifier; the record's is the identifier
+            data_id = self._data_id(key, before, metadata_id, fresh=metadata_id, legacy=legacy)
+            gts = None
         else:
-            metadata_id = rules.metadata_id(attributes)
-            data_id = f"{self.centre_id}/{key}"
+            given = rules.metadata_id(attributes)
+            metadata_id = before.metadata_id if deleted and before.metadata_id else (
+                dataset.metadata_id if dataset else None)
+            if given and given != metadata_id:
+                raise Rejected(f"object metadata metadata-id={given!r}, but its topic {topic} is the dataset "
+                               f"{metadata_id} ({dataset.key if dataset else 'as announced'}): leave metadata-id out, "
+                               "or give that one")
+            data_id = self._data_id(key, before, metadata_id, fresh=f"{metadata_id}/{key}",
+                                    legacy=f"{self.centre_id}/{key}")
+            gts = dataset.gts_for(key.rsplit("/", 1)[1]) if dataset and not deleted else None
         when = rules.observation_time(attributes)
         cache = rules.cache_flag(attributes)
         geometry = rules.point(attributes["geometry"]) if attributes.get("geometry") else None
         rel = self.state.rel_for(event_id, key, deleted)
+        # an update of data is served under its own version path too: the link names that version
+        href_key = rules.version_key(key, digest) if rel == "update" and not event.is_metadata else key
+        version = rules.public_path(self.public_dir, href_key) if href_key != key else None
+        pubtime = self._pubtime(before.pubtime)
         message = build_notification(
-            data_id=data_id, href=f"https://{self.fqdn}/{key}", content=content, media_type=rules.media_type(key),
-            rel=rel, metadata_id=None if event.is_metadata else metadata_id, **when)
+            data_id=data_id, href=f"https://{self.fqdn}/{href_key}", content=content,
+            media_type=rules.media_type(key), rel=rel, metadata_id=metadata_id, pubtime=pubtime, gts=gts, **when)
         if cache is not None:
             message["properties"]["cache"] = cache
         if geometry:
             message["geometry"] = geometry
         payload = validate_notification(message)
-        if metadata_id and not event.is_metadata and not deleted:
-            self._ensure_metadata_first(metadata_id)
+        if dataset and not deleted:
+            self._ensure_metadata_first(dataset)
         if not deleted:
+            if version:
+                self._write(version, content)  # first: a notification never names a file not there yet
             self._write(target, content)
         self.publisher.publish(topic, payload)
         if deleted:
             target.unlink(missing_ok=True)
-        self.state.published(key, deleted, metadata_id if event.is_metadata else None, digest)
+            self._remove_versions(key)
+        self.state.published(key, deleted, metadata_id if event.is_metadata else None,
+                             digest if event.is_metadata and not deleted else None,
+                             announced=Announced(metadata_id, data_id, message["properties"]["pubtime"]))
         LOG.info("published %s %s on %s", rel, data_id, topic)
+
+    def _data_id(self, key: str, before: Announced, metadata_id: Optional[str], *, fresh: str, legacy: str) -> str:
+        """The same data_id for every notification of a key: as first announced, unless its dataset changed."""
+        if before.data_id and before.metadata_id == metadata_id:
+            return before.data_id
+        if before.data_id is None and self.state.is_live(key):  # announced before the node kept data_ids
+            return legacy
+        return fresh if metadata_id else legacy
+
+    @staticmethod
+    def _pubtime(previous: Optional[str]) -> datetime.datetime:
+        """Now, or a microsecond after the key's last pubtime if the clock says otherwise: always newer."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if previous:
+            last = parse_rfc3339(previous)
+            if now <= last:
+                now = last + datetime.timedelta(microseconds=1)
+        return now
+
+    def _remove_versions(self, key: str) -> None:
+        """A deleted key's earlier versions go with it."""
+        folder, name = key.rsplit("/", 1)
+        versions = rules.public_path(self.public_dir, folder) / rules.VERSIONS
+        for copy in versions.glob(f"*/{name}"):
+            copy.unlink(missing_ok=True)
+            try:
+                copy.parent.rmdir()
+            except OSError:  # other files' versions with the same digest folder
+                pass
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -283,26 +358,16 @@ class Agent:
 
     # -- discovery metadata first --------------------------------------------------------------
 
-    def _ensure_metadata_first(self, metadata_id: str) -> None:
+    def _ensure_metadata_first(self, dataset: Dataset) -> None:
         """Discovery metadata goes out before any data of its dataset (GBs need it to relay)."""
-        with self._metadata_first:  # one worker looks it up and announces it; the others wait for it
-            if not self.state.metadata_published(metadata_id):
-                self._announce_metadata(metadata_id)
-
-    def _announce_metadata(self, metadata_id: str) -> None:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="metadata/")
-        for page in pages:
-            for item in page.get("Contents", []):
-                try:
-                    found = rules.record_id(self._fetch(item["Key"])[0]) == metadata_id
-                except Rejected:  # not a record; its own event parks it with the reason
-                    continue
-                if found:
-                    self.handle_event(Event(key=item["Key"], deleted=False, size=item["Size"]),
-                                      event_id=f"metadata-first/{item['Key']}/{item['ETag']}")
-                    return
-        raise Rejected(f"metadata_id {metadata_id}: no discovery metadata record with that id under "
-                       "metadata/; publish the dataset's record first")
+        with self._metadata_first:  # one worker announces it; the others wait for it
+            if self.state.metadata_published(dataset.metadata_id):
+                return
+            self.handle_event(Event(key=dataset.key, deleted=False),
+                              event_id=f"metadata-first/{dataset.key}/{dataset.etag}")
+            if not self.state.metadata_published(dataset.metadata_id):
+                raise Rejected(f"metadata_id {dataset.metadata_id}: its record {dataset.key} was not announced "
+                               "(it changed since it was read); the event comes back")
 
     # -- the rest ------------------------------------------------------------------------------
 
@@ -366,9 +431,9 @@ def _mount_of(path: Path) -> tuple:
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
-    agent = Agent(config)
+    from wis2node.nodeconfig import load
+
+    agent = Agent(load(config_path, (("publishing", "max_file_bytes"),)))
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())

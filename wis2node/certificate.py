@@ -9,7 +9,6 @@ crash-loops.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -75,7 +74,8 @@ def from_stack(config: dict) -> int:
 
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
-    with open(config_path) as handle:
-        config = json.load(handle)
+    from wis2node.nodeconfig import load
+
+    config = load(config_path, (("tls", "letsencrypt_email"),))
     return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)
 

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from wis2node.alarms import HEALTH_CHECK_REGION
+from wis2node.alarms import HEALTH_CHECK_REGION, NODE_ALARMS
 from wis2node.catalogue import DATA, global_services
 from wis2node.errors import SettingsError
 from wis2node.settings import NodeSettings
@@ -37,10 +37,11 @@ SQS_REQUESTS_PER_FILE = 3
 # higher price: AWS counts an endpoint as its own only in cases it defines), HTTPS as an optional feature.
 HEALTH_CHECK_OPTIONAL_FEATURES = {"HTTPS": 1, "TCP": 0}
 HEALTH_CHECKS = ("HTTPS", "TCP")  # /healthz on 443, and 8883
-# CPU, memory, two status checks, heartbeat, two disks, three processes, two certificates; the two
-# "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
-ALARMS_IN_NODE_REGION = 12
-# The endpoints the reporter measures (wis2node/reporter.py): one CertificateDaysLeft metric each.
+# CPU, memory, two status checks, heartbeat, two disks, three processes, two certificates, a failed
+# renewal, two WIS2; the two "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
+ALARMS_IN_NODE_REGION = len(NODE_ALARMS)
+# The endpoints the reporter measures (wis2node/reporter.py): CertificateDaysLeft and
+# CertificateRenewalOverdue each, beside the Heartbeat and CertificateRenewalFailed.
 REPORTED_ENDPOINTS = ("https", "mqtts")
 
 
@@ -134,7 +135,7 @@ def declared(settings: NodeSettings) -> Counts:
         instance_type=settings.instance_type, root_volume_gb=settings.root_volume_gb,
         data_volume_gb=settings.data_volume_gb, volume_type="gp3", public_ipv4=1,
         health_checks=HEALTH_CHECKS, alarms=alarm_regions,
-        custom_metrics=agent_metrics(settings) + 1 + len(REPORTED_ENDPOINTS), dashboards=1,
+        custom_metrics=agent_metrics(settings) + 2 + 2 * len(REPORTED_ENDPOINTS), dashboards=1,
         topics=topics, email_subscriptions=len(topics) * len(settings.alert_emails), snapshot_policies=1,
         kms_keys=len(topics),  # each alert topic is encrypted with a key of its own region
         buckets=1, queues=2)

@@ -27,16 +27,20 @@ def publisher_password(ssm, name: str) -> str:
     return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
+def set_password(broker: dict, password: str) -> None:
+    """The publisher account in the broker's password file (mosquitto re-reads it on SIGHUP)."""
+    # On standard input (asked twice, as at a terminal), never on the command line: any local user
+    # can read a process's arguments in /proc while it runs.
+    subprocess.run(["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
+                   input=f"{password}\n{password}\n", text=True, check=True, stdout=subprocess.DEVNULL)
+
+
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     with open(config_path) as handle:
         config = json.load(handle)
     broker = config["broker"]
     ssm = boto3.client("ssm", region_name=config["region"])
-    password = publisher_password(ssm, broker["password_parameter"])
-    # On standard input (asked twice, as at a terminal), never on the command line: any local user
-    # can read a process's arguments in /proc while it runs.
-    subprocess.run(["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
-                   input=f"{password}\n{password}\n", text=True, check=True, stdout=subprocess.DEVNULL)
+    set_password(broker, publisher_password(ssm, broker["password_parameter"]))
     print(f"wis2-publisher-credential: account {broker['publisher_user']} set from {broker['password_parameter']}")
     return 0
 

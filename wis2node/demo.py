@@ -14,6 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from wis2node.datasets import record_topics
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home
@@ -37,9 +38,12 @@ def _client(node: LocalNode, username: str, password: str) -> mqtt.Client:
 
 def run(settings: NodeSettings) -> int:
     say = lambda text: print(f"  {text}")  # noqa: E731
-    record_path = next(metadata_dir(settings.stack).glob("*.json"), None)
+    # the record of the sample's dataset: the one declaring its topic (the topic decides the dataset)
+    topic = f"origin/a/wis2/{settings.centre_id}/{SAMPLE_TOPIC}"
+    record_path = next((path for path in sorted(metadata_dir(settings.stack).glob("*.json"))
+                        if topic in record_topics(json.loads(path.read_bytes()))), None)
     if record_path is None:
-        raise SystemExit(f"the demo needs a discovery metadata record in {metadata_dir(settings.stack)}")
+        raise SystemExit(f"the demo needs a discovery metadata record declaring {topic} in {metadata_dir(settings.stack)}")
     with tempfile.TemporaryDirectory(prefix="wis2-demo-") as workdir, moto_server(settings.region) as aws:
         workdir = Path(workdir)
         home = validator_home(workdir / "validators")
@@ -72,9 +76,9 @@ def _walk_through(settings, node, ingest, record_path, say) -> int:
     subscribed.get(timeout=10)
     print(f"2. a Global Broker subscribes as {READ_ONLY_USER}/{READ_ONLY_PASSWORD} over MQTTS to {branch}")
 
-    record_id = ingest.put_record(record_path)
+    ingest.put_record(record_path)
     key = f"{SAMPLE_TOPIC}/{SAMPLE_NAME}"
-    ingest.put(key, SAMPLE, **{"metadata-id": record_id, "datetime": "2026-11-24T00:00:00Z"})
+    ingest.put(key, SAMPLE, datetime="2026-11-24T00:00:00Z")  # its dataset: from its topic
     print(f"3. the centre uploads the dataset's record and {SAMPLE_NAME} ({len(SAMPLE)} bytes):")
     say(f"s3://{ingest.bucket}/metadata/{record_path.name}")
     say(f"s3://{ingest.bucket}/{key}")

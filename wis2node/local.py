@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER
-from wis2node.payload import DATA_ROOT, LOCAL_FILES, DeployFacts, Layout, Ports, render_files
+from wis2node.payload import DATA_ROOT, LOCAL_FILES, DeployFacts, Layout, Ports, render_files, runtime_config
 from wis2node.settings import NodeSettings
 
 
@@ -41,9 +41,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_certificate(directory: Path, fqdn: str, days: int = 90) -> Path:
-    """A local CA and a server certificate for the FQDN, localhost and 127.0.0.1; returns the CA file."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+def write_certificate(directory: Path, fqdn: str, days: int = 90, age_days: float = 0) -> Path:
+    """A local CA and a server certificate for the FQDN, localhost and 127.0.0.1; returns the CA file.
+
+    The server certificate is valid `days` in all, issued `age_days` ago."""
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=age_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wis2-node local CA for {fqdn}")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -117,6 +119,9 @@ class LocalNode:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(file.content)
                 target.chmod(int(file.mode, 8))
+        # What the node's wis2-config unit writes from the stack's SSM parameter on the VM.
+        runtime = self.path("/etc/wis2/runtime.json")
+        runtime.write_text(json.dumps(runtime_config(self.settings), indent=2) + "\n")
         for vm_dir in ("/run/wis2", "/run/mosquitto", "/var/lib/nginx", "/var/log/wis2", DATA_ROOT + "/mosquitto",
                        DATA_ROOT + "/public/data", DATA_ROOT + "/public/metadata"):
             self.path(vm_dir).mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,12 @@ class LocalIngest:
 
     def put_record(self, path: Path) -> str:
         """What Pulumi does with a stack's metadata record; returns the record's id."""
+        from wis2node.datasets import GTS_MAPPING, gts_key
+
         record_id = json.loads(path.read_text())["id"]
+        mapping = path.with_suffix("") / GTS_MAPPING  # the dataset's GTS headers go first, as Pulumi orders them
+        if mapping.is_file():
+            self.put(gts_key(f"metadata/{path.name}"), mapping.read_bytes())
         self.put(f"metadata/{path.name}", path.read_bytes(), **{"metadata-id": record_id})
         return record_id
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from wis2node.datasets import GTS_MAPPING, DatasetError, conflicts, gts_key, parse_gts_mapping
 from wis2node.settings import NodeSettings, SettingsError
 from wis2node.stackfile import STACKS
 
@@ -23,6 +24,12 @@ class MetadataRecord:
     path: Path
     id: str
     content: bytes
+    gts_mapping: bytes | None = None  # the dataset's GTS headers (wis2node.datasets), checked
+
+    @property
+    def gts_key(self) -> str:
+        """Where its GTS mapping goes in the ingest bucket (the agent reads it there)."""
+        return gts_key(self.key)
 
     @property
     def key(self) -> str:
@@ -51,7 +58,7 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
         raise SettingsError(f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
                             "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again")
     registered = centre_registered(settings.centre_id)
-    records = []
+    records, documents = [], {}
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         name = f"{directory.parent.name}/metadata/{path.name}"
         try:
@@ -69,12 +76,30 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
                 warnings.extend(f"{name}: {f} (expected until WMO registers {settings.centre_id})" for f in pending)
         if failures:
             raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
-        records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes()))
+        documents[name] = record
+        records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes(),
+                                      gts_mapping=_gts_mapping(path, name)))
+    problems = conflicts(documents)
+    if problems:
+        raise SettingsError("\n".join(problems))
     ids = [r.id for r in records]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise SettingsError(f"{directory}: the same record id in more than one file: {', '.join(duplicates)}")
     return records
+
+
+def _gts_mapping(path: Path, name: str) -> bytes | None:
+    """The dataset's GTS mapping (its folder beside the record, named as the record without .json), checked."""
+    mapping = path.with_suffix("") / GTS_MAPPING
+    if not mapping.is_file():
+        return None
+    content = mapping.read_bytes()
+    try:
+        parse_gts_mapping(content, f"{name.rsplit('.', 1)[0]}/{GTS_MAPPING}")
+    except DatasetError as err:
+        raise SettingsError(str(err)) from None
+    return content
 
 
 def _check_centre_id(name: str, record: dict, centre_id: str) -> None:

@@ -18,10 +18,14 @@ def build_notification(*, data_id: str, href: str, content: bytes, media_type: s
                        observed: Optional[datetime.datetime] = None,
                        period: Optional[tuple[datetime.datetime, datetime.datetime]] = None,
                        metadata_id: Optional[str] = None, rel: str = "canonical",
-                       pubtime: Optional[datetime.datetime] = None) -> dict:
-    """A WNM for one file: UUID id, pubtime, data_id, time, link (canonical/update/deletion), sha512."""
+                       pubtime: Optional[datetime.datetime] = None, gts: Optional[dict] = None) -> dict:
+    """A WNM for one file: UUID id, pubtime, data_id, time, link (canonical/update/deletion), sha512.
+
+    The pubtime keeps its microseconds, so that an update announced within the second of the
+    previous notification still has a later pubtime (WNM: a newer pubtime marks a newer version).
+    """
     now = pubtime or datetime.datetime.now(datetime.timezone.utc)
-    properties: dict = {"data_id": data_id, "pubtime": _rfc3339(now)}
+    properties: dict = {"data_id": data_id, "pubtime": rfc3339_precise(now)}
     if period:
         properties["start_datetime"], properties["end_datetime"] = _rfc3339(period[0]), _rfc3339(period[1])
     else:
@@ -31,6 +35,8 @@ def build_notification(*, data_id: str, href: str, content: bytes, media_type: s
     })
     if metadata_id:
         properties["metadata_id"] = metadata_id
+    if gts:
+        properties["gts"] = gts  # GTS headers, for the WIS2-to-GTS gateways (an additional property)
     encoded = base64.b64encode(content).decode()
     if len(encoded) <= INLINE_LIMIT and rel != "deletion":
         properties["content"] = {"encoding": "base64", "value": encoded, "size": len(content)}
@@ -49,6 +55,14 @@ def verify_integrity(message: dict, content: bytes) -> bool:
     integrity = message["properties"]["integrity"]
     digest = hashlib.new(integrity["method"], content).digest()
     return base64.b64encode(digest).decode() == integrity["value"]
+
+
+def rfc3339_precise(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

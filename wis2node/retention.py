@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        publishing = json.load(handle)["publishing"]
+    from wis2node.nodeconfig import load
+
+    publishing = load(config_path, (("publishing", "retention_days"),))["publishing"]
     removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
     LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
     if publishing.get("state_db") and Path(publishing["state_db"]).exists():

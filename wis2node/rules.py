@@ -123,6 +123,19 @@ def public_path(public_dir: Path, key: str) -> Path:
     return target
 
 
+# A key uploaded again is announced by an update whose link names that version's own copy, served
+# beside the key as <folder>/_versions/<first 32 hex digits of its sha512>/<file name>: the key keeps
+# serving the latest version, and a client following an older notification still gets the bytes
+# its integrity value describes. No topic level starts with '_', so no uploaded key is ever there.
+VERSIONS = "_versions"
+
+
+def version_key(key: str, sha512_hex: str) -> str:
+    """Where one version of a data key is served (content-addressed: a redelivered event finds the same)."""
+    folder, name = key.rsplit("/", 1)
+    return f"{folder}/{VERSIONS}/{sha512_hex[:32]}/{name}"
+
+
 def observation_time(attributes: dict) -> dict:
     """Observation time from the object's metadata: datetime, or start-datetime and end-datetime, in UTC."""
     start, end = _moment(attributes, "start-datetime"), _moment(attributes, "end-datetime")

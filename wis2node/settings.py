@@ -61,6 +61,11 @@ HEALTH_CHECKERS_WEIGHT = 25
 BASE_GROUP, CATALOGUE_GROUP, PARTNERS_GROUP = "node", "global-services", "partners"
 
 
+# The retentions CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays), in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+
+
 def key(name: str) -> str:
     """The full config key of a project setting, as written in a stack file."""
     return name if ":" in name or name.startswith("<") else f"{PROJECT}:{name}"
@@ -180,6 +185,7 @@ class NodeSettings(BaseModel):
     reboot_time: str = Field(default="03:30", alias="wis2-node:rebootTime")
     snapshot_retention_days: int = Field(default=7, ge=1, le=365, alias="wis2-node:snapshotRetentionDays")
     data_volume_snapshot_id: Optional[str] = Field(default=None, alias="wis2-node:dataVolumeSnapshotId")
+    log_retention_days: int = Field(default=30, alias="wis2-node:logRetentionDays")
     centre_name: str = Field(default="", max_length=200, alias="wis2-node:centreName")
     contact_email: str = Field(default="", alias="wis2-node:contactEmail")
 
@@ -317,6 +323,14 @@ class NodeSettings(BaseModel):
         if value is not None and not _SNAPSHOT_ID.match(value):
             raise ValueError("expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "
                              "\"Backups and restore\")")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _log_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a retention CloudWatch Logs offers; expected one of "
+                             f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
         return value
 
     @field_validator("contact_email")

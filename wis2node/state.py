@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A key's dataset, data_id and pubtime (RFC 3339) as last announced."""
+
+    metadata_id: Optional[str] = None
+    data_id: Optional[str] = None
+    pubtime: Optional[str] = None
 
 
 class State:
@@ -28,6 +38,12 @@ class State:
             CREATE TABLE IF NOT EXISTS metadata (id TEXT PRIMARY KEY, key TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS metadata_content (key TEXT PRIMARY KEY, sha512 TEXT NOT NULL);
         """)
+        # Added with datasets by topic: what a key was announced with, so its updates and deletion
+        # keep its data_id and metadata_id and each update's pubtime is later than the last.
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(objects)")}
+        for column in ("metadata_id", "data_id", "pubtime"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE objects ADD COLUMN {column} TEXT")
 
     def rel_for(self, event_id: str, key: str, deleted: bool) -> str:
         """The same event always gets the same rel, even when it is redelivered."""
@@ -47,13 +63,18 @@ class State:
         return rel
 
     def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None,
-                  digest: Optional[str] = None) -> None:
-        """Record a publication: the key is live (or deleted), and a record's id and content."""
+                  digest: Optional[str] = None, *, announced: Optional["Announced"] = None) -> None:
+        """Record a publication: the key is live (or deleted), a record's id and content, and what the
+        key was announced with (`announced`: its dataset, data_id and pubtime)."""
         with self.lock:
-            self._published(key, deleted, metadata_id, digest)
+            self._published(key, deleted, metadata_id, digest, announced)
 
-    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?)", (key, 0 if deleted else 1))
+    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str],
+                   announced: Optional["Announced"] = None) -> None:
+        announced = announced or Announced()
+        self.db.execute("INSERT OR REPLACE INTO objects (key, live, metadata_id, data_id, pubtime) "
+                        "VALUES (?, ?, ?, ?, ?)", (key, 0 if deleted else 1, announced.metadata_id,
+                                                   announced.data_id, announced.pubtime))
         if metadata_id and not deleted:
             self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
             self.db.execute("INSERT OR REPLACE INTO metadata_content VALUES (?, ?)", (key, digest))
@@ -83,6 +104,13 @@ class State:
         with self.lock:
             row = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0])
+
+    def announced(self, key: str) -> "Announced":
+        """What the key was last announced with (all None if never, or before the node kept it)."""
+        with self.lock:
+            row = self.db.execute("SELECT metadata_id, data_id, pubtime FROM objects WHERE key = ?",
+                                  (key,)).fetchone()
+        return Announced(*row) if row else Announced()
 
     def metadata_id_of(self, key: str) -> Optional[str]:
         """The id of the discovery metadata record announced under this key."""

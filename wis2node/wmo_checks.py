@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import logging
+import sys
+import threading
+from types import ModuleType
 from typing import Callable
 
 from wis2node.rules import Rejected, to_json
@@ -22,13 +28,79 @@ def topic_validator(centre_id: str) -> Callable[[str], bool]:
     return lambda topic: hierarchy.validate(topic, strict=strict, publication=True)
 
 
+def wnm_test_suite() -> type:
+    """pywis-pubsub's WNMTestSuite class, WMO's own code, without the rest of its package.
+
+    Importing `pywis_pubsub.ets` (0.12) or `pywis_pubsub.wnm.ets` (0.13) the ordinary way runs the
+    package's `__init__`, which builds its command line and so imports every command: the
+    subscriber's bounding-box filter brings shapely and numpy, the KPI and publish commands more,
+    about 25 MB resident and 100 ms at start for a check that needs none of them (the suite needs
+    jsonschema, its schema file and a few helpers). So the packages above the suite are put in
+    sys.modules as their real module objects (same spec, file and __path__) whose `__init__` has
+    not run yet, with the version the report quotes; the suite's module itself is imported and run
+    unchanged. Anything else later imported from the package still works: a submodule is imported
+    as usual, and the first other attribute asked of a package runs its `__init__` then (see
+    _PendingInit). In a process that has imported pywis-pubsub already, nothing of this happens.
+    """
+    if importlib.util.find_spec("pywis_pubsub") is None:
+        raise ModuleNotFoundError("pywis-pubsub is not installed (requirements-node.txt)", name="pywis_pubsub")
+    with _IMPORTING:
+        for name in ("pywis_pubsub.wnm.ets", "pywis_pubsub.ets"):  # 0.13 (Python 3.12+, the VM's), then 0.12
+            try:
+                return _import_without_package_init(name).WNMTestSuite
+            except ModuleNotFoundError as err:
+                if err.name not in (name, name.rsplit(".", 1)[0]):
+                    raise
+        raise ModuleNotFoundError("pywis-pubsub has no WNM test suite where 0.12 and 0.13 keep it", name="pywis_pubsub")
+
+
+_IMPORTING = threading.Lock()
+
+
+class _PendingInit:
+    """A package's module `__getattr__` until its `__init__` has run (PEP 562).
+
+    A submodule is imported as the import system would; any other name runs the package's
+    `__init__` in the module itself, once, after which the module is what an ordinary import
+    would have made."""
+
+    def __init__(self, module: ModuleType):
+        self.module = module
+
+    def __call__(self, attribute: str):
+        name = self.module.__name__
+        if attribute.startswith("__"):  # probes such as __wrapped__ or __all__: not a reason to run __init__
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+        if importlib.util.find_spec(f"{name}.{attribute}") is not None:
+            return importlib.import_module(f"{name}.{attribute}")
+        del self.module.__getattr__
+        self.module.__spec__.loader.exec_module(self.module)
+        return getattr(self.module, attribute)
+
+
+def _import_without_package_init(name: str) -> ModuleType:
+    """Import module `name`, with those of its packages not imported yet left un-run (see wnm_test_suite)."""
+    parts = name.split(".")
+    for depth in range(1, len(parts)):
+        package = ".".join(parts[:depth])
+        if package in sys.modules:
+            continue
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.submodule_search_locations is None:
+            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
+        module = importlib.util.module_from_spec(spec)
+        if depth == 1:
+            module.__version__ = importlib.metadata.version(package.replace("_", "-"))
+        module.__getattr__ = _PendingInit(module)
+        sys.modules[package] = module
+        if depth > 1:
+            setattr(sys.modules[".".join(parts[:depth - 1])], parts[depth - 1], module)
+    return importlib.import_module(name)
+
+
 def validate_notification(message: dict) -> str:
     """The message as it goes on the wire, once it passes the WNM test suite and the size limit."""
-    try:  # pywis-pubsub 0.13 (Python 3.12+, the VM's) moved the suite under wnm/
-        from pywis_pubsub.wnm.ets import WNMTestSuite
-    except ModuleNotFoundError:  # 0.12, the last release for Python 3.11
-        from pywis_pubsub.ets import WNMTestSuite
-
+    WNMTestSuite = wnm_test_suite()
     payload = to_json(message)
     try:
         report = WNMTestSuite(message).run_tests(fail_on_schema_validation=True)["ets-report"]

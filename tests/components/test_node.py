@@ -184,6 +184,14 @@ def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: 
     metrics = statements.pop("Metrics")
     assert metrics["Action"] == "cloudwatch:PutMetricData"
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}}
+    # the runtime configuration it re-reads, and its services' own log groups, nothing else
+    assert statements.pop("RuntimeConfig")["Resource"] == \
+        f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/runtime-config"
+    logs = statements.pop("Logs")
+    assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    groups = {r.inputs["name"] for r in deployment.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    assert sorted(logs["Resource"]) == sorted(f"arn:aws:logs:eu-west-1:123456789012:log-group:{g}:*" for g in groups)
+    assert groups and all(g.startswith(f"/wis2-node/{stack}/") for g in groups)
     assert set(statements) == {"AcmeChangeStatus", "AcmeFindZone"}
     trust = json.loads(deployment.named("host-role").inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}

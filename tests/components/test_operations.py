@@ -24,15 +24,19 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     settings = stack_file.settings()
     found = alarms(deployment)
     assert set(found) == set(NODE_ALARMS) | set(HEALTH_CHECK_ALARMS)  # what `verify` expects to find
-    assert len(found) == 14
+    assert len(found) == 17
     assert found["cpu-high"]["threshold"] == settings.cpu_alarm_percent
     assert found["memory-high"]["threshold"] == settings.memory_alarm_percent
     assert found["disk-data-high"]["dimensions"]["path"] == "/srv/wis2"
     assert found["disk-root-high"]["threshold"] == settings.disk_alarm_percent
     assert "arn:aws:automate:eu-west-1:ec2:recover" in found["system-check-failed"]["alarmActions"]
     assert "arn:aws:automate:eu-west-1:ec2:reboot" in found["instance-check-failed"]["alarmActions"]
-    assert found["certificate-https-expiring"]["threshold"] == 21
-    assert found["certificate-https-expiring"]["comparisonOperator"] == "LessThanThreshold"
+    # renewal overdue, as the reporter judges it from the certificate's lifetime (tests/wis2node/test_reporter.py)
+    assert found["certificate-https-expiring"]["metricName"] == "CertificateRenewalOverdue"
+    assert found["certificate-https-expiring"]["threshold"] == 1
+    assert found["certificate-https-expiring"]["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert found["certificate-renewal-failed"]["metricName"] == "CertificateRenewalFailed"
+    assert found["certificate-renewal-failed"]["treatMissingData"] == "notBreaching"
     assert found["heartbeat-missing"]["treatMissingData"] == "breaching"
     assert found["certificate-mqtts-expiring"]["treatMissingData"] == "breaching"  # no figure: nothing served
     assert {found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
@@ -42,6 +46,28 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
         assert alarm["dimensions"], name
         if not name.endswith("unreachable"):
             assert "region" not in alarm, name  # the node's own region
+
+
+def test_wis2_alarms_and_the_nodes_way_to_the_alert_topic(stack_file: StackFile, deployment: Deployment):
+    settings = stack_file.settings()
+    found = alarms(deployment)
+    events, relay = found["wis2-events"], found["wis2-relay-low"]
+    assert events["metricName"] == "WIS2EventsAlarming" and events["threshold"] == 1
+    assert relay["metricName"] == "BrokersRelaying" and relay["threshold"] == 2
+    assert relay["comparisonOperator"] == "LessThanThreshold" and relay["period"] * relay["evaluationPeriods"] == 1800
+    assert relay["treatMissingData"] == events["treatMissingData"] == "notBreaching", "no figure while silent"
+    parameter = deployment.named("monitoring-alerts-topic").inputs
+    assert parameter["name"] == settings.parameter_name("alerts-topic") and parameter["type"] == "String"
+    assert f"arn:aws:sns:{settings.region}:123456789012:monitoring-alerts-{settings.region}" in json.dumps(
+        parameter["value"])
+    policy = json.loads(deployment.named("monitoring-node-alerts").inputs["policy"])
+    assert {s["Sid"]: s["Action"] for s in policy["Statement"]} == {
+        "Wis2Alerts": "sns:Publish", "Wis2AlertsKey": ["kms:GenerateDataKey*", "kms:Decrypt"],
+        "Wis2AlertsTopicName": "ssm:GetParameter"}
+    assert all(s["Resource"] != "*" for s in policy["Statement"]), "the topic, its key, its parameter only"
+    dashboard = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    titles = [w["properties"]["title"] for w in dashboard["widgets"]]
+    assert "WIS2 events about the centre" in titles and "Global Brokers relaying (alarm under 2)" in titles
 
 
 def test_health_checks_watch_both_endpoints_from_us_east_1(stack_file: StackFile, deployment: Deployment):
@@ -71,7 +97,10 @@ def test_dashboard_shows_the_vital_signs(deployment: Deployment):
     body = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"]["title"] for w in body["widgets"]]
     assert titles == ["CPU %", "Memory %", "Disk %", "Processes", "Certificate days left",
-                      "Reachable from outside (1 = yes)"]
+                      "Reachable from outside (1 = yes)", "WIS2 events about the centre",
+                      "Global Brokers relaying (alarm under 2)",
+                      "Relay latency (s) and share copied by the Global Caches (%)",
+                      "Discovery records missing / stale / unknown in the GDCs"]
 
 
 def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deployment: Deployment):

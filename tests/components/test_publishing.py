@@ -157,3 +157,39 @@ def test_record_of_another_centre_is_refused(stack_with_metadata):
     record_path.write_text(record_path.read_text().replace("aq-examplemet-test", "fr-meteofrance"))
     with pytest.raises(pulumi.RunError, match="must start with urn:wmo:md:aq-examplemet-test:"):
         run_program(stack.stack, stack.config)
+
+
+def claim_the_synop_topic_twice(folder) -> str:
+    """A second record (another id) declaring the synop dataset's topic; returns its file name."""
+    record = json.loads((folder / "surface-based-observations-synop.json").read_text())
+    record["id"] += "-copy"
+    (folder / "synop-copy.json").write_text(json.dumps(record))
+    return "synop-copy.json"
+
+
+def test_two_records_claiming_one_topic_are_refused_naming_both(stack_with_metadata):
+    stack, folder = stack_with_metadata
+    copy = claim_the_synop_topic_twice(folder)
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program(stack.stack, stack.config)
+    message = str(refused.value)
+    assert "surface-based-observations-synop.json and" in message and copy in message, message
+    assert "data/core/weather/surface-based-observations/synop is declared by" in message
+
+
+def test_a_dataset_gts_mapping_is_uploaded_where_the_agent_reads_it(stack_with_metadata):
+    stack, folder = stack_with_metadata
+    deployment = run_program(stack.stack, stack.config)
+    objects = {o.inputs["key"]: o for o in deployment.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    mapping = folder / "surface-based-observations-synop" / "gts_headers_mapping.csv"
+    uploaded = objects["datasets/surface-based-observations-synop/gts_headers_mapping.csv"]
+    assert base64.b64decode(uploaded.inputs["contentBase64"]) == mapping.read_bytes()
+    assert "datasets/regional-model-short-range/gts_headers_mapping.csv" not in objects  # optional
+
+
+def test_an_invalid_gts_mapping_is_refused_naming_the_line(stack_with_metadata):
+    stack, folder = stack_with_metadata
+    mapping = folder / "surface-based-observations-synop" / "gts_headers_mapping.csv"
+    mapping.write_text("string_in_filepath,TTAAii,CCCC\nSMAQ01EXMP,SMAQ1,EXMP\n")
+    with pytest.raises(pulumi.RunError, match=r"gts_headers_mapping.csv: line 2: TTAAii='SMAQ1': expected four"):
+        run_program(stack.stack, stack.config)

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from tests.wis2node.mqtt_clients import Client
-from tests.wis2node.test_agent import (BRANCH, RECORD, RECORD_ID, SETTINGS, SYNOP, agent, ingest,  # noqa: F401
-                                       link, messages, node, s3_record, subscriber)
+from tests.wis2node.test_agent import (BRANCH, RECORD, RECORD_ID, SETTINGS, SYNOP, agent, declare,  # noqa: F401
+                                       ingest, link, messages, node, s3_record, subscriber)
 from wis2node.local import LocalNode
 from wis2node.localcloud import LocalIngest
 
@@ -33,7 +33,7 @@ def announce_record(node: LocalNode, ingest: LocalIngest) -> Client:
 
 
 def publish_one(ingest: LocalIngest, reader: Client, key: str, body: bytes) -> None:
-    ingest.put(key, body, **{"metadata-id": RECORD_ID})
+    ingest.put(key, body)  # its dataset comes from its topic
     count = len(reader.received) + 1
     assert len(reader.wait_for(count, timeout=30)) == count
 
@@ -122,10 +122,12 @@ def test_nobody_takes_over_the_publishers_client_id(node, ingest, agent):
 def test_half_written_files_are_never_in_the_public_folder(node, ingest, agent):
     """Issue 11.7: `.<name>.partial` was written beside the target, and served; a rename that fails left it there."""
     reader = announce_record(node, ingest)
+    declare(ingest, "experimental", EXPERIMENTAL, f"{EXPERIMENTAL}/collide")  # both topics: a dataset's
+    assert len(reader.wait_for(2, timeout=30)) == 2
     try:
         publish_one(ingest, reader, f"{EXPERIMENTAL}/collide/inner.bufr4", b"inner")
         # a file whose name is a folder of published files: the rename into place fails
-        ingest.put(f"{EXPERIMENTAL}/collide", b"half-written", **{"metadata-id": RECORD_ID})
+        ingest.put(f"{EXPERIMENTAL}/collide", b"half-written")
         parked = reasons(ingest, 1)
         assert node.get(f"{HOST}/{EXPERIMENTAL}/.collide.partial")[0] == 404, "nginx served a half-written file"
         leftovers = [p for p in node.public_dir.rglob("*") if p.name.startswith(".") or p.name.endswith(".partial")]

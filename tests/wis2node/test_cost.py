@@ -26,7 +26,8 @@ PRICED = {"aws:ec2/instance:Instance", "aws:ebs/volume:Volume", "aws:ec2/eip:Eip
           "aws:route53/healthCheck:HealthCheck", "aws:cloudwatch/metricAlarm:MetricAlarm",
           "aws:cloudwatch/dashboard:Dashboard", "aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription",
           "aws:s3/bucket:Bucket", "aws:sqs/queue:Queue", "aws:dlm/lifecyclePolicy:LifecyclePolicy", "aws:kms/key:Key"}
-FREE = {"aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+# A log group itself costs nothing; what it ingests and stores is usage, not yet in the estimate.
+FREE = {"aws:cloudwatch/logGroup:LogGroup", "aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile", "aws:iam/policy:Policy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:ec2/volumeAttachment:VolumeAttachment",
@@ -64,7 +65,7 @@ def from_program(deployment: Deployment, settings) -> cost.Counts:
         data_volume_gb=sum(v.inputs["size"] for v in volumes), volume_type=root["volumeType"],
         public_ipv4=len(deployment.of_type("aws:ec2/eip:Eip")),
         health_checks=tuple(h.inputs["type"] for h in deployment.of_type("aws:route53/healthCheck:HealthCheck")),
-        alarms=alarms, custom_metrics=cost.agent_metrics(settings) + 1 + len(cost.REPORTED_ENDPOINTS),
+        alarms=alarms, custom_metrics=cost.agent_metrics(settings) + 2 + 2 * len(cost.REPORTED_ENDPOINTS),
         dashboards=len(deployment.of_type("aws:cloudwatch/dashboard:Dashboard")),
         topics=tuple(t.inputs.get("region", region) for t in deployment.of_type("aws:sns/topic:Topic")),
         email_subscriptions=sum(s.inputs["protocol"] == "email"
@@ -91,7 +92,7 @@ def test_counts_follow_the_settings_as_the_program_does():
     settings = StackFile(US_EAST.stack, US_EAST.path, config).settings()
     here = declared(settings)
     assert comparable(here) == comparable(from_program(run_program(US_EAST.stack, config), settings))
-    assert here.alarms == {"us-east-1": {"standard": 14, "high-resolution": 0}} and here.topics == ("us-east-1",)
+    assert here.alarms == {"us-east-1": {"standard": 17, "high-resolution": 0}} and here.topics == ("us-east-1",)
 
 
 def test_the_program_declares_nothing_the_estimate_does_not_know(deployment):
@@ -106,7 +107,7 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
     labels = " | ".join(line.label for line in result.lines)
     for item in ("instance t4g.small", "root volume gp3 16 GB", f"data volume gp3 {settings.data_volume_gb} GB",
                  "public IPv4 address x1", "Route 53 health checks x2 (HTTPS, TCP)", "CloudWatch alarms",
-                 "CloudWatch custom metrics x9", "CloudWatch dashboard x1", "SNS topics x2", "S3 PUT", "SQS requests",
+                 "CloudWatch custom metrics x12", "CloudWatch dashboard x1", "SNS topics x2", "S3 PUT", "SQS requests",
                  "data transfer out"):
         assert item in labels, labels
     assert result.total == round(sum(line.monthly for line in result.lines if line.monthly is not None), 2)
@@ -196,7 +197,8 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
                              cwd=ROOT, capture_output=True, text=True, env=run_environment(aws), timeout=60)
         assert run.returncode == 0, run.stderr
         sent = client("cloudwatch", aws).list_metrics(Namespace="WIS2Node")["Metrics"]
-    assert len(sent) == 1 + len(cost.REPORTED_ENDPOINTS)
+    # heartbeat, days left and renewal overdue per endpoint; CertificateRenewalFailed needs systemd (the VM's)
+    assert len(sent) == 1 + 2 * len(cost.REPORTED_ENDPOINTS)
     from wis2node.payload import DeployFacts, render_files
 
     rendered = {f.path: f.content for f in render_files(settings, DeployFacts(data_volume_id="vol-0"))}
@@ -204,4 +206,4 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
     # mem_used_percent; disk used_percent on / and the data volume; pid_count of three processes
     assert cost.agent_metrics(settings) == 1 + 2 + 3 == (
         len(collected["mem"]["measurement"]) + len(collected["disk"]["resources"]) + len(collected["procstat"]))
-    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent)
+    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent) + 1  # + RenewalFailed

@@ -19,6 +19,9 @@ def test_files_past_retention_are_removed(tmp_path):
         "data/core/weather/a/recent.bufr4": now - 6 * 86400,
         "data/core/weather/b/old-too.bufr4": now - 30 * 86400,
         "metadata/old-record.json": now - 400 * 86400,
+        # the copies an update links to (wis2node.rules.version_key) expire by their own age
+        f"data/core/weather/a/_versions/{'0' * 32}/recent.bufr4": now - 9 * 86400,
+        f"data/core/weather/a/_versions/{'1' * 32}/recent.bufr4": now - 1 * 86400,
     }
     for relative, mtime in files.items():
         path = public / relative
@@ -31,9 +34,11 @@ def test_files_past_retention_are_removed(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     remaining = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file())
-    assert remaining == ["data/core/weather/a/recent.bufr4", "metadata/old-record.json"]
+    assert remaining == [f"data/core/weather/a/_versions/{'1' * 32}/recent.bufr4", "data/core/weather/a/recent.bufr4",
+                         "metadata/old-record.json"]
     assert not (public / "data/core/weather/b").exists(), "emptied directories go too"
-    assert "removed 2 files" in run.stderr
+    assert not (public / f"data/core/weather/a/_versions/{'0' * 32}").exists()
+    assert "removed 3 files" in run.stderr
 
 
 def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):

@@ -18,7 +18,11 @@ FILES = {f.path: f.content.decode() for f in render_files(SETTINGS, FACTS)}
 UNITS = {Path(path).name: text for path, text in FILES.items()
          if path.startswith("/etc/systemd/system/wis2-") and path.endswith(".service")}
 # The services that keep root, each with what it needs root for.
-ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP"}
+ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP",
+                 "wis2-config.service": "it rewrites the broker's password file, signals mosquitto and restarts "
+                                        "the agent"}
+# Services whose account needs a group a private user namespace would not map (the journal's).
+HOST_GROUPS = {"wis2-logs.service": "systemd-journal"}
 # Every service; DynamicUser= implies the first four for the reporter.
 SANDBOX = {
     "ProtectSystem": "strict", "PrivateTmp": "yes", "NoNewPrivileges": "yes", "RestrictSUIDSGID": "yes",
@@ -30,7 +34,9 @@ SANDBOX = {
 IMPLIED_BY_DYNAMIC_USER = ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "RestrictSUIDSGID")
 # What systemd-analyze security --offline said of each unit with systemd 252 (0 safe ... 10 unsafe).
 EXPOSURE = {"wis2-agent.service": 1.1, "wis2-retention.service": 0.6, "wis2-reporter.service": 1.4,
-            "wis2-certificate.service": 2.4}
+            "wis2-certificate.service": 2.4, "wis2-config.service": 2.4, "wis2-logs.service": 1.7,
+            "wis2-watcher.service": 1.1, "wis2-republish.service": 1.1,
+            "wis2-gdc-check.service": 1.1}
 
 
 def service(name: str) -> dict[str, list[str]]:
@@ -74,7 +80,10 @@ def test_no_service_runs_as_root_unless_it_needs_to(name):
     else:
         assert as_itself, f"{name} runs as root"
         assert settings["CapabilityBoundingSet"] == [""] and "AmbientCapabilities" not in settings
-        assert settings["PrivateUsers"] == ["yes"]
+        if name in HOST_GROUPS:
+            assert settings["PrivateUsers"] == ["no"] and settings["SupplementaryGroups"] == [HOST_GROUPS[name]]
+        else:
+            assert settings["PrivateUsers"] == ["yes"]
         assert settings["SystemCallFilter"][1] == "~@privileged @resources"
 
 
@@ -98,6 +107,24 @@ def test_retention_removes_files_as_the_agent_and_has_no_network():
     assert retention["User"] == ["wis2-agent"]
     assert retention["ReadWritePaths"][0].split() == [f"{DATA_ROOT}/public/data", f"{DATA_ROOT}/agent"]
     assert retention["PrivateNetwork"] == ["yes"] and retention["RestrictAddressFamilies"] == ["AF_UNIX"]
+
+
+def test_the_watcher_writes_only_its_state_folder_on_the_data_volume():
+    watcher = service("wis2-watcher.service")
+    assert watcher["User"] == ["wis2-agent"] and watcher["Restart"] == ["always"]
+    assert watcher["ReadWritePaths"] == [f"{DATA_ROOT}/watcher"]
+    assert watcher["ExecStartPre"] == [f"+/usr/bin/install -d -o wis2-agent -g wis2-agent -m 0750 {DATA_ROOT}/watcher"]
+    config = __import__("json").loads(FILES["/etc/wis2/node.json"])
+    assert config["wis2"]["state_dir"] == f"{DATA_ROOT}/watcher"
+    for name in ("wis2-republish.service", "wis2-gdc-check.service"):
+        assert "ReadWritePaths" not in service(name), f"{name} only reads"
+
+
+def test_the_daily_timers_start_their_services():
+    for name in ("wis2-republish", "wis2-gdc-check"):
+        timer = FILES[f"/etc/systemd/system/{name}.timer"]
+        assert "OnCalendar=" in timer and "Persistent=true" in timer and "WantedBy=timers.target" in timer
+        assert f"-m wis2node {name.removeprefix('wis2-')} " in UNITS[f"{name}.service"]
 
 
 def test_the_agents_account_is_declared_in_the_user_data():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 
+from wis2node import journal
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_USER
 from wis2node.media_types import DEFAULT_MEDIA_TYPE, METADATA_TYPE, nginx_types
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
@@ -128,6 +129,7 @@ class Layout:
             "letsencrypt_work": self.path("/var/lib/letsencrypt"),
             "node_software": self.path("/var/lib/wis2node"),
             "letsencrypt_logs": self.path("/var/log/letsencrypt"),
+            "logs_state": self.path("/var/lib/wis2-logs"),  # the log shipper's cursor (its StateDirectory)
         }
 
 
@@ -169,8 +171,18 @@ _FILES = (
     ("/etc/systemd/system/wis2-retention.timer", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-reporter.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-watcher.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-republish.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-gdc-check.timer", "0644", "root:root"),
     ("/etc/wis2/cloudwatch-agent.json", "0644", "root:root"),
     ("/etc/apt/apt.conf.d/52wis2-unattended-upgrades", "0644", "root:root"),
+    # What changes in place (runtime configuration, publisher password) and the logs' shipping.
+    ("/etc/systemd/system/wis2-config.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-config.timer", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-logs.service", "0644", "root:root"),
+    ("/etc/systemd/system/wis2-logs.timer", "0644", "root:root"),
 )
 
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
@@ -250,8 +262,6 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "bucket": facts.bucket,
             "queue": settings.ingest_queue,
             "dead_letter_queue": settings.dead_letter_queue,
-            "max_file_bytes": settings.max_file_mb * 1024 * 1024,
-            "retention_days": settings.retention_days,
             "package_key": PACKAGE_KEY,
             "package_sha256": facts.package_sha256,
         },
@@ -263,17 +273,33 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "web": WEB_LIMITS,
         # nginx serves each file with the type its notification announces.
         "media_types": {"by_type": nginx_types(), "default": DEFAULT_MEDIA_TYPE, "metadata": METADATA_TYPE},
-        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
+        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE,
+                       "certificate_alarm_days": settings.certificate_alarm_days},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
+        "runtime": {"parameter": settings.parameter_name(RUNTIME_PARAMETER)},
+        "logs": {"groups": journal.log_groups(settings.stack), "units": journal.units()},
+        "alerts_topic_parameter": settings.parameter_name("alerts-topic"),  # the watcher's SNS topic
         "tls": {
             "mode": settings.tls_mode,
             # Test stacks use Let's Encrypt's staging CA: same protocol, no rate limits, untrusted.
             "acme_server": LETSENCRYPT_PRODUCTION if settings.is_production else LETSENCRYPT_STAGING,
-            "email": settings.alert_emails[0] if settings.alert_emails else None,
             "key_parameter": settings.parameter_name("tls-private-key") if settings.uses_private_key_parameter else None,
             "certificate_parameter": (settings.parameter_name("tls-certificate")
                                       if settings.uses_private_key_parameter else None),
         },
+    }
+
+
+RUNTIME_PARAMETER = "runtime-config"
+
+
+def runtime_config(settings: NodeSettings) -> dict:
+    """What the node can change without a new machine (nodeconfig.RUNTIME_KEYS), as the SSM
+    parameter carries it to the node's wis2-config unit. Never in user data."""
+    return {
+        "publishing": {"retention_days": settings.retention_days,
+                       "max_file_bytes": settings.max_file_mb * 1024 * 1024},
+        "tls": {"letsencrypt_email": settings.alert_emails[0] if settings.alert_emails else None},
     }
 
 

@@ -1,0 +1,164 @@
+"""Apply, on the node, what changed in place: `python -m wis2node apply-config [node.json]`.
+
+Run by wis2-config.timer every minute (and once at boot, before the agent). Two sources, both
+SSM parameters of the stack:
+
+- the runtime configuration (`/wis2-node/<stack>/runtime-config`, JSON, written by `pulumi up`):
+  validated, written to the runtime file (nodeconfig.RUNTIME_KEYS), and only what changed is
+  reloaded (the agent restarted for a new file size limit; certbot's ACME account for a new
+  address; nothing for the retention, whose timer reads it at each run);
+- the publisher password (SecureString, changed by `python -m wis2node rotate-publisher-password`):
+  when its version differs from the one applied, the broker's password file gets it and
+  mosquitto re-reads its accounts (SIGHUP: connected clients stay connected).
+
+Node-side: standard library and boto3 only. Runs as root (the broker's password file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any, Callable
+
+from wis2node.nodeconfig import RUNTIME_KEYS
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+MAX_FILE_BYTES = 5 * 1024 ** 3  # an S3 single PUT's limit
+
+
+def validate(document: Any) -> dict[str, dict[str, Any]]:
+    """The runtime document as the node accepts it, or ValueError naming the key and what is expected."""
+    if not isinstance(document, dict):
+        raise ValueError("expected a JSON object with sections publishing and tls")
+    known = {}
+    for section, name in RUNTIME_KEYS:
+        known.setdefault(section, set()).add(name)
+    for section, values in document.items():
+        if section not in known or not isinstance(values, dict):
+            raise ValueError(f"{section}: unknown section (expected {', '.join(sorted(known))})")
+        for name in values:
+            if name not in known[section]:
+                raise ValueError(f"{section}.{name}: unknown key (expected {', '.join(sorted(known[section]))})")
+    missing = [f"{s}.{n}" for s, n in RUNTIME_KEYS if n not in document.get(s, {})]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    days = document["publishing"]["retention_days"]
+    if type(days) is not int or not 1 <= days <= 3650:
+        raise ValueError(f"publishing.retention_days: {days!r}, expected a whole number of days 1..3650")
+    size = document["publishing"]["max_file_bytes"]
+    if type(size) is not int or not 1 <= size <= MAX_FILE_BYTES:
+        raise ValueError(f"publishing.max_file_bytes: {size!r}, expected a whole number 1..{MAX_FILE_BYTES}")
+    email = document["tls"]["letsencrypt_email"]
+    if email is not None and (not isinstance(email, str) or not EMAIL.match(email)):
+        raise ValueError(f"tls.letsencrypt_email: {email!r}, expected an e-mail address or null")
+    return document
+
+
+def changed_keys(old: dict, new: dict) -> list[tuple[str, str]]:
+    return [k for k in RUNTIME_KEYS if old.get(k[0], {}).get(k[1], object()) != new[k[0]][k[1]]]
+
+
+def _write_json(path: str, value: dict, mode: int) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".wis2-")
+    with os.fdopen(handle, "w") as out:
+        json.dump(value, out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)  # readers see the old file or the new one, never half of one
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def reload_broker(pid_file: str) -> None:
+    """mosquitto re-reads its password file on SIGHUP (as `systemctl reload mosquitto` does)."""
+    with open(pid_file) as handle:
+        os.kill(int(handle.read().strip()), signal.SIGHUP)
+
+
+def systemctl(*args: str) -> None:
+    subprocess.run(["systemctl", *args], check=True)
+
+
+def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = None) -> list[str]:
+    """Bring the node in line with the two parameters; return what was done, one line each."""
+    from wis2node.credential import set_password
+
+    with open(config_path) as handle:
+        node = json.load(handle)
+    runtime, broker = node["runtime"], node["broker"]
+    act = act or _act
+    done: list[str] = []
+
+    raw = ssm.get_parameter(Name=runtime["parameter"])["Parameter"]["Value"]
+    try:
+        document = validate(json.loads(raw))
+    except ValueError as err:  # keep what runs; say why
+        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}")
+    current = _read_json(runtime["file"])
+    changes = changed_keys(current, document)
+    if changes:
+        _write_json(runtime["file"], document, 0o644)
+        done.append(f"{runtime['file']}: " + ", ".join(
+            f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes))
+        if current:  # at first boot nothing runs yet that would need a reload
+            for action in dict.fromkeys(RUNTIME_KEYS[k] for k in changes if RUNTIME_KEYS[k]):
+                act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
+                done.append(f"applied: {action}")
+
+    state = _read_json(runtime["state"])
+    try:
+        parameter = ssm.get_parameter(Name=broker["password_parameter"], WithDecryption=True)["Parameter"]
+    except ssm.exceptions.ParameterNotFound:  # the first boot creates it (publisher-credential)
+        parameter = None
+    if parameter is not None and parameter["Version"] != state.get("password_version"):
+        set_password(broker, parameter["Value"])
+        reload_broker(broker["pid_file"])
+        _write_json(runtime["state"], {**state, "password_version": parameter["Version"]}, 0o600)
+        done.append(f"publisher password version {parameter['Version']} set; the broker re-read its accounts")
+    return done
+
+
+def _act(action: str, node: dict) -> None:
+    if action == "restart-agent":
+        systemctl("try-restart", "wis2-agent.service")
+    elif action == "certbot-account":
+        tls = node["tls"]
+        account = os.path.join(tls["letsencrypt_dir"], "accounts")
+        if tls.get("mode") != "letsencrypt" or not os.path.isdir(account) or not tls.get("letsencrypt_email"):
+            return  # no account yet: the next issuance registers with the new address
+        subprocess.run(["certbot", "update_account", "--non-interactive", "--email", tls["letsencrypt_email"],
+                        "--server", tls["acme_server"], "--config-dir", tls["letsencrypt_dir"],
+                        "--work-dir", tls["letsencrypt_work_dir"], "--logs-dir", tls["letsencrypt_logs_dir"]],
+                       check=True)
+    else:
+        raise ValueError(f"unknown action {action}")
+
+
+def main(config_path: str = "/etc/wis2/node.json") -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    with open(config_path) as handle:
+        region = json.load(handle)["region"]
+    try:
+        done = apply(config_path, boto3.client("ssm", region_name=region))
+    except (BotoCoreError, ClientError) as err:
+        print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry",
+              file=sys.stderr)
+        return 75  # EX_TEMPFAIL
+    for line in done or ["nothing changed"]:
+        print(f"wis2-config: {line}")
+    return 0
