@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto nginx cloud-init certbot python3-certbot-dns-route53 iproute2 procps testssl.sh faketime mosquitto-clients wrk
+SYSTEM_PACKAGES := mosquitto nginx cloud-init certbot python3-certbot-dns-route53 iproute2 procps testssl.sh faketime mosquitto-clients wrk \
+	debootstrap systemd-container gnupg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system clean venv

@@ -41,7 +41,7 @@ HEALTH_CHECKS = ("HTTPS", "TCP")  # /healthz on 443, and 8883
 # renewal, two WIS2; the two "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
 ALARMS_IN_NODE_REGION = len(NODE_ALARMS)
 # The endpoints the reporter measures (wis2node/reporter.py): CertificateDaysLeft and
-# CertificateRenewalOverdue each, beside the Heartbeat and CertificateRenewalFailed.
+# CertificateRenewalOverdue each, beside the Heartbeat, CertificateRenewalFailed and UnitsFailing.
 REPORTED_ENDPOINTS = ("https", "mqtts")
 
 
@@ -135,7 +135,7 @@ def declared(settings: NodeSettings) -> Counts:
         instance_type=settings.instance_type, root_volume_gb=settings.root_volume_gb,
         data_volume_gb=settings.data_volume_gb, volume_type="gp3", public_ipv4=1,
         health_checks=HEALTH_CHECKS, alarms=alarm_regions,
-        custom_metrics=agent_metrics(settings) + 2 + 2 * len(REPORTED_ENDPOINTS), dashboards=1,
+        custom_metrics=agent_metrics(settings) + 3 + 2 * len(REPORTED_ENDPOINTS), dashboards=1,
         topics=topics, email_subscriptions=len(topics) * len(settings.alert_emails), snapshot_policies=1,
         kms_keys=len(topics),  # each alert topic is encrypted with a key of its own region
         buckets=1, queues=2)

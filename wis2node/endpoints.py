@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
+from wis2node.accounts import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: F401 (re-exported)
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
-
-# WIS2 convention: Global Brokers subscribe with these read-only, non-secret credentials.
-READ_ONLY_USER = "everyone"
-READ_ONLY_PASSWORD = "everyone"
-# The one account that may publish; its password is generated for each node and never in user data.
-PUBLISHER_USER = "wis2-publisher"
 
 
 def endpoints(settings: NodeSettings) -> dict[str, str]:

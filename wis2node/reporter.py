@@ -94,15 +94,17 @@ def measurements(config: dict) -> dict[str, float]:
 
 
 def failing_units(units: list[str]) -> list[str]:
-    """The units, of those given, that are failed, inactive or in auto-restart, as systemd sees them."""
+    """The units, of those given, that failed, wait to restart after a failure, or stopped without success
+    (a one-shot unit that ran and succeeded is inactive with Result=success: not failing)."""
     if not units:
         return []
-    shown = subprocess.run(["systemctl", "show", "--property=Id,ActiveState,SubState", "--", *units],
+    shown = subprocess.run(["systemctl", "show", "--property=Id,ActiveState,SubState,Result", "--", *units],
                            capture_output=True, text=True, timeout=60)
     failing = []
     for block in shown.stdout.strip().split("\n\n"):
         state = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if state.get("ActiveState") in ("failed", "inactive") or state.get("SubState") == "auto-restart":
+        if (state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart"
+                or (state.get("ActiveState") == "inactive" and state.get("Result", "success") != "success")):
             failing.append(f"{state.get('Id')} ({state.get('ActiveState')}/{state.get('SubState')})")
     if shown.returncode != 0 and not failing:
         LOG.error("systemctl show failed: %s", shown.stderr.strip())
@@ -125,7 +127,7 @@ def report(config: dict, cloudwatch) -> list[dict]:
     """Put the certificates' days left and overdue renewals, a failed renewal, a heartbeat; return them."""
     dimensions = [{"Name": "Stack", "Value": config["stack"]}]
     data = [{"MetricName": "Heartbeat", "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}]
-    if "units" in config:
+    if config.get("units"):  # the VM's node.json lists them; a local node has none
         failing = failing_units(config["units"])
         for unit in failing:
             LOG.error("unit failing: %s; see journalctl -u %s", unit, unit.split()[0])

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from wis2node.catalogue import DATA
-from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.wis2events import ALARMING, Event, Malformed, parse
 
 LOG = logging.getLogger("wis2node.watcher")

@@ -24,7 +24,7 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     settings = stack_file.settings()
     found = alarms(deployment)
     assert set(found) == set(NODE_ALARMS) | set(HEALTH_CHECK_ALARMS)  # what `verify` expects to find
-    assert len(found) == 17
+    assert len(found) == 18
     assert found["cpu-high"]["threshold"] == settings.cpu_alarm_percent
     assert found["memory-high"]["threshold"] == settings.memory_alarm_percent
     assert found["disk-data-high"]["dimensions"]["path"] == "/srv/wis2"
@@ -144,8 +144,8 @@ def test_what_a_replaced_instance_keeps(stack_file: StackFile, deployment: Deplo
     broker = files["/etc/mosquitto/mosquitto.conf"].decode()
     assert "persistence_location /srv/wis2/mosquitto/" in broker          # persistent sessions
     assert "certfile /srv/wis2/tls/fullchain.pem" in broker                # installed certificates
-    bootstrap = files["/usr/local/sbin/wis2-bootstrap"].decode()
-    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in bootstrap      # certbot's state
+    setup = files["/usr/local/sbin/wis2-setup"].decode()
+    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in setup          # certbot's state
     records = {r.inputs["type"]: r for r in deployment.of_type("aws:route53/record:Record")}
     assert records["A"].inputs["records"] == [DOC_IP]  # the Elastic IP, whichever instance holds it
 

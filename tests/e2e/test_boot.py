@@ -27,7 +27,8 @@ from tests.e2e.machine import CACHE, Machine, Network, Volume, root_filesystem
 from tests.wis2node.mqtt_clients import Client
 from tests.wmo import ets_validate
 from wis2node.localcloud import ACCOUNT, LocalIngest, client, moto_server
-from wis2node.payload import _PACKAGES, DATA_ROOT, UNITS, DeployFacts, node_package, pack_user_data, render_user_data
+from wis2node.payload import (_PACKAGES, DATA_ROOT, RUNTIME_PARAMETER, UNITS, DeployFacts, node_package,
+                              pack_user_data, render_user_data, runtime_config)
 from wis2node.metadata import metadata_dir
 from wis2node.stackfile import find_stack
 
@@ -45,7 +46,8 @@ RECORD = metadata_dir(SETTINGS.stack) / "surface-based-observations-synop.json"
 RECORD_ID = json.loads(RECORD.read_text())["id"]
 VOLUME_ID = "vol-0b007e57da7a00001"
 # The node's steps that must be up; the CloudWatch agent's package is not reachable at first.
-ESSENTIAL = [unit for unit in UNITS if unit != "wis2-cloudwatch-agent.service"]
+# (wis2-config.service runs once and ends: its timer is what stays active.)
+ESSENTIAL = [unit for unit in UNITS if unit not in ("wis2-cloudwatch-agent.service", "wis2-config.service")]
 
 
 class Endpoint:
@@ -116,7 +118,12 @@ def node():
             ingest = LocalIngest(environment, SETTINGS)
             package = node_package()
             ingest.s3.put_object(Bucket=ingest.bucket, Key=package.key, Body=package.archive)
-            ingest.put_record(RECORD)  # what Pulumi uploads with the stack
+            ingest.put_record(RECORD)  # what Pulumi uploads with the stack, and its parameters:
+            ssm = client("ssm", environment)
+            ssm.put_parameter(Name=SETTINGS.parameter_name(RUNTIME_PARAMETER), Type="String",
+                              Value=json.dumps(runtime_config(SETTINGS), sort_keys=True))
+            topic = client("sns", environment).create_topic(Name=f"{SETTINGS.stack}-alerts")["TopicArn"]
+            ssm.put_parameter(Name=SETTINGS.parameter_name("alerts-topic"), Type="String", Value=topic)
             user_data = render_user_data(SETTINGS, DeployFacts(data_volume_id=VOLUME_ID, bucket=ingest.bucket,
                                                                package_sha256=package.sha256))
             # What EC2 hands the instance: the gzipped document (cloud-init unpacks it).

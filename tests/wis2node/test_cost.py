@@ -65,7 +65,7 @@ def from_program(deployment: Deployment, settings) -> cost.Counts:
         data_volume_gb=sum(v.inputs["size"] for v in volumes), volume_type=root["volumeType"],
         public_ipv4=len(deployment.of_type("aws:ec2/eip:Eip")),
         health_checks=tuple(h.inputs["type"] for h in deployment.of_type("aws:route53/healthCheck:HealthCheck")),
-        alarms=alarms, custom_metrics=cost.agent_metrics(settings) + 2 + 2 * len(cost.REPORTED_ENDPOINTS),
+        alarms=alarms, custom_metrics=cost.agent_metrics(settings) + 3 + 2 * len(cost.REPORTED_ENDPOINTS),
         dashboards=len(deployment.of_type("aws:cloudwatch/dashboard:Dashboard")),
         topics=tuple(t.inputs.get("region", region) for t in deployment.of_type("aws:sns/topic:Topic")),
         email_subscriptions=sum(s.inputs["protocol"] == "email"
@@ -92,7 +92,7 @@ def test_counts_follow_the_settings_as_the_program_does():
     settings = StackFile(US_EAST.stack, US_EAST.path, config).settings()
     here = declared(settings)
     assert comparable(here) == comparable(from_program(run_program(US_EAST.stack, config), settings))
-    assert here.alarms == {"us-east-1": {"standard": 17, "high-resolution": 0}} and here.topics == ("us-east-1",)
+    assert here.alarms == {"us-east-1": {"standard": 18, "high-resolution": 0}} and here.topics == ("us-east-1",)
 
 
 def test_the_program_declares_nothing_the_estimate_does_not_know(deployment):
@@ -107,7 +107,7 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
     labels = " | ".join(line.label for line in result.lines)
     for item in ("instance t4g.small", "root volume gp3 16 GB", f"data volume gp3 {settings.data_volume_gb} GB",
                  "public IPv4 address x1", "Route 53 health checks x2 (HTTPS, TCP)", "CloudWatch alarms",
-                 "CloudWatch custom metrics x12", "CloudWatch dashboard x1", "SNS topics x2", "S3 PUT", "SQS requests",
+                 "CloudWatch custom metrics x13", "CloudWatch dashboard x1", "SNS topics x2", "S3 PUT", "SQS requests",
                  "data transfer out"):
         assert item in labels, labels
     assert result.total == round(sum(line.monthly for line in result.lines if line.monthly is not None), 2)
@@ -206,4 +206,5 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
     # mem_used_percent; disk used_percent on / and the data volume; pid_count of three processes
     assert cost.agent_metrics(settings) == 1 + 2 + 3 == (
         len(collected["mem"]["measurement"]) + len(collected["disk"]["resources"]) + len(collected["procstat"]))
-    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent) + 1  # + RenewalFailed
+    # + CertificateRenewalFailed and UnitsFailing, which need systemd and the VM's unit list
+    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent) + 2

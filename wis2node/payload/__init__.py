@@ -194,8 +194,10 @@ _PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "
 # Each step of the node is a unit of its own that systemd orders and retries (none stops the
 # others); every boot starts them the same way. The units the node enables, in start order:
 UNITS = ("wis2-data-volume.service", "wis2-setup.service", "mosquitto.service", "nginx.service",
-         "wis2-node-software.service", "wis2-publisher-credential.service", "wis2-agent.service",
-         "wis2-certificate.timer", "wis2-retention.timer", "wis2-reporter.timer", "wis2-cloudwatch-agent.service")
+         "wis2-node-software.service", "wis2-publisher-credential.service", "wis2-config.service",
+         "wis2-agent.service", "wis2-watcher.service", "wis2-certificate.timer", "wis2-retention.timer",
+         "wis2-reporter.timer", "wis2-config.timer", "wis2-logs.timer", "wis2-republish.timer",
+         "wis2-gdc-check.timer", "wis2-cloudwatch-agent.service")
 # The first boot: the packages started mosquitto and nginx on their defaults; restart them on the
 # node's files (which pulls in the data volume and the set-up) and start the rest, without waiting.
 _COMMANDS = ("systemctl daemon-reload",
