@@ -106,8 +106,8 @@ def failing_units(units: list[str]) -> list[str]:
         if (state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart"
                 or (state.get("ActiveState") == "inactive" and state.get("Result", "success") != "success")):
             failing.append(f"{state.get('Id')} ({state.get('ActiveState')}/{state.get('SubState')})")
-    if shown.returncode != 0 and not failing:
-        LOG.error("systemctl show failed: %s", shown.stderr.strip())
+    if shown.returncode != 0 or not shown.stdout.strip():
+        raise OSError(f"systemctl show failed: {shown.stderr.strip()[:300]}")
     return failing
 
 
@@ -128,11 +128,16 @@ def report(config: dict, cloudwatch) -> list[dict]:
     dimensions = [{"Name": "Stack", "Value": config["stack"]}]
     data = [{"MetricName": "Heartbeat", "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}]
     if config.get("units"):  # the VM's node.json lists them; a local node has none
-        failing = failing_units(config["units"])
-        for unit in failing:
+        try:
+            failing = failing_units(config["units"])
+        except OSError as err:  # no figure rather than a false zero
+            LOG.error("units not counted: %s", err)
+            failing = None
+        for unit in failing or []:
             LOG.error("unit failing: %s; see journalctl -u %s", unit, unit.split()[0])
-        data.append({"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)),
-                     "Unit": "Count"})
+        if failing is not None:
+            data.append({"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)),
+                         "Unit": "Count"})
     alarm_days = float(config["monitoring"].get("certificate_alarm_days", DEFAULT_ALARM_DAYS))
     for label, der in served(config).items():
         left, lifetime, overdue = renewal(der, alarm_days)

@@ -70,6 +70,7 @@ def keys(tmp_path_factory) -> dict:
         subprocess.run([*gpg, "--detach-sign", "--output", f"{package}.sig", str(package)], check=True)
         key = work / f"{name}.gpg"
         subprocess.run([*gpg, "--export", "--output", str(key)], check=True)
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
         made[name] = {"fingerprint": fingerprint, "package": package, "sig": Path(f"{package}.sig"), "key": key}
     return made
 

@@ -24,7 +24,7 @@ ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to m
 # The boot's steps: root by nature (format and mount a volume, write /etc, install software with
 # pip and dpkg, write the broker's password file), each sandboxed as far as its job allows, with
 # systemd-analyze's rating (systemd 252, --offline) as the ceiling.
-BOOT_STEPS = {"wis2-data-volume.service": 6.3, "wis2-setup.service": 4.4, "wis2-node-software.service": 2.7,
+BOOT_STEPS = {"wis2-data-volume.service": 7.3, "wis2-setup.service": 4.4, "wis2-node-software.service": 2.7,
               "wis2-publisher-credential.service": 5.5, "wis2-cloudwatch-agent.service": 7.4}
 # Services whose account needs a group a private user namespace would not map (the journal's).
 HOST_GROUPS = {"wis2-logs.service": "systemd-journal"}
@@ -38,7 +38,7 @@ SANDBOX = {
 }
 IMPLIED_BY_DYNAMIC_USER = ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "RestrictSUIDSGID")
 # What systemd-analyze security --offline said of each unit with systemd 252 (0 safe ... 10 unsafe).
-EXPOSURE = {"wis2-agent.service": 1.1, "wis2-retention.service": 0.6, "wis2-reporter.service": 1.4,
+EXPOSURE = {"wis2-agent.service": 1.1, "wis2-retention.service": 0.6, "wis2-reporter.service": 1.5,
             "wis2-certificate.service": 2.4, "wis2-config.service": 2.4, "wis2-logs.service": 1.7,
             "wis2-watcher.service": 1.1, "wis2-republish.service": 1.1,
             "wis2-gdc-check.service": 1.1}
@@ -146,6 +146,8 @@ def test_the_agents_account_is_declared_in_the_user_data():
     document = yaml.safe_load(render_user_data(SETTINGS, FACTS))
     assert document["users"][0] == "default", "the image's default user stays"
     assert document["users"][1] == {"name": "wis2-agent", "system": True, "homedir": f"{DATA_ROOT}/agent",
+                                    "shell": "/usr/sbin/nologin"}
+    assert document["users"][2] == {"name": "wis2-reporter", "system": True, "no_create_home": True,
                                     "shell": "/usr/sbin/nologin"}
 
 
