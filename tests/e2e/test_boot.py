@@ -254,28 +254,28 @@ def test_the_cloudwatch_agent_installs_only_with_a_good_signature(node):
     bucket = f"amazoncloudwatch-agent-{SETTINGS.region}"
     arch = node.machine.sh("dpkg --print-architecture", check=True).stdout.strip()
     deb_key = package_key(CLOUDWATCH_AGENT["version"], arch)
-    for name in (bucket, KEY_BUCKET):
-        s3.create_bucket(Bucket=name, **({"CreateBucketConfiguration": {"LocationConstraint": SETTINGS.region}}
-                                         if name == bucket else {}))
-    s3.put_object(Bucket=KEY_BUCKET, Key=KEY_KEY, Body=key.read_bytes())
-    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes())
-    s3.put_object(Bucket=bucket, Key=deb_key + ".sig", Body=signature.read_bytes())
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": SETTINGS.region})
+    client("s3", {**node.environment, "AWS_DEFAULT_REGION": "us-east-1"}).create_bucket(Bucket=KEY_BUCKET)
+    # Amazon's objects are public: the node reads them anonymously.
+    s3.put_object(Bucket=KEY_BUCKET, Key=KEY_KEY, Body=key.read_bytes(), ACL="public-read")
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes(), ACL="public-read")
+    s3.put_object(Bucket=bucket, Key=deb_key + ".sig", Body=signature.read_bytes(), ACL="public-read")
     unit = "wis2-cloudwatch-agent.service"
     # Signed, but not by the key the node pins (Amazon's): refused, nothing installed.
     node.machine.sh(f"systemctl restart {unit}")
-    assert "not by Amazon's key" in node.machine.journal(unit)
+    assert "not by Amazon's key" in node.machine.journal(unit), node.machine.journal(unit)[-3000:]
     assert node.machine.sh("dpkg -s amazon-cloudwatch-agent").returncode != 0
     # The machine's configuration pins the test key instead (a drop-in, as an operator would).
     drop_in = f"/etc/systemd/system/{unit}.d"
     node.machine.sh(f"mkdir -p {drop_in} && printf '[Service]\\nEnvironment=CLOUDWATCH_AGENT_SIGNER={fingerprint}\\n'"
                     f" > {drop_in}/test-key.conf && systemctl daemon-reload", check=True)
     # A tampered package: refused.
-    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes() + b"tampered")
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes() + b"tampered", ACL="public-read")
     node.machine.sh(f"systemctl restart {unit}")
-    assert "signature does not verify" in node.machine.journal(unit)
+    assert "signature does not verify" in node.machine.journal(unit), node.machine.journal(unit)[-3000:]
     assert node.machine.sh("dpkg -s amazon-cloudwatch-agent").returncode != 0
     # The package as signed: installed, then configured with the node's file.
-    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes())
+    s3.put_object(Bucket=bucket, Key=deb_key, Body=package.read_bytes(), ACL="public-read")
     assert node.machine.sh(f"systemctl restart {unit}").returncode == 0, node.machine.journal(unit)[-2000:]
     assert node.machine.sh(f"systemctl is-active {unit}").stdout.strip() == "active"
     calls = node.machine.sh("cat /var/log/amazon-cloudwatch-agent-ctl.calls").stdout
@@ -357,11 +357,12 @@ def test_memory_of_the_node_after_a_burst(node):
         put(node.ingest, f"WIGOS_0-20000-0-2{index:04d}_20261204T040000.bufr4", os.urandom(2048))
     assert len(data_messages(reader, 200, timeout=600)) == 200
     reader.close()
-    table = node.machine.sh("ps -eo rss=,comm=,args= --sort=-rss").stdout
+    table = node.machine.sh("ps -ww -eo rss=,comm=,args= --sort=-rss").stdout
     groups: dict[str, int] = {}
     for line in table.splitlines():
         rss, comm, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(None, 1), "")
-        name = ("agent" if "wis2node agent" in args else comm)
+        tool = args.split("-m wis2node ", 1)[1].split()[0] if "-m wis2node " in args else None
+        name = tool or comm  # the node's tools by name: agent, watcher, ...
         groups[name] = groups.get(name, 0) + int(rss)
     total = sum(groups.values())
     memory = node.machine.sh("free -m").stdout
