@@ -19,6 +19,7 @@ RUNTIME_KEYS: dict[tuple[str, str], str | None] = {
     ("publishing", "retention_days"): None,  # read by each run of wis2-retention
     ("publishing", "max_file_bytes"): "restart-agent",  # read when the agent starts
     ("tls", "letsencrypt_email"): "certbot-account",  # certbot's ACME account
+    ("monitoring", "certificate_alarm_days"): None,  # read by each run of wis2-reporter
 }
 
 

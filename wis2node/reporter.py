@@ -161,8 +161,9 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     import boto3
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
+    from wis2node.nodeconfig import load
+
+    config = load(config_path, needs=(("monitoring", "certificate_alarm_days"),))
     sent = report(config, boto3.client("cloudwatch", region_name=config["region"]))
     for datapoint in sent:
         LOG.info("%s %s", datapoint["MetricName"], datapoint["Value"])

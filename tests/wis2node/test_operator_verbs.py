@@ -222,7 +222,8 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_option_has_help_and_every_stack_verb_takes_stack():
     commands = _subcommands()
-    node_tools = {"agent", "certificate", "publisher-credential", "retention", "reporter", "apply-config", "ship-logs"}
+    node_tools = {"agent", "certificate", "publisher-credential", "retention", "reporter", "apply-config", "ship-logs",
+                  "cloudwatch-agent", "watcher", "republish", "gdc-check"}
     for name, parser in commands.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):

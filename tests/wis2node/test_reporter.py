@@ -118,7 +118,9 @@ def test_renewal_overdue_is_relative_to_the_lifetime(node, tmp_path, monkeypatch
 
     install(node, days, age)
     fake_systemctl(tmp_path / "bin", monkeypatch, "success", "success")
-    config = json.loads(node.path("/etc/wis2/node.json").read_text())
+    from wis2node.nodeconfig import load
+
+    config = load(str(node.path("/etc/wis2/node.json")), needs=(("monitoring", "certificate_alarm_days"),))
     assert config["monitoring"]["certificate_alarm_days"] == SETTINGS.certificate_alarm_days == 21
     with moto_server(SETTINGS.region) as aws:
         cloudwatch = client("cloudwatch", aws)

@@ -275,8 +275,7 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
         "web": WEB_LIMITS,
         # nginx serves each file with the type its notification announces.
         "media_types": {"by_type": nginx_types(), "default": DEFAULT_MEDIA_TYPE, "metadata": METADATA_TYPE},
-        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE,
-                       "certificate_alarm_days": settings.certificate_alarm_days},
+        "monitoring": {"namespace": METRIC_NAMESPACE, "host_namespace": HOST_METRIC_NAMESPACE},
         "publisher_password_parameter": settings.parameter_name("publisher-password"),
         "runtime": {"parameter": settings.parameter_name(RUNTIME_PARAMETER)},
         "logs": {"groups": journal.log_groups(settings.stack), "units": journal.units()},
@@ -302,6 +301,7 @@ def runtime_config(settings: NodeSettings) -> dict:
         "publishing": {"retention_days": settings.retention_days,
                        "max_file_bytes": settings.max_file_mb * 1024 * 1024},
         "tls": {"letsencrypt_email": settings.alert_emails[0] if settings.alert_emails else None},
+        "monitoring": {"certificate_alarm_days": settings.certificate_alarm_days},
     }
 
 
