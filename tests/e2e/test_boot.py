@@ -159,6 +159,19 @@ def settle_broker(node: BootedNode) -> None:
     time.sleep(35)
 
 
+def new_instance(node: BootedNode, number: int, volume: Volume) -> None:
+    """Boot a fresh root filesystem with a new instance-id on this volume (the old machine is off)."""
+    old = node.machine
+    node.machine = Machine.new_instance(
+        node.base, node.work / f"root-{number}", node.packed, f"i-0b007e5700000000{number}",
+        {"region": SETTINGS.region, "endpoint": node.environment["AWS_ENDPOINT_URL"]},
+        network=old.network, volume=volume, volume_path="/dev/xvdf", log=node.work / f"machine-{number}")
+    shutil.rmtree(old.root)
+    node.machine.boot()
+    node.machine.wait_for_cloud_init()
+    node.wait_until_up()
+
+
 def put(ingest: LocalIngest, name: str, body: bytes) -> str:
     key = f"{SYNOP}/{name}"
     ingest.put(key, body, **{"metadata-id": RECORD_ID})
@@ -343,17 +356,8 @@ def test_a_replaced_instance_keeps_certificate_sessions_files_state_and_password
     published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
     settle_broker(node)
     node.machine.power_off()
-
     # A new instance: a fresh root filesystem and instance-id, the same user data and data volume.
-    old = node.machine
-    node.machine = Machine.new_instance(
-        node.base, node.work / "root-2", node.packed, "i-0b007e57000000002",
-        {"region": SETTINGS.region, "endpoint": node.environment["AWS_ENDPOINT_URL"]},
-        network=old.network, volume=old.volume, volume_path="/dev/xvdf", log=node.work / "machine-2")
-    shutil.rmtree(old.root)
-    node.machine.boot()
-    node.machine.wait_for_cloud_init()
-    node.wait_until_up()
+    new_instance(node, 2, node.machine.volume)
     everything = node.client()
     everything.subscribe(f"{BRANCH}/#")
 
@@ -417,15 +421,7 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     node.machine.power_off()
     snapshot = node.work / "snapshot.img"
     shutil.copyfile(node.machine.volume.file, snapshot)
-    old = node.machine
-    node.machine = Machine.new_instance(
-        node.base, node.work / "root-3", node.packed, "i-0b007e57000000003",
-        {"region": SETTINGS.region, "endpoint": node.environment["AWS_ENDPOINT_URL"]},
-        network=old.network, volume=Volume(snapshot), volume_path="/dev/xvdf", log=node.work / "machine-3")
-    shutil.rmtree(old.root)
-    node.machine.boot()
-    node.machine.wait_for_cloud_init()
-    node.wait_until_up()
+    new_instance(node, 3, Volume(snapshot))
     assert node.machine.sh(f"findmnt -n -o SOURCE {DATA_ROOT}").stdout.strip() == "/dev/xvdf"  # the copy
     assert node.served_certificate(443) == certificate
     assert node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout == published
