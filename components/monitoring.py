@@ -194,6 +194,15 @@ class Monitoring(pulumi.ComponentResource):
             namespace=METRIC_NAMESPACE, metric_name="BrokersRelaying", dimensions=stack, statistic="Maximum",
             period=300, evaluation_periods=6, comparison_operator="LessThanThreshold", threshold=2,
             treat_missing_data="notBreaching")
+        # The watcher itself: connected to no Global Broker (it would hear nothing WIS2 says), or
+        # reporting nothing (stopped, hung, restarting over and over): as deaf either way.
+        self.alarms["wis2-watcher-disconnected"] = alarm(
+            "wis2-watcher-disconnected", "The node's WIS2 watcher has been connected to no Global Broker, or has "
+                                         "reported nothing, for 30 minutes: WIS2's alerts about the centre cannot "
+                                         "reach you",
+            namespace=METRIC_NAMESPACE, metric_name="GlobalBrokersConnected", dimensions=stack, statistic="Maximum",
+            period=300, evaluation_periods=6, comparison_operator="LessThanThreshold", threshold=1,
+            treat_missing_data="breaching")
 
 
 def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict:

@@ -9,7 +9,9 @@ monitor/, origin/ and cache/a/wis2/<centre-id>/#, and on the node's own broker t
   CRITICAL ones put the WIS2EventsAlarming metric the wis2-events alarm watches;
 - from what the brokers relay: how many Global Brokers relayed the node's latest message
   (BrokersRelaying, put only while the node publishes: the relay-low alarm), the relay latency, and the
-  share of the node's core data the Global Caches copied (CacheCopiedShare).
+  share of the node's core data the Global Caches copied (CacheCopiedShare);
+- how many Global Brokers it is connected to (GlobalBrokersConnected, every minute): a watcher that
+  hears no Global Broker, or reports nothing, raises the wis2-watcher-disconnected alarm.
 Each broker reconnects with back-off; an outage is logged once, when it starts, and once when it ends.
 Malformed events are logged and ignored.
 """
@@ -20,6 +22,7 @@ import csv
 import hashlib
 import json
 import logging
+import re
 import signal
 import sqlite3
 import ssl
@@ -128,19 +131,28 @@ class Relays:
         self._lock = threading.Lock()
         self._messages: "OrderedDict[str, dict]" = OrderedDict()  # id -> {at, data_id, cacheable, relays}
         self._cached: "OrderedDict[str, float]" = OrderedDict()  # data_id -> first seen on cache/
+        # Relays heard before the node's own copy reached the watcher (its threads race): id -> {broker: at}
+        self._early: "OrderedDict[str, dict[str, float]]" = OrderedDict()
         self._latencies: list[float] = []
 
     def published(self, message_id: str, data_id: str, cacheable: bool, now: float) -> None:
         with self._lock:
             if message_id not in self._messages:
-                self._messages[message_id] = {"at": now, "data_id": data_id, "cacheable": cacheable, "relays": {}}
+                relays = self._early.pop(message_id, {})
+                self._messages[message_id] = {"at": now, "data_id": data_id, "cacheable": cacheable,
+                                              "relays": relays}
+                self._latencies += [0.0] * len(relays)  # relayed at once: faster than the watcher could see
                 while len(self._messages) > REMEMBERED:
                     self._messages.popitem(last=False)
 
     def relayed(self, broker: str, message_id: str, now: float) -> None:
         with self._lock:
             message = self._messages.get(message_id)
-            if message is not None and broker not in message["relays"]:
+            if message is None:
+                self._early.setdefault(message_id, {}).setdefault(broker, now)
+                while len(self._early) > REMEMBERED:
+                    self._early.popitem(last=False)
+            elif broker not in message["relays"]:
                 message["relays"][broker] = now
                 self._latencies.append(max(0.0, now - message["at"]))
 
@@ -184,6 +196,8 @@ class Watcher:
         self.relays = Relays(float(wis2.get("relay_grace", RELAY_GRACE)), float(wis2.get("cache_grace", CACHE_GRACE)))
         self._events: list[str] = []  # severities heard since the last tick
         self._lock = threading.Lock()
+        # How many Global Brokers the watcher is connected to (run() sets it; None: not reported).
+        self.listening: Optional[Callable[[], int]] = None
 
     def topics(self, broker: str) -> list[str]:
         centre = self.centre_id
@@ -211,7 +225,7 @@ class Watcher:
             return  # about someone else, or the node's own notice relayed back
         if not self.seen.first(event, broker, now):
             return
-        LOG.info("%s %s from %s (via %s): %s", event.severity, event.id, event.source, broker, event.title)
+        LOG.info("%s", event_line(event, broker))
         self.alert(*alert_text(event, broker, self.stack))
         with self._lock:
             self._events.append(event.severity)
@@ -250,9 +264,26 @@ class Watcher:
         units = {"BrokersRelaying": "Count", "RelayLatency": "Seconds", "CacheCopiedShare": "Percent"}
         for name, value in self.relays.figures(now).items():
             data.append({"MetricName": name, "Unit": units[name], "Value": value, "Dimensions": stack})
+        if self.listening is not None:
+            data.append({"MetricName": "GlobalBrokersConnected", "Unit": "Count", "Value": float(self.listening()),
+                         "Dimensions": stack})
         self.put(data)
         self.seen.forget(now)
         return data
+
+
+EVENT_LINE = "WIS2 event"  # what `verify` looks for in the watcher's log (CloudWatch Logs)
+EVENT_PATTERN = re.compile(r"WIS2 event (?P<severity>[A-Z]+) from (?P<source>\S+) via (?P<broker>\S+): "
+                           r"(?P<title>.*) \[(?P<id>[^\]]*)\]$")
+
+
+def event_line(event: Event, broker: str) -> str:
+    """The log line of an alerted event: one line, EVENT_PATTERN reads it back."""
+    def one(text: str) -> str:
+        return " ".join(text.split()) or "-"
+
+    return (f"{EVENT_LINE} {event.severity} from {one(event.source).replace(' ', '_')} via {broker}: "
+            f"{one(event.title)} [{one(event.id).replace(']', ')')}]")
 
 
 def alert_text(event: Event, broker: str, stack: str) -> tuple[str, str]:
@@ -367,6 +398,7 @@ def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, i
 
     watcher = Watcher(config, alert=alert, put=put)
     connections = [Connection(broker, watcher, client_id(config, broker)) for broker in brokers_of(config)]
+    watcher.listening = lambda: sum(c.connected.is_set() for c in connections if c.broker.name != LOCAL)
     LOG.info("watching %s on %s", config["centre_id"], ", ".join(c.broker.name for c in connections))
     for connection in connections:
         connection.start()

@@ -24,7 +24,7 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     settings = stack_file.settings()
     found = alarms(deployment)
     assert set(found) == set(NODE_ALARMS) | set(HEALTH_CHECK_ALARMS)  # what `verify` expects to find
-    assert len(found) == 18
+    assert len(found) == 19
     assert found["cpu-high"]["threshold"] == settings.cpu_alarm_percent
     assert found["memory-high"]["threshold"] == settings.memory_alarm_percent
     assert found["disk-data-high"]["dimensions"]["path"] == "/srv/wis2"
@@ -56,6 +56,10 @@ def test_wis2_alarms_and_the_nodes_way_to_the_alert_topic(stack_file: StackFile,
     assert relay["metricName"] == "BrokersRelaying" and relay["threshold"] == 2
     assert relay["comparisonOperator"] == "LessThanThreshold" and relay["period"] * relay["evaluationPeriods"] == 1800
     assert relay["treatMissingData"] == events["treatMissingData"] == "notBreaching", "no figure while silent"
+    deaf = found["wis2-watcher-disconnected"]
+    assert deaf["metricName"] == "GlobalBrokersConnected" and deaf["comparisonOperator"] == "LessThanThreshold"
+    assert deaf["threshold"] == 1 and deaf["period"] * deaf["evaluationPeriods"] == 1800
+    assert deaf["treatMissingData"] == "breaching", "a watcher that reports nothing is as deaf as a disconnected one"
     parameter = deployment.named("monitoring-alerts-topic").inputs
     assert parameter["name"] == settings.parameter_name("alerts-topic") and parameter["type"] == "String"
     assert f"arn:aws:sns:{settings.region}:123456789012:monitoring-alerts-{settings.region}" in json.dumps(

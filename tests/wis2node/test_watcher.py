@@ -17,7 +17,8 @@ from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.stackfile import ROOT, find_stack
-from wis2node.watcher import Connection, Watcher, brokers_of, client_id, global_brokers
+from wis2node.watcher import EVENT_PATTERN, Connection, Relays, Watcher, brokers_of, client_id, event_line, global_brokers
+from wis2node.wis2events import parse
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
@@ -162,6 +163,7 @@ def test_relay_figures_count_the_brokers_that_relay(node, brokers, tmp_path):
     config = config_for(node, brokers, tmp_path / "state", relay_grace=0.5, cache_grace=0)
     watcher = Watcher(config, alert=lambda *a: None, put=put.append)
     connections = [Connection(b, watcher, client_id(config, b)) for b in brokers_of(config)]
+    watcher.listening = lambda: sum(c.connected.is_set() for c in connections if c.broker.name != "local")
     for connection in connections:
         connection.start()
     publisher = Client(node, PUBLISHER_USER, node.publisher_password, transport="mqtt")
@@ -171,7 +173,9 @@ def test_relay_figures_count_the_brokers_that_relay(node, brokers, tmp_path):
 
     try:
         assert all(c.connected.wait(10) for c in connections)
-        assert "BrokersRelaying" not in figures(), "the node has published nothing: no figure, no alarm"
+        found = figures()
+        assert "BrokersRelaying" not in found, "the node has published nothing: no figure, no alarm"
+        assert found["GlobalBrokersConnected"] == 2
         first = notification(f"{CENTRE}/data/core/weather/synop/one.bufr")
         assert publisher.publish(DATA_TOPIC, json.dumps(first).encode()) == 0
         time.sleep(1.5)
@@ -189,6 +193,11 @@ def test_relay_figures_count_the_brokers_that_relay(node, brokers, tmp_path):
         found = figures()
         assert found["BrokersRelaying"] == 1, "one broker relays: under the alarm's threshold of 2"
         assert found["CacheCopiedShare"] == 50.0
+        assert found["GlobalBrokersConnected"] == 1
+
+        one.stop_broker()  # the watcher hears no Global Broker at all: the wis2-watcher-disconnected alarm
+        time.sleep(0.5)
+        assert figures()["GlobalBrokersConnected"] == 0
     finally:
         publisher.close()
         for connection in connections:
@@ -227,3 +236,24 @@ def test_a_threaded_watcher_stops_on_request(node, brokers, tmp_path):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def test_a_relay_heard_before_the_nodes_own_copy_still_counts():
+    """The watcher's connections run in threads of their own: a Global Broker's copy may arrive first."""
+    relays = Relays(grace=1, cache_grace=0)
+    relays.relayed("gb-one", "m-1", 100.0)
+    relays.published("m-1", "x/one", True, 100.2)
+    relays.relayed("gb-two", "m-1", 100.5)
+    relays.relayed("gb-one", "m-1", 100.6)  # the same broker again: counted once
+    found = relays.figures(102.0)
+    assert found["BrokersRelaying"] == 2
+    assert found["RelayLatency"] == pytest.approx(0.3)
+
+
+def test_the_event_log_line_reads_back():
+    event = parse(json.dumps(example("wmem-gb-wnm-report", CENTRE, id="a]b")).encode())
+    line = event_line(event, "gb-one")
+    found = EVENT_PATTERN.search("INFO " + line)
+    assert found and found["severity"] == event.severity and found["source"] == event.source
+    assert found["title"] == " ".join(event.title.split()) and found["broker"] == "gb-one"
+    assert "\n" not in line
