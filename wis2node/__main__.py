@@ -109,7 +109,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from wis2node.verify import report, verify
 
     settings = find_stack(args.stack).settings()
-    checks = verify(settings, _endpoints(args, settings))
+    wis2 = None
+    if not args.no_network and not args.no_wis2:
+        from wis2node.verify_wis2 import Wis2Options
+
+        wis2 = Wis2Options.from_catalogue(Path(args.global_endpoints) if args.global_endpoints else None,
+                                          args.wis2_wait)
+    checks = verify(settings, _endpoints(args, settings), wis2=wis2)
     print(report(checks, args.json))
     return 0 if all(check.ok for check in checks) else 1
 
@@ -365,6 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     _stack_option(audit)
     audit.add_argument("--json", action="store_true", help="print the checks as JSON")
     _network_options(audit)
+    audit.add_argument("--no-wis2", action="store_true",
+                       help="leave out the WIS2 section (Global Brokers, Global Discovery Catalogues, alerts)")
+    audit.add_argument("--wis2-wait", type=float, default=30, metavar="SECONDS",
+                       help="how long to wait for a message of the node to follow through the Global Brokers "
+                            "(default 30; 0: connect only)")
+    audit.add_argument("--global-endpoints", metavar="CSV",
+                       help="the Global Services to ask, in the format of wis2node/data/global-endpoints.csv "
+                            "(default: that file)")
     audit.set_defaults(func=cmd_verify)
 
     state = commands.add_parser("status", help="the node in one screen (read-only)")

@@ -66,19 +66,34 @@ def catalogues(config: dict) -> list[tuple[str, str]]:
     if listed:
         found = [(str(item["name"]), str(item["url"])) for item in listed]
     else:
-        found = [(f"{row['operator']}-global-discovery-catalogue", f"https://{row['host']}{row['path']}")
-                 for row in catalogue("global-discovery-catalogue")]
+        found = [(catalogue_name(row), catalogue_url(row)) for row in catalogue("global-discovery-catalogue")]
     for name, url in found:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
-            raise ValueError(f"catalogue {name}: {url!r} is not an https URL")
+        check_url(name, url)
     return found
 
 
-def _get(url: str, context: ssl.SSLContext) -> dict:
+def catalogue_name(row: dict) -> str:
+    return f"{row['operator']}-global-discovery-catalogue"
+
+
+def catalogue_url(row: dict) -> str:
+    """The base URL of a GDC row of the endpoint catalogue (transport https, or http on loopback)."""
+    scheme, port = row.get("transport") or "https", str(row.get("port") or "")
+    default = {"https": "443", "http": "80"}.get(scheme)
+    netloc = row["host"] if port in ("", default) else f"{row['host']}:{port}"
+    return f"{scheme}://{netloc}{row.get('path') or '/'}"
+
+
+def check_url(name: str, url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        raise ValueError(f"catalogue {name}: {url!r} is not an https URL")
+
+
+def _get(url: str, context: ssl.SSLContext, timeout: float = TIMEOUT) -> dict:
     request = urllib.request.Request(url, headers={"Accept": "application/geo+json, application/json",
                                                    "User-Agent": "wis2-node gdc-check"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         body = response.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:
         raise ValueError("response over 20 MB")
@@ -88,7 +103,8 @@ def _get(url: str, context: ssl.SSLContext) -> dict:
     return document
 
 
-def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContext] = None) -> dict[str, str]:
+def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContext] = None,
+                      timeout: float = TIMEOUT) -> dict[str, str]:
     """The centre's records in one GDC: id -> updated (or created), following the `next` links."""
     context = context or ssl.create_default_context()
     prefix = f"urn:wmo:md:{centre_id}:"
@@ -98,7 +114,7 @@ def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContex
     for _ in range(MAX_PAGES):
         if url is None:
             break
-        document = _get(url, context)
+        document = _get(url, context, timeout)
         for feature in document["features"]:
             if isinstance(feature, dict) and isinstance(feature.get("id"), str) and feature["id"].startswith(prefix):
                 properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
@@ -133,7 +149,11 @@ def compare(name: str, served: dict[str, str], listed: dict[str, str]) -> Findin
 
 
 def served_records(config: dict) -> dict[str, str]:
-    metadata_dir = Path(config["publishing"]["public_dir"]) / "metadata"
+    return updated_by_id(Path(config["publishing"]["public_dir"]) / "metadata")
+
+
+def updated_by_id(metadata_dir: Path) -> dict[str, str]:
+    """The records of a folder: id -> updated (or created)."""
     return {record["id"]: str((record.get("properties") or {}).get("updated")
                               or (record.get("properties") or {}).get("created") or "")
             for _, record in records(metadata_dir)}

@@ -2,7 +2,9 @@
 
 What `verify` checks (AWS, and the node's endpoints unless --no-network), condensed: the failures
 in full, the passing checks by name; then what an operator looks at next: the queues (files
-waiting, events refused), the latest snapshot, the publisher password's version. Read-only.
+waiting, events refused), the latest snapshot, the publisher password's version, and WIS2 as the
+node's watcher reported it (the Global Brokers it hears and that relay the node, the latest alert;
+verify's WIS2 section also asks the Global Services themselves). Read-only.
 Exit status 1 when a check fails.
 """
 
@@ -13,6 +15,7 @@ from typing import Optional
 
 from wis2node.settings import NodeSettings
 from wis2node.verify import STACK_TAG, Check, Endpoints, Verifier
+from wis2node.verify_wis2 import Wis2Options
 
 
 def _age(when: datetime.datetime, now: datetime.datetime) -> str:
@@ -70,6 +73,8 @@ def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None)
     verifier.run_aws()
     if endpoints is not None:
         verifier.run_network(endpoints)
+    if not any(c.name == "aws-credentials" for c in verifier.checks):
+        verifier.run_wis2(Wis2Options(live=False))  # what the node's watcher reported: AWS only, fast
     checks: list[Check] = verifier.checks
     failed = [c for c in checks if not c.ok]
     passed = list(dict.fromkeys(c.name for c in checks if c.ok and c.name not in {f.name for f in failed}))
@@ -83,6 +88,10 @@ def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None)
             lines.append(f"  {check.name:{width}} {check.detail}")
     if not any(c.name == "aws-credentials" for c in failed):
         lines += [f"  {label:{width}} {text}" for label, text in facts(settings, verifier.session)]
+    for name, label in (("wis2-watcher", "wis2 watcher"), ("wis2-relay", "wis2 relays"), ("wis2-alerts", "wis2 alerts")):
+        shown = next((c for c in checks if c.name == name and c.ok), None)  # failures have their FAIL line
+        if shown is not None:
+            lines.append(f"  {label:{width}} {shown.detail}")
     lines.append(f"  {'checks':{width}} {len(checks) - len(failed)} of {len(checks)} pass"
                  + (f": {', '.join(passed)}" if passed else ""))
     skipped = [c.name for c in failed if c.detail.startswith("not checked")]

@@ -1,10 +1,12 @@
 """Audit a deployed node, read-only: is it healthy and still locked down as designed?
 
-    python -m wis2node verify --stack STACK [--json] [--no-network]
+    python -m wis2node verify --stack STACK [--json] [--no-network] [--no-wis2] [--wis2-wait S]
 
 One line per check, from AWS (found by the stack's tags; credentials from the usual chain,
-nothing is changed) and, unless --no-network, from the node's own endpoints. Exit status 1 when
-any check fails.
+nothing is changed) and, unless --no-network, from the node's own endpoints and then the WIS2
+section (wis2node/verify_wis2.py: the node's watcher, the Global Brokers relaying, the Global
+Discovery Catalogues, the latest WIS2 alerts). Exit status 1 when any check fails; a Global
+Service this machine cannot reach is a "skip" line, not a failure.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import socket
 import ssl
 import threading
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from wis2node.alarms import HEALTH_CHECK_ALARMS, HEALTH_CHECK_REGION, NODE_ALARMS, alarm_name
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 from wis2node.tls import days_left
+
+if TYPE_CHECKING:
+    from wis2node.verify_wis2 import Wis2Options
 
 STACK_TAG = "wis2-node:stack"
 
@@ -29,6 +34,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False  # not judged: a Global Service this machine cannot reach (never a failure)
 
 
 @dataclass
@@ -50,8 +56,8 @@ class Verifier:
         self.checks: list[Check] = []
         self.address: Optional[str] = None  # the Elastic IP, once the elastic-ip check has found it
 
-    def add(self, name: str, ok: bool, detail: str) -> None:
-        self.checks.append(Check(name, ok, detail))
+    def add(self, name: str, ok: bool, detail: str, skipped: bool = False) -> None:
+        self.checks.append(Check(name, ok, detail, skipped))
 
     # -- AWS -----------------------------------------------------------------------------------
 
@@ -291,11 +297,30 @@ class Verifier:
         return context
 
 
-def verify(settings: NodeSettings, endpoints: Optional[Endpoints], session=None) -> list[Check]:
+    # -- WIS2: the node as the Global Services see it (wis2node/verify_wis2.py) ---------------------
+
+    def run_wis2(self, options: "Wis2Options", endpoints: Optional[Endpoints] = None) -> None:
+        from botocore.exceptions import NoCredentialsError
+
+        from wis2node import verify_wis2
+
+        node = (verify_wis2.Endpoint("node", endpoints.host, endpoints.mqtts_port, "mqtts")
+                if endpoints is not None else None)
+        try:
+            verify_wis2.run(self.add, self.settings, self.session, options, node,
+                            endpoints.ca_file if endpoints is not None else None)
+        except NoCredentialsError:
+            pass  # run_aws said so already
+
+
+def verify(settings: NodeSettings, endpoints: Optional[Endpoints], session=None,
+           wis2: Optional["Wis2Options"] = None) -> list[Check]:
     verifier = Verifier(settings, session)
     verifier.run_aws()
     if endpoints is not None:
         verifier.run_network(endpoints)
+        if wis2 is not None and not any(c.name == "aws-credentials" for c in verifier.checks):
+            verifier.run_wis2(wis2, endpoints)
     return verifier.checks
 
 
@@ -303,7 +328,9 @@ def report(checks: list[Check], as_json: bool) -> str:
     if as_json:
         return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2)
     width = max(len(c.name) for c in checks)
-    lines = [f"{'ok  ' if c.ok else 'FAIL'}  {c.name:{width}}  {c.detail}" for c in checks]
+    lines = [f"{'skip' if c.skipped else 'ok  ' if c.ok else 'FAIL'}  {c.name:{width}}  {c.detail}" for c in checks]
     failed = sum(not c.ok for c in checks)
-    return "\n".join(lines + [f"{len(checks)} checks, {failed} failed"])
+    skipped = sum(c.skipped for c in checks)
+    return "\n".join(lines + [f"{len(checks)} checks, {failed} failed"
+                              + (f", {skipped} not reachable from here or nothing to judge" if skipped else "")])
 

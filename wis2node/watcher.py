@@ -74,11 +74,11 @@ class Broker:
                    password=str(item.get("password", READ_ONLY_PASSWORD)), ca_file=item.get("ca_file"))
 
 
-def catalogue(service: str = "global-broker") -> list[dict]:
+def catalogue(service: str = "global-broker", path: Path = ENDPOINTS_CSV) -> list[dict]:
     """Rows of the Global Service endpoint catalogue for one service."""
-    with ENDPOINTS_CSV.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8") as handle:
         rows = csv.DictReader(line for line in handle if not line.startswith("#"))
-        return [row for row in rows if row["service"] == service]
+        return [row for row in rows if row.get("service") == service]
 
 
 def global_brokers(transports: tuple[str, ...] = WATCHED_TRANSPORTS) -> list[Broker]:

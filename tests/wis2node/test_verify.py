@@ -118,7 +118,7 @@ def node(tmp_path_factory):
 
 def run_verify(environment: dict[str, str], node: LocalNode | None, *extra: str) -> tuple[int, dict, str]:
     network = ["--host", "127.0.0.1", "--https-port", str(node.ports.https), "--mqtts-port", str(node.ports.mqtts),
-               "--ca-file", str(node.ca_file)] if node else ["--no-network"]
+               "--ca-file", str(node.ca_file), "--no-wis2"] if node else ["--no-network"]  # WIS2: test_verify_wis2
     run = subprocess.run([sys.executable, "-m", "wis2node", "verify", "--stack", SETTINGS.stack, "--json",
                           *network, *extra], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in run.stderr, run.stderr
