@@ -306,17 +306,26 @@ def test_the_cloudwatch_agent_installs_only_with_a_good_signature(node):
 
 
 def test_a_runtime_change_reaches_the_node_without_a_new_machine(node):
-    """retentionDays changed: Pulumi updates the SSM parameter, not the user data; the node applies it."""
+    """retentionDays and rebootTime changed: Pulumi updates the SSM parameter, not the user data; the
+    node applies it (the reboot time where apt reads it)."""
+    reboot = "apt-config dump | grep '^Unattended-Upgrade::Automatic-Reboot'"
+    assert f'Automatic-Reboot-Time "{SETTINGS.reboot_time}";' in node.machine.sh(reboot).stdout, \
+        node.machine.sh(reboot).stdout + node.machine.journal("wis2-config.service")[-2000:]
     ssm = client("ssm", node.environment)
     changed = runtime_config(SETTINGS)
     changed["publishing"]["retention_days"] = SETTINGS.retention_days + 7
+    changed["upgrades"]["reboot_time"] = "05:45"
     boots = node.machine.sh("journalctl --list-boots --no-pager | wc -l").stdout
     ssm.put_parameter(Name=SETTINGS.parameter_name(RUNTIME_PARAMETER), Type="String", Overwrite=True,
                       Value=json.dumps(changed, sort_keys=True))
     applied = node.machine.wait_until(
         f"grep -q '\"retention_days\": {SETTINGS.retention_days + 7}' /etc/wis2/runtime.json && "
+        "apt-config dump | grep -q 'Automatic-Reboot-Time \"05:45\"' && "
         "cat /etc/wis2/runtime.json", timeout=150, interval=5)
     assert json.loads(applied)["publishing"]["retention_days"] == SETTINGS.retention_days + 7
+    applied_reboot = node.machine.sh(reboot).stdout
+    assert 'Automatic-Reboot "true";' in applied_reboot and 'Automatic-Reboot-Time "05:45";' in applied_reboot, \
+        applied_reboot + node.machine.journal("wis2-config.service")[-2000:]
     assert node.machine.sh("journalctl --list-boots --no-pager | wc -l").stdout == boots  # no reboot
     assert node.machine.sh("systemctl is-active wis2-agent.service").stdout.strip() == "active"
 
