@@ -416,7 +416,8 @@ def test_memory_of_the_node_after_a_burst(node):
 
 
 def test_a_restore_from_a_snapshot_brings_the_node_back(node):
-    """A new machine on a copy of the data volume (the snapshot): certificate, sessions, files."""
+    """A new machine on a copy of the data volume (the snapshot): certificate, sessions, files and
+    the agent's state."""
     certificate = node.served_certificate(443)
     persistent_id = "gb-boot-test-restore"
     reader = node.client(client_id=persistent_id, persistent=True)
@@ -431,6 +432,8 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     snapshot = node.work / "snapshot.img"
     shutil.copyfile(node.machine.volume.file, snapshot)
     new_instance(node, 3, Volume(snapshot))
+    everything = node.client()
+    everything.subscribe(f"{BRANCH}/#")
     assert node.machine.sh(f"findmnt -n -o SOURCE {DATA_ROOT}").stdout.strip() == "/dev/xvdf"  # the copy
     assert node.served_certificate(443) == certificate
     assert node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout == published
@@ -438,4 +441,12 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     assert reader.session_present
     [message] = data_messages(reader, 1, timeout=30)
     assert node.download(canonical(message)["href"]) == body
+    # The agent's state came along: the restored node publishes the next file, and nothing again.
+    name = "WIGOS_0-20000-0-10006_20261204T060000.bufr4"
+    put(node.ingest, name, b"after the restore")
+    data_messages(everything, 1, timeout=120)
+    time.sleep(5)
+    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
+    assert len(announced) == 1 and announced[0].endswith(name), announced
     reader.close()
+    everything.close()
