@@ -124,7 +124,8 @@ def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
     broken.write_text("\n".join(lines) + "\n")
     run = run_check(str(broken))
     assert run.returncode != 0 and "Traceback" not in run.stderr
-    assert f"{broken}:{index + 1}:" in run.stderr and "not valid YAML" in run.stderr, run.stderr
+    column = lines[index].index("wis2node: ") + len("wis2node") + 1  # the second colon, counted from 1
+    assert f"{broken}:{index + 1}:{column}: not valid YAML" in run.stderr, run.stderr
 
 
 def test_an_instance_type_that_does_not_exist_is_caught_offline():
