@@ -149,16 +149,6 @@ def node():
         network.down()
 
 
-def settle_broker(node: BootedNode) -> None:
-    """Past mosquitto's autosave_interval (30 s) since the last change of its sessions.
-
-    mosquitto also saves on a clean stop; one CI run nevertheless came back without a session
-    subscribed just before the power-off (not reproduced alone): until that is understood, the
-    test gives the broker its autosave so that the other guarantees are measured, and the note says so.
-    """
-    time.sleep(35)
-
-
 def new_instance(node: BootedNode, number: int, volume: Volume) -> None:
     """Boot a fresh root filesystem with a new instance-id on this volume (the old machine is off)."""
     old = node.machine
@@ -330,8 +320,7 @@ def test_reboot_brings_everything_back_and_an_offline_subscriber_gets_what_it_mi
     put(node.ingest, "WIGOS_0-20000-0-10002_20261204T010000.bufr4", body)
     # The agent has published it once the file is served.
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10002*' | grep -q .", timeout=120)
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     node.machine.boot()
     node.wait_until_up()
     reader = node.client(client_id=persistent_id, persistent=True)
@@ -354,8 +343,7 @@ def test_a_replaced_instance_keeps_certificate_sessions_files_state_and_password
     put(node.ingest, "WIGOS_0-20000-0-10003_20261204T020000.bufr4", body)
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10003*' | grep -q .", timeout=120)
     published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     # A new instance: a fresh root filesystem and instance-id, the same user data and data volume.
     new_instance(node, 2, node.machine.volume)
     everything = node.client()
@@ -417,8 +405,7 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     put(node.ingest, "WIGOS_0-20000-0-10005_20261204T050000.bufr4", body)
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10005*' | grep -q .", timeout=120)
     published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     snapshot = node.work / "snapshot.img"
     shutil.copyfile(node.machine.volume.file, snapshot)
     new_instance(node, 3, Volume(snapshot))
