@@ -28,7 +28,7 @@ from typing import Any, Callable
 from wis2node.nodeconfig import RUNTIME_KEYS
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-MAX_FILE_BYTES = 5 * 1024 ** 3  # an S3 single PUT's limit
+MAX_FILE_BYTES = 5 * 1024**3  # an S3 single PUT's limit
 
 
 def validate(document: Any) -> dict[str, dict[str, Any]]:
@@ -111,8 +111,10 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     changes = changed_keys(current, document)
     if changes:
         _write_json(runtime["file"], document, 0o644)
-        done.append(f"{runtime['file']}: " + ", ".join(
-            f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes))
+        done.append(
+            f"{runtime['file']}: "
+            + ", ".join(f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes)
+        )
         if current:  # at first boot nothing runs yet that would need a reload
             for action in dict.fromkeys(RUNTIME_KEYS[k] for k in changes if RUNTIME_KEYS[k]):
                 act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
@@ -139,10 +141,24 @@ def _act(action: str, node: dict) -> None:
         account = os.path.join(tls["letsencrypt_dir"], "accounts")
         if tls.get("mode") != "letsencrypt" or not os.path.isdir(account) or not tls.get("letsencrypt_email"):
             return  # no account yet: the next issuance registers with the new address
-        subprocess.run(["certbot", "update_account", "--non-interactive", "--email", tls["letsencrypt_email"],
-                        "--server", tls["acme_server"], "--config-dir", tls["letsencrypt_dir"],
-                        "--work-dir", tls["letsencrypt_work_dir"], "--logs-dir", tls["letsencrypt_logs_dir"]],
-                       check=True)
+        subprocess.run(
+            [
+                "certbot",
+                "update_account",
+                "--non-interactive",
+                "--email",
+                tls["letsencrypt_email"],
+                "--server",
+                tls["acme_server"],
+                "--config-dir",
+                tls["letsencrypt_dir"],
+                "--work-dir",
+                tls["letsencrypt_work_dir"],
+                "--logs-dir",
+                tls["letsencrypt_logs_dir"],
+            ],
+            check=True,
+        )
     else:
         raise ValueError(f"unknown action {action}")
 
@@ -156,8 +172,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     try:
         done = apply(config_path, boto3.client("ssm", region_name=region))
     except (BotoCoreError, ClientError) as err:
-        print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry",
-              file=sys.stderr)
+        print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry", file=sys.stderr)
         return 75  # EX_TEMPFAIL
     for line in done or ["nothing changed"]:
         print(f"wis2-config: {line}")

@@ -18,10 +18,21 @@ V311, V5 = mqtt.MQTTv311, mqtt.MQTTv5
 class Client:
     """A connected paho client that records what it receives."""
 
-    def __init__(self, node: LocalNode, username: Optional[str], password: Optional[str], *,
-                 transport: str = "mqtts", protocol: int = V5, client_id: Optional[str] = None,
-                 persistent: bool = False, cafile: Optional[str] = None, session_expiry: int = 3600,
-                 host: str = "127.0.0.1", check_hostname: bool = True):
+    def __init__(
+        self,
+        node: LocalNode,
+        username: Optional[str],
+        password: Optional[str],
+        *,
+        transport: str = "mqtts",
+        protocol: int = V5,
+        client_id: Optional[str] = None,
+        persistent: bool = False,
+        cafile: Optional[str] = None,
+        session_expiry: int = 3600,
+        host: str = "127.0.0.1",
+        check_hostname: bool = True,
+    ):
         self.received: list[mqtt.MQTTMessage] = []
         self.connected = threading.Event()
         self.reason: Optional[int] = None
@@ -33,8 +44,13 @@ class Client:
         kwargs = {}
         if protocol == V311:
             kwargs["clean_session"] = not persistent
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                                  transport="websockets" if transport == "wss" else "tcp", **kwargs)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            transport="websockets" if transport == "wss" else "tcp",
+            **kwargs,
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
         if transport in ("mqtts", "wss"):
