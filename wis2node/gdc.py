@@ -53,8 +53,11 @@ class Finding:
     def describe(self) -> str:
         if self.error:
             return f"{self.catalogue}: unreachable ({self.error})"
-        parts = [f"{label}: {', '.join(ids)}" for label, ids in
-                 (("missing", self.missing), ("stale", self.stale), ("unknown", self.unknown)) if ids]
+        parts = [
+            f"{label}: {', '.join(ids)}"
+            for label, ids in (("missing", self.missing), ("stale", self.stale), ("unknown", self.unknown))
+            if ids
+        ]
         return f"{self.catalogue}: " + ("; ".join(parts) if parts else "all records present and current")
 
 
@@ -66,8 +69,10 @@ def catalogues(config: dict) -> list[tuple[str, str]]:
     if listed:
         found = [(str(item["name"]), str(item["url"])) for item in listed]
     else:
-        found = [(f"{row['operator']}-global-discovery-catalogue", f"https://{row['host']}{row['path']}")
-                 for row in catalogue("global-discovery-catalogue")]
+        found = [
+            (f"{row['operator']}-global-discovery-catalogue", f"https://{row['host']}{row['path']}")
+            for row in catalogue("global-discovery-catalogue")
+        ]
     for name, url in found:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
@@ -76,8 +81,9 @@ def catalogues(config: dict) -> list[tuple[str, str]]:
 
 
 def _get(url: str, context: ssl.SSLContext) -> dict:
-    request = urllib.request.Request(url, headers={"Accept": "application/geo+json, application/json",
-                                                   "User-Agent": "wis2-node gdc-check"})
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/geo+json, application/json", "User-Agent": "wis2-node gdc-check"}
+    )
     with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
         body = response.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:
@@ -92,8 +98,9 @@ def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContex
     """The centre's records in one GDC: id -> updated (or created), following the `next` links."""
     context = context or ssl.create_default_context()
     prefix = f"urn:wmo:md:{centre_id}:"
-    url: Optional[str] = (base.rstrip("/") + "/" + COLLECTION + "?"
-                          + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"}))
+    url: Optional[str] = (
+        base.rstrip("/") + "/" + COLLECTION + "?" + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"})
+    )
     found: dict[str, str] = {}
     for _ in range(MAX_PAGES):
         if url is None:
@@ -103,9 +110,14 @@ def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContex
             if isinstance(feature, dict) and isinstance(feature.get("id"), str) and feature["id"].startswith(prefix):
                 properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
                 found[feature["id"]] = str(properties.get("updated") or properties.get("created") or "")
-        url = next((link.get("href") for link in document.get("links", [])
-                    if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str)),
-                   None)
+        url = next(
+            (
+                link.get("href")
+                for link in document.get("links", [])
+                if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str)
+            ),
+            None,
+        )
         if url and urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(base).netloc:
             raise ValueError(f"next link leaves the catalogue: {url[:200]}")
     return found
@@ -134,9 +146,12 @@ def compare(name: str, served: dict[str, str], listed: dict[str, str]) -> Findin
 
 def served_records(config: dict) -> dict[str, str]:
     metadata_dir = Path(config["publishing"]["public_dir"]) / "metadata"
-    return {record["id"]: str((record.get("properties") or {}).get("updated")
-                              or (record.get("properties") or {}).get("created") or "")
-            for _, record in records(metadata_dir)}
+    return {
+        record["id"]: str(
+            (record.get("properties") or {}).get("updated") or (record.get("properties") or {}).get("created") or ""
+        )
+        for _, record in records(metadata_dir)
+    }
 
 
 def check(config: dict, context: Optional[ssl.SSLContext] = None) -> list[Finding]:
@@ -157,10 +172,17 @@ def metrics(config: dict, findings: list[Finding]) -> list[dict]:
         dimensions = [{"Name": "Stack", "Value": config["stack"]}, {"Name": "Catalogue", "Value": finding.catalogue}]
         figures = {"GDCUnreachable": 1.0 if finding.error else 0.0}
         if not finding.error:
-            figures.update({"GDCRecordsMissing": len(finding.missing), "GDCRecordsStale": len(finding.stale),
-                            "GDCRecordsUnknown": len(finding.unknown)})
-        data += [{"MetricName": metric, "Value": float(value), "Unit": "Count", "Dimensions": dimensions}
-                 for metric, value in figures.items()]
+            figures.update(
+                {
+                    "GDCRecordsMissing": len(finding.missing),
+                    "GDCRecordsStale": len(finding.stale),
+                    "GDCRecordsUnknown": len(finding.unknown),
+                }
+            )
+        data += [
+            {"MetricName": metric, "Value": float(value), "Unit": "Count", "Dimensions": dimensions}
+            for metric, value in figures.items()
+        ]
     return data
 
 
@@ -174,16 +196,25 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
         config = json.load(handle)
     session = boto3.session.Session(region_name=config["region"])
     findings = check(config)
-    session.client("cloudwatch").put_metric_data(Namespace=config["monitoring"]["namespace"],
-                                                 MetricData=metrics(config, findings))
+    session.client("cloudwatch").put_metric_data(
+        Namespace=config["monitoring"]["namespace"], MetricData=metrics(config, findings)
+    )
     wrong = [f for f in findings if not f.ok]
     if wrong:
-        message = "\n".join([f"The Global Discovery Catalogues and the records of {config['centre_id']} "
-                             f"(stack {config['stack']}) differ:", ""] + [f.describe() for f in findings]
-                            + ["", "What to do: see the README, section \"WIS2 alerts\", \"GDC check\"."])
-        session.client("sns").publish(TopicArn=alerts_topic(config, session),
-                                      Subject=f"WIS2 WARNING: GDC check, {len(wrong)} catalogue(s) differ",
-                                      Message=message)
+        message = "\n".join(
+            [
+                f"The Global Discovery Catalogues and the records of {config['centre_id']} "
+                f"(stack {config['stack']}) differ:",
+                "",
+            ]
+            + [f.describe() for f in findings]
+            + ["", 'What to do: see the README, section "WIS2 alerts", "GDC check".']
+        )
+        session.client("sns").publish(
+            TopicArn=alerts_topic(config, session),
+            Subject=f"WIS2 WARNING: GDC check, {len(wrong)} catalogue(s) differ",
+            Message=message,
+        )
     return 0
 
 

@@ -45,8 +45,9 @@ def metadata_dir(stack: str, stacks: Path = STACKS) -> Path:
     return stacks / stack / "metadata"
 
 
-def load_records(settings: NodeSettings, directory: Path | None = None,
-                 warnings: list[str] | None = None) -> list[MetadataRecord]:
+def load_records(
+    settings: NodeSettings, directory: Path | None = None, warnings: list[str] | None = None
+) -> list[MetadataRecord]:
     """Every record of the stack, validated; SettingsError names the file and the failed rule.
 
     A centre-id that WMO has not registered yet (a new centre sets up its node before it is
@@ -55,16 +56,21 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
     directory = directory or metadata_dir(settings.stack)
     missing = bundles_missing()
     if missing:
-        raise SettingsError(f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
-                            "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again")
+        raise SettingsError(
+            f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
+            "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again"
+        )
     registered = centre_registered(settings.centre_id)
     records, documents, problems = [], {}, []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         name = f"stacks/{directory.parent.name}/metadata/{path.name}"
         try:  # every record's problems at once, not one record per run
             record = _load_record(path, name, settings.centre_id, registered, warnings)
-            records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes(),
-                                          gts_mapping=_gts_mapping(path, name)))
+            records.append(
+                MetadataRecord(
+                    path=path, id=record["id"], content=path.read_bytes(), gts_mapping=_gts_mapping(path, name)
+                )
+            )
         except SettingsError as err:
             problems.append(str(err))
             continue
@@ -124,8 +130,10 @@ def _check_centre_id(name: str, record: dict, centre_id: str) -> None:
         channel = str(link.get("channel", "")) if isinstance(link, dict) else ""
         parts = channel.split("/")
         if channel and (len(parts) < 4 or parts[3] != centre_id):
-            raise SettingsError(f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
-                                f"of this centre: origin/a/wis2/{centre_id}/...")
+            raise SettingsError(
+                f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
+                f"of this centre: origin/a/wis2/{centre_id}/..."
+            )
 
 
 def bundles_missing() -> list[str]:

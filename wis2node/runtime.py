@@ -31,10 +31,11 @@ from wis2node.nodeconfig import RUNTIME_KEYS
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-MAX_FILE_BYTES = 5 * 1024 ** 3  # an S3 single PUT's limit
+MAX_FILE_BYTES = 5 * 1024**3  # an S3 single PUT's limit
 # The apt configuration file the reboot time goes into (the template is the file it becomes).
-APT_REBOOT_TEMPLATE = os.path.join(os.path.dirname(__file__), "payload", "templates", "etc", "apt", "apt.conf.d",
-                                   "53wis2-reboot-time")
+APT_REBOOT_TEMPLATE = os.path.join(
+    os.path.dirname(__file__), "payload", "templates", "etc", "apt", "apt.conf.d", "53wis2-reboot-time"
+)
 
 
 def validate(document: Any) -> dict[str, dict[str, Any]]:
@@ -143,8 +144,10 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     changes = changed_keys(current, document)
     if changes:
         _write_json(runtime["file"], document, 0o644)
-        done.append(f"{runtime['file']}: " + ", ".join(
-            f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes))
+        done.append(
+            f"{runtime['file']}: "
+            + ", ".join(f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes)
+        )
         if current:  # at first boot nothing runs yet that would need a reload
             for action in dict.fromkeys(RUNTIME_KEYS[k] for k in changes if RUNTIME_KEYS[k]):
                 act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
@@ -176,10 +179,24 @@ def _act(action: str, node: dict) -> None:
         account = os.path.join(tls["letsencrypt_dir"], "accounts")
         if tls.get("mode") != "letsencrypt" or not os.path.isdir(account) or not tls.get("letsencrypt_email"):
             return  # no account yet: the next issuance registers with the new address
-        subprocess.run(["certbot", "update_account", "--non-interactive", "--email", tls["letsencrypt_email"],
-                        "--server", tls["acme_server"], "--config-dir", tls["letsencrypt_dir"],
-                        "--work-dir", tls["letsencrypt_work_dir"], "--logs-dir", tls["letsencrypt_logs_dir"]],
-                       check=True)
+        subprocess.run(
+            [
+                "certbot",
+                "update_account",
+                "--non-interactive",
+                "--email",
+                tls["letsencrypt_email"],
+                "--server",
+                tls["acme_server"],
+                "--config-dir",
+                tls["letsencrypt_dir"],
+                "--work-dir",
+                tls["letsencrypt_work_dir"],
+                "--logs-dir",
+                tls["letsencrypt_logs_dir"],
+            ],
+            check=True,
+        )
     else:
         raise ValueError(f"unknown action {action}")
 
@@ -193,8 +210,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     try:
         done = apply(config_path, boto3.client("ssm", region_name=region))
     except (BotoCoreError, ClientError) as err:
-        print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry",
-              file=sys.stderr)
+        print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry", file=sys.stderr)
         return 75  # EX_TEMPFAIL
     for line in done or ["nothing changed"]:
         print(f"wis2-config: {line}")

@@ -20,8 +20,11 @@ TEST = find_stack("aq-examplemet-test")
 FQDN = TEST.config["wis2-node:fqdn"]
 INSTANCE = "aws:ec2/instance:Instance"
 VOLUME = "aws:ebs/volume:Volume"
-PROVIDED = {"wis2-node:tlsMode": "provided", "wis2-node:certificateAuthority": "digicert.com",
-            "wis2-node:certificate": mock_certificate(FQDN)}
+PROVIDED = {
+    "wis2-node:tlsMode": "provided",
+    "wis2-node:certificateAuthority": "digicert.com",
+    "wis2-node:certificate": mock_certificate(FQDN),
+}
 
 # key -> (the base it changes from (extra settings), the new value)
 IN_PLACE = {
@@ -64,9 +67,12 @@ IDENTITY = ("wis2-node:centreId", "wis2-node:environment", "wis2-node:hostedZone
 def replacing_inputs(deployment: Deployment) -> dict:
     instance = deployment.one(INSTANCE).inputs
     volume = deployment.one(VOLUME).inputs
-    return {"userDataBase64": instance["userDataBase64"], "ami": instance.get("ami"),
-            "subnetId": instance.get("subnetId"),
-            "volume": {k: volume.get(k) for k in ("availabilityZone", "snapshotId", "encrypted", "type")}}
+    return {
+        "userDataBase64": instance["userDataBase64"],
+        "ami": instance.get("ami"),
+        "subnetId": instance.get("subnetId"),
+        "volume": {k: volume.get(k) for k in ("availabilityZone", "snapshotId", "encrypted", "type")},
+    }
 
 
 def evaluate(extra: dict, key: str | None = None, value=None) -> dict:
