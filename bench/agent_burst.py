@@ -58,14 +58,17 @@ def consume_once(ingest: LocalIngest, read: bool) -> int:
     """One plain receive of up to ten events (reading their objects if `read`), then one deletion.
 
     Returns how many file events it consumed (the bucket's test event is not one)."""
-    batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10,
-                                       WaitTimeSeconds=1).get("Messages", [])
+    batch = ingest.sqs.receive_message(QueueUrl=ingest.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+        "Messages", []
+    )
     for message in batch if read else []:
         for record in json.loads(message["Body"]).get("Records", []):
             ingest.s3.get_object(Bucket=ingest.bucket, Key=unquote_plus(record["s3"]["object"]["key"]))["Body"].read()
     if batch:
-        ingest.sqs.delete_message_batch(QueueUrl=ingest.queue_url, Entries=[
-            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+        ingest.sqs.delete_message_batch(
+            QueueUrl=ingest.queue_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+        )
     return sum("Records" in json.loads(m["Body"]) for m in batch)
 
 
@@ -116,12 +119,14 @@ def receive_cost(ingest: LocalIngest, moto: int, depth: int, receives: int = 20)
     """moto CPU seconds per message returned by ReceiveMessage with `depth` messages in the queue."""
     url = ingest.sqs.create_queue(QueueName=f"bench-depth-{depth}")["QueueUrl"]
     for start in range(0, depth, 10):
-        ingest.sqs.send_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "MessageBody": "x" * 600} for i in range(min(10, depth - start))])
+        ingest.sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x" * 600} for i in range(min(10, depth - start))]
+        )
     cpu, returned = cpu_seconds(moto), 0
     for _ in range(receives):  # visibility 0: what is returned stays in the queue, the depth stays put
-        returned += len(ingest.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                   VisibilityTimeout=0).get("Messages", []))
+        returned += len(
+            ingest.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        )
     cost = (cpu_seconds(moto) - cpu) / returned
     ingest.sqs.delete_queue(QueueUrl=url)
     return cost
@@ -175,8 +180,9 @@ def main() -> int:
         read_moto = (cpu_seconds(moto) - moto_cpu) / (time.perf_counter() - base_start)
 
         with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
-            ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
-                                     Value=node.publisher_password)
+            ingest.ssm.put_parameter(
+                Name=settings.parameter_name("publisher-password"), Type="SecureString", Value=node.publisher_password
+            )
             received: dict[str, float] = {}
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
             client.username_pw_set("everyone", "everyone")
@@ -216,39 +222,58 @@ def main() -> int:
             latencies = sorted(received[key] - sent[key] for key in keys if key in received)
             live_announced = sum(key in received for key in keys)
             memory = resident_mib(agent.process.pid)
-            problems = [line for line in (workdir / "agent.log").read_text().splitlines()
-                        if line.startswith(("WARNING", "ERROR"))]
+            problems = [
+                line
+                for line in (workdir / "agent.log").read_text().splitlines()
+                if line.startswith(("WARNING", "ERROR"))
+            ]
             agent.stop()
             client.loop_stop()
 
     print(f"{args.files} files of {len(keys[0]) * 8} bytes, uploaded by 8 threads as fast as they can")
     print(f"baseline (events only: receive + delete):  {base_rate:8.1f} files/s")
     print(f"baseline (receive + read object + delete): {read_rate:8.1f} files/s")
-    print(f"agent (fetch, write, validate, publish):   {live_rate:8.1f} files/s  (target >= 100), "
-          f"{live_announced} of {len(keys)} announced")
+    print(
+        f"agent (fetch, write, validate, publish):   {live_rate:8.1f} files/s  (target >= 100), "
+        f"{live_announced} of {len(keys)} announced"
+    )
     print(f"uploads alone, while the agent ran:        {upload_rate:8.1f} files/s")
     print(f"ratio agent / baseline with object reads:  {live_rate / read_rate:8.2f}")
-    print(f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)")
+    print(
+        f"live upload-to-notification latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms  (target p99 < 1000 ms)"
+    )
     print(f"agent resident memory after the burst: {memory:.1f} MiB  (target < 100 MiB)")
     print(f"agent warnings and errors: {len(problems)}", *problems[:5], sep="\n  ")
-    print(f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
-          f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
-          "moto, the uploader, mosquitto and the subscriber)")
-    print(f"agent CPU per file: {agent_cpu / live_announced * 1000:.1f} ms, so its own work would allow "
-          f"{live_announced / agent_cpu:.0f} files/s with one core to itself")
-    print(f"moto CPU: baselines {base_moto * 100:.0f}% and {read_moto * 100:.0f}% of one core, "
-          f"burst {moto_cpu / elapsed * 100:.0f}% "
-          "(one Python process: it cannot use more than one core)")
-    print(f"moto's own cost of a file at its cheapest (put and its event, receive, read, delete; one loop, "
-          f"batches of ten): {floor * 1000:.1f} ms of moto CPU, so at most {1 / floor:.0f} files/s with a core "
-          f"wholly for moto; during the agent's burst: {moto_cpu / live_announced * 1000:.1f} ms a file")
-    print(f"moto's cost per event received, 10 vs 200 in the queue: {shallow * 1000:.1f} ms vs {deep * 1000:.1f} ms "
-          "(it recounts the whole queue for each message it returns, so any backlog slows every consumer)")
-    print(f"uploader and subscriber CPU during the burst: {own_cpu / elapsed * 100:.0f}%, mosquitto "
-          f"{broker_cpu / elapsed * 100:.0f}%; all together with the agent and moto: "
-          f"{(agent_cpu + moto_cpu + own_cpu + broker_cpu) / elapsed * 100:.0f}% of {os.cpu_count()} cores "
-          f"({os.cpu_count() * 100}%)")
+    print(
+        f"agent CPU during the burst: {agent_cpu:.1f} s over {elapsed:.1f} s "
+        f"({agent_cpu / elapsed * 100:.0f}% of one core; the machine has {os.cpu_count()} cores, shared with "
+        "moto, the uploader, mosquitto and the subscriber)"
+    )
+    print(
+        f"agent CPU per file: {agent_cpu / live_announced * 1000:.1f} ms, so its own work would allow "
+        f"{live_announced / agent_cpu:.0f} files/s with one core to itself"
+    )
+    print(
+        f"moto CPU: baselines {base_moto * 100:.0f}% and {read_moto * 100:.0f}% of one core, "
+        f"burst {moto_cpu / elapsed * 100:.0f}% "
+        "(one Python process: it cannot use more than one core)"
+    )
+    print(
+        f"moto's own cost of a file at its cheapest (put and its event, receive, read, delete; one loop, "
+        f"batches of ten): {floor * 1000:.1f} ms of moto CPU, so at most {1 / floor:.0f} files/s with a core "
+        f"wholly for moto; during the agent's burst: {moto_cpu / live_announced * 1000:.1f} ms a file"
+    )
+    print(
+        f"moto's cost per event received, 10 vs 200 in the queue: {shallow * 1000:.1f} ms vs {deep * 1000:.1f} ms "
+        "(it recounts the whole queue for each message it returns, so any backlog slows every consumer)"
+    )
+    print(
+        f"uploader and subscriber CPU during the burst: {own_cpu / elapsed * 100:.0f}%, mosquitto "
+        f"{broker_cpu / elapsed * 100:.0f}%; all together with the agent and moto: "
+        f"{(agent_cpu + moto_cpu + own_cpu + broker_cpu) / elapsed * 100:.0f}% of {os.cpu_count()} cores "
+        f"({os.cpu_count() * 100}%)"
+    )
     return 0
 
 

@@ -49,8 +49,10 @@ def plain_loop(files: int) -> int:
                 s3.get_object(Bucket=bucket, Key=unquote_plus(record["s3"]["object"]["key"]))["Body"].read()
                 consumed += 1
         if batch:
-            sqs.delete_message_batch(QueueUrl=queue, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+            sqs.delete_message_batch(
+                QueueUrl=queue,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+            )
     print("done", flush=True)
     sys.stdin.read()  # stay up (idle) until the bench has read this process's CPU and memory
     return 0
@@ -97,8 +99,14 @@ def import_cost(how: str, home: Path, runs: int = 5) -> dict:
     """The median of `runs` fresh imports of the WNM suite, `how` = ordinary or suite-only."""
     results = []
     for _ in range(runs):
-        run = subprocess.run([sys.executable, "-c", IMPORT_PROBE, how], cwd=ROOT, capture_output=True, text=True,
-                             env={**os.environ, "HOME": str(home)}, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", IMPORT_PROBE, how],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(home)},
+            check=True,
+        )
         results.append(json.loads(run.stdout))
     results.sort(key=lambda r: r["ms"])
     return results[len(results) // 2]
@@ -114,8 +122,10 @@ def queue_empty(ingest: LocalIngest, timeout: float = 60) -> None:
     """Until no event is waiting or held: the consumer has deleted all it took."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        attributes = ingest.sqs.get_queue_attributes(QueueUrl=ingest.queue_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        attributes = ingest.sqs.get_queue_attributes(
+            QueueUrl=ingest.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
         if not any(int(value) for value in attributes.values()):
             return
         time.sleep(0.1)
@@ -123,10 +133,20 @@ def queue_empty(ingest: LocalIngest, timeout: float = 60) -> None:
 
 
 def run_baseline(aws: dict, ingest: LocalIngest, moto: int, files: int, record_id: str) -> dict:
-    env = {**run_environment(aws), **ARENAS, "BENCH_QUEUE": ingest.queue_url.rsplit("/", 1)[1],
-           "BENCH_BUCKET": ingest.bucket}
-    loop = subprocess.Popen([sys.executable, __file__, "--plain-loop", str(files)], cwd=ROOT, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = {
+        **run_environment(aws),
+        **ARENAS,
+        "BENCH_QUEUE": ingest.queue_url.rsplit("/", 1)[1],
+        "BENCH_BUCKET": ingest.bucket,
+    }
+    loop = subprocess.Popen(
+        [sys.executable, __file__, "--plain-loop", str(files)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert loop.stdout.readline().strip() == "ready"
         time.sleep(2)  # a long poll or two: idle, as the agent is measured
@@ -136,20 +156,39 @@ def run_baseline(aws: dict, ingest: LocalIngest, moto: int, files: int, record_i
         upload(ingest, [f"{TOPIC}/plain-{i:05d}.bufr4" for i in range(files)], record_id)
         assert loop.stdout.readline().strip() == "done"
         queue_empty(ingest)
-        result = {"cpu": cpu_seconds(loop.pid) - cpu, "moto": cpu_seconds(moto) - moto_cpu,
-                  "system": system_seconds(loop.pid) - system,
-                  "seconds": time.perf_counter() - start, "idle_mib": idle, "after_mib": resident_mib(loop.pid)}
+        result = {
+            "cpu": cpu_seconds(loop.pid) - cpu,
+            "moto": cpu_seconds(moto) - moto_cpu,
+            "system": system_seconds(loop.pid) - system,
+            "seconds": time.perf_counter() - start,
+            "idle_mib": idle,
+            "after_mib": resident_mib(loop.pid),
+        }
     finally:
         loop.stdin.close()
         loop.wait(timeout=10)
     return result
 
 
-def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Path, record_id: str,
-              settings, workdir: Path, home: Path, profile: Path | None = None) -> dict:
+def run_agent(
+    aws: dict,
+    ingest: LocalIngest,
+    moto: int,
+    files: int,
+    record: Path,
+    record_id: str,
+    settings,
+    workdir: Path,
+    home: Path,
+    profile: Path | None = None,
+) -> dict:
     with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
-        ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
-                                 Value=node.publisher_password, Overwrite=True)
+        ingest.ssm.put_parameter(
+            Name=settings.parameter_name("publisher-password"),
+            Type="SecureString",
+            Value=node.publisher_password,
+            Overwrite=True,
+        )
         received: set[str] = set()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         client.username_pw_set("everyone", "everyone")
@@ -157,7 +196,8 @@ def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Pat
         context.check_hostname = False
         client.tls_set_context(context)
         client.on_message = lambda c, u, message: received.add(
-            next(link["href"] for link in json.loads(message.payload)["links"]).split("/", 3)[3])
+            next(link["href"] for link in json.loads(message.payload)["links"]).split("/", 3)[3]
+        )
         client.connect("127.0.0.1", node.ports.mqtts)
         client.loop_start()
         client.subscribe(f"origin/a/wis2/{settings.centre_id}/#", qos=1)
@@ -171,9 +211,28 @@ def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Pat
             idle_cpu = (cpu_seconds(agent.process.pid) - cpu) / 5
             idle = resident_mib(agent.process.pid)
             keys = [f"{TOPIC}/agent-{i:05d}.bufr4" for i in range(files)]
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(agent.process.pid), "--format", "raw",
-                                    "--output", str(profile), "--rate", "250", "--nonblocking", "--gil"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
+            spy = (
+                subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(agent.process.pid),
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(profile),
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                if profile
+                else None
+            )
             cpu, moto_cpu, start = cpu_seconds(agent.process.pid), cpu_seconds(moto), time.perf_counter()
             system = system_seconds(agent.process.pid)
             upload(ingest, keys, record_id)
@@ -182,16 +241,22 @@ def run_agent(aws: dict, ingest: LocalIngest, moto: int, files: int, record: Pat
             if spy:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on an interrupt
                 spy.wait(timeout=30)
-            result = {"cpu": cpu_seconds(agent.process.pid) - cpu, "moto": cpu_seconds(moto) - moto_cpu,
-                      "system": system_seconds(agent.process.pid) - system,
-                      "seconds": time.perf_counter() - start, "idle_mib": idle,
-                      "after_mib": resident_mib(agent.process.pid), "idle_cpu": idle_cpu,
-                      "announced": sum(key in received for key in keys)}
+            result = {
+                "cpu": cpu_seconds(agent.process.pid) - cpu,
+                "moto": cpu_seconds(moto) - moto_cpu,
+                "system": system_seconds(agent.process.pid) - system,
+                "seconds": time.perf_counter() - start,
+                "idle_mib": idle,
+                "after_mib": resident_mib(agent.process.pid),
+                "idle_cpu": idle_cpu,
+                "announced": sum(key in received for key in keys),
+            }
         finally:
             agent.stop()
             client.loop_stop()
-    problems = [line for line in (workdir / "agent.log").read_text().splitlines()
-                if line.startswith(("WARNING", "ERROR"))]
+    problems = [
+        line for line in (workdir / "agent.log").read_text().splitlines() if line.startswith(("WARNING", "ERROR"))
+    ]
     return {**result, "problems": problems}
 
 
@@ -206,9 +271,13 @@ def wait_until(condition, timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--py-spy", type=Path, metavar="FILE",
-                        help="also record the agent's burst with py-spy (pip install py-spy; not in the requirements) "
-                             "as collapsed stacks in FILE (threads holding the GIL only: CPU in Python, not waits); its sampling adds to the agent's CPU")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="also record the agent's burst with py-spy (pip install py-spy; not in the requirements) "
+        "as collapsed stacks in FILE (threads holding the GIL only: CPU in Python, not waits); its sampling adds to the agent's CPU",
+    )
     args = parser.parse_args()
     settings = find_stack("aq-examplemet-test").settings()
     record = next(metadata_dir(settings.stack).glob("*.json"))
@@ -220,32 +289,57 @@ def main() -> int:
         ingest = LocalIngest(aws, settings, visibility_timeout=30)
         moto = server_pid(aws)
         plain = run_baseline(aws, ingest, moto, args.files, record_id)
-        agent = run_agent(aws, ingest, moto, args.files, record, record_id, settings, workdir, home,
-                          args.py_spy.resolve() if args.py_spy else None)
+        agent = run_agent(
+            aws,
+            ingest,
+            moto,
+            args.files,
+            record,
+            record_id,
+            settings,
+            workdir,
+            home,
+            args.py_spy.resolve() if args.py_spy else None,
+        )
 
     plain_ms, agent_ms = plain["cpu"] / args.files * 1000, agent["cpu"] / args.files * 1000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}")
-    print(f"{args.files} files of {len(f'{TOPIC}/agent-00000.bufr4') * 8} bytes, uploaded by 8 threads "
-          "to the same moto server, taken by each consumer in turn")
+    print(
+        f"{args.files} files of {len(f'{TOPIC}/agent-00000.bufr4') * 8} bytes, uploaded by 8 threads "
+        "to the same moto server, taken by each consumer in turn"
+    )
     print("importing pywis-pubsub's WNM suite in a fresh interpreter (median of 5):")
-    for label, cost in (("the ordinary way (package __init__)", ordinary), ("as the agent does (suite only)", suite_only)):
-        print(f"  {label:38s} {cost['ms']:6.0f} ms  {cost['mib']:5.1f} MiB  {cost['modules']:4d} modules  "
-              f"numpy {'loaded' if cost['numpy'] else 'not loaded'}")
-    print(f"  suite only / ordinary: time {suite_only['ms'] / ordinary['ms']:.2f}, "
-          f"memory {suite_only['mib'] / ordinary['mib']:.2f}")
+    for label, cost in (
+        ("the ordinary way (package __init__)", ordinary),
+        ("as the agent does (suite only)", suite_only),
+    ):
+        print(
+            f"  {label:38s} {cost['ms']:6.0f} ms  {cost['mib']:5.1f} MiB  {cost['modules']:4d} modules  "
+            f"numpy {'loaded' if cost['numpy'] else 'not loaded'}"
+        )
+    print(
+        f"  suite only / ordinary: time {suite_only['ms'] / ordinary['ms']:.2f}, "
+        f"memory {suite_only['mib'] / ordinary['mib']:.2f}"
+    )
     print("client CPU per file (from the first upload until the last event is deleted; moto apart):")
-    print(f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  (system {plain['system'] / args.files * 1000:.2f}; "
-          f"{plain['seconds']:.1f} s, "
-          f"moto {plain['moto'] / args.files * 1000:.1f} ms a file)")
-    print(f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  (system {agent['system'] / args.files * 1000:.2f}; "
-          f"{agent['seconds']:.1f} s, "
-          f"moto {agent['moto'] / args.files * 1000:.1f} ms a file; {agent['announced']} of {args.files} announced)")
+    print(
+        f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  (system {plain['system'] / args.files * 1000:.2f}; "
+        f"{plain['seconds']:.1f} s, "
+        f"moto {plain['moto'] / args.files * 1000:.1f} ms a file)"
+    )
+    print(
+        f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  (system {agent['system'] / args.files * 1000:.2f}; "
+        f"{agent['seconds']:.1f} s, "
+        f"moto {agent['moto'] / args.files * 1000:.1f} ms a file; {agent['announced']} of {args.files} announced)"
+    )
     print(f"  ratio agent / plain loop: {agent_ms / plain_ms:.2f}  (target <= 2)")
     print(f"  agent idle (long-polling, no events): {agent['idle_cpu'] * 100:.1f}% of one core")
     print("resident memory (MALLOC_ARENA_MAX=2 for both, as the VM's unit sets it):")
     print(f"  plain boto3 loop: idle {plain['idle_mib']:5.1f} MiB, after the burst {plain['after_mib']:5.1f} MiB")
-    print(f"  agent:            idle {agent['idle_mib']:5.1f} MiB, after the burst {agent['after_mib']:5.1f} MiB  "
-          f"(target < 60 MiB)")
+    print(
+        f"  agent:            idle {agent['idle_mib']:5.1f} MiB, after the burst {agent['after_mib']:5.1f} MiB  "
+        f"(target < 60 MiB)"
+    )
     print(f"  ratio agent / plain loop after the burst: {agent['after_mib'] / plain['after_mib']:.2f}")
     print(f"agent warnings and errors: {len(agent['problems'])}", *agent["problems"][:5], sep="\n  ")
     return 0

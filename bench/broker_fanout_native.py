@@ -71,7 +71,9 @@ def wnm(fqdn: str) -> str:
     message = build_notification(
         data_id="aq-examplemet-test/data/core/weather/surface-based-observations/synop/sample.bufr4",
         href=f"https://{fqdn}/data/core/weather/surface-based-observations/synop/sample.bufr4",
-        content=bytes(1024), media_type="application/bufr")
+        content=bytes(1024),
+        media_type="application/bufr",
+    )
     return json.dumps(message, separators=(",", ":"))
 
 
@@ -87,27 +89,55 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run(broker: Broker, topic: str, message: str, subscribers: int, messages: int, rate: float,
-        workdir: Path) -> Result:
+def run(
+    broker: Broker, topic: str, message: str, subscribers: int, messages: int, rate: float, workdir: Path
+) -> Result:
     """One fan-out: subscribe N clients, stream M messages, wait for every delivery (or 10 s of silence)."""
     outputs = [workdir / f"{broker.name}-{subscribers}-{index}.out" for index in range(subscribers)]
     subs = []
     for output in outputs:
         with output.open("wb") as sink:
-            subs.append(subprocess.Popen(
-                ["stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), *broker.reader, "-t", topic.rsplit("/", 1)[0] + "/#",
-                 "-q", "1", "-C", str(messages), "-d", "-F", "%U %p"], stdout=sink, stderr=subprocess.STDOUT))
+            subs.append(
+                subprocess.Popen(
+                    [
+                        "stdbuf",
+                        "-oL",
+                        "mosquitto_sub",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(broker.port),
+                        *broker.reader,
+                        "-t",
+                        topic.rsplit("/", 1)[0] + "/#",
+                        "-q",
+                        "1",
+                        "-C",
+                        str(messages),
+                        "-d",
+                        "-F",
+                        "%U %p",
+                    ],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + 60
     while not all(b"received SUBACK" in output.read_bytes() for output in outputs):
         if time.monotonic() > deadline or any(sub.poll() is not None for sub in subs):
-            failed = next(output for output, sub in zip(outputs, subs) if sub.poll() is not None
-                          or b"received SUBACK" not in output.read_bytes())
+            failed = next(
+                output
+                for output, sub in zip(outputs, subs)
+                if sub.poll() is not None or b"received SUBACK" not in output.read_bytes()
+            )
             raise RuntimeError(f"{broker.name}: a subscriber did not subscribe: {failed.read_text()[-500:]}")
         time.sleep(0.1)
 
     cpu_before = cpu_seconds(broker.pid)
-    publisher = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), *broker.writer, "-t", topic,
-                                  "-q", "1", "-l"], stdin=subprocess.PIPE)
+    publisher = subprocess.Popen(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), *broker.writer, "-t", topic, "-q", "1", "-l"],
+        stdin=subprocess.PIPE,
+    )
     body = message[1:]
     start = time.time()
     for sequence in range(messages):
@@ -150,23 +180,30 @@ def run(broker: Broker, topic: str, message: str, subscribers: int, messages: in
         deliveries_per_s=len(latencies) / (last - start) if latencies else 0.0,
         p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
         p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
-        lost=lost, duplicates=duplicates, cpu_s=cpu, peak_rss_mib=peak_rss_mib(broker.pid))
+        lost=lost,
+        duplicates=duplicates,
+        cpu_s=cpu,
+        peak_rss_mib=peak_rss_mib(broker.pid),
+    )
 
 
 def stock_brokers(node: LocalNode, workdir: Path) -> tuple[list[subprocess.Popen], list[Broker]]:
     """Stock mosquitto twice: its defaults, and its defaults plus a TLS listener with the node's certificate."""
     plain_port, tls_port = free_port(), free_port()
     config = workdir / "stock-tls.conf"
-    config.write_text(f"user {getpass.getuser()}\nlistener {tls_port} 127.0.0.1\nallow_anonymous true\n"
-                      f"certfile {node.tls_dir / 'fullchain.pem'}\nkeyfile {node.tls_dir / 'privkey.pem'}\n")
-    plain = subprocess.Popen(["mosquitto", "-p", str(plain_port)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"user {getpass.getuser()}\nlistener {tls_port} 127.0.0.1\nallow_anonymous true\n"
+        f"certfile {node.tls_dir / 'fullchain.pem'}\nkeyfile {node.tls_dir / 'privkey.pem'}\n"
+    )
+    plain = subprocess.Popen(["mosquitto", "-p", str(plain_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tls = subprocess.Popen(["mosquitto", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_port(plain_port, plain, "stock mosquitto")
     _wait_for_port(tls_port, tls, "stock mosquitto with TLS")
     ca = ["--cafile", str(node.ca_file)]
-    return [plain, tls], [Broker("stock", plain.pid, plain_port, [], []),
-                          Broker("stock+TLS", tls.pid, tls_port, ca, ca)]
+    return [plain, tls], [
+        Broker("stock", plain.pid, plain_port, [], []),
+        Broker("stock+TLS", tls.pid, tls_port, ca, ca),
+    ]
 
 
 def main() -> int:
@@ -183,29 +220,37 @@ def main() -> int:
     settings = find_stack("aq-examplemet-test").settings()
     topic = f"origin/a/wis2/{settings.centre_id}/data/core/weather/surface-based-observations/synop/bench"
     message = wnm(settings.fqdn)
-    print(f"{os.cpu_count()} CPUs; {args.messages} messages of about {len(message) + 40} bytes at QoS 1, "
-          f"{'as fast as possible' if not args.rate else f'{args.rate:g}/s'}; clients: mosquitto_sub/mosquitto_pub")
+    print(
+        f"{os.cpu_count()} CPUs; {args.messages} messages of about {len(message) + 40} bytes at QoS 1, "
+        f"{'as fast as possible' if not args.rate else f'{args.rate:g}/s'}; clients: mosquitto_sub/mosquitto_pub"
+    )
     results: dict[tuple[str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         workdir = Path(tmp)
         with LocalNode(settings, workdir / "node") as node:
             ca = ["--cafile", str(node.ca_file)]
-            node_broker = Broker("node", node.broker.pid, node.ports.mqtts,
-                                 [*ca, "-u", READ_ONLY_USER, "-P", READ_ONLY_PASSWORD],
-                                 [*ca, "-u", PUBLISHER_USER, "-P", node.publisher_password])
+            node_broker = Broker(
+                "node",
+                node.broker.pid,
+                node.ports.mqtts,
+                [*ca, "-u", READ_ONLY_USER, "-P", READ_ONLY_PASSWORD],
+                [*ca, "-u", PUBLISHER_USER, "-P", node.publisher_password],
+            )
             processes, stock = stock_brokers(node, workdir)
             try:
                 brokers = [*stock, node_broker]
                 for round_ in range(args.rounds):
                     for subscribers in args.subscribers:
-                        for broker in (brokers if round_ % 2 == 0 else brokers[::-1]):
+                        for broker in brokers if round_ % 2 == 0 else brokers[::-1]:
                             result = run(broker, topic, message, subscribers, args.messages, args.rate, workdir)
                             results.setdefault((broker.name, subscribers), []).append(result)
-                            print(f"  round {round_ + 1} {broker.name:9} {subscribers:4} subscribers: "
-                                  f"{result.deliveries_per_s:8.0f} deliveries/s, p50 {result.p50_ms:7.1f} ms, "
-                                  f"p99 {result.p99_ms:7.1f} ms, lost {result.lost}, duplicates {result.duplicates}, "
-                                  f"broker CPU {result.cpu_s:5.2f} s, peak RSS {result.peak_rss_mib:5.1f} MiB",
-                                  flush=True)
+                            print(
+                                f"  round {round_ + 1} {broker.name:9} {subscribers:4} subscribers: "
+                                f"{result.deliveries_per_s:8.0f} deliveries/s, p50 {result.p50_ms:7.1f} ms, "
+                                f"p99 {result.p99_ms:7.1f} ms, lost {result.lost}, duplicates {result.duplicates}, "
+                                f"broker CPU {result.cpu_s:5.2f} s, peak RSS {result.peak_rss_mib:5.1f} MiB",
+                                flush=True,
+                            )
             finally:
                 for process in processes:
                     _stop(process)
@@ -216,8 +261,10 @@ def main() -> int:
             runs = results[(name, subscribers)]
             rate = statistics.median(r.deliveries_per_s for r in runs)
             cpu = statistics.median(1e6 * r.cpu_s / (subscribers * args.messages) for r in runs)
-            print(f"  {name:9} {subscribers:4} subscribers   {rate:12.0f} {statistics.median(r.p99_ms for r in runs):8.1f}"
-                  f" {sum(r.lost for r in runs):5d} {cpu:23.2f} {max(r.peak_rss_mib for r in runs):13.1f}")
+            print(
+                f"  {name:9} {subscribers:4} subscribers   {rate:12.0f} {statistics.median(r.p99_ms for r in runs):8.1f}"
+                f" {sum(r.lost for r in runs):5d} {cpu:23.2f} {max(r.peak_rss_mib for r in runs):13.1f}"
+            )
         node_rate = statistics.median(r.deliveries_per_s for r in results[("node", subscribers)])
         for name in ("stock", "stock+TLS"):
             baseline = statistics.median(r.deliveries_per_s for r in results[(name, subscribers)])

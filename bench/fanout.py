@@ -36,7 +36,9 @@ def wnm_sized_payload(fqdn: str) -> bytes:
     message = build_notification(
         data_id="aq-examplemet-test/data/core/weather/surface-based-observations/synop/sample.bufr4",
         href=f"https://{fqdn}/data/core/weather/surface-based-observations/synop/sample.bufr4",
-        content=bytes(1024), media_type="application/bufr")
+        content=bytes(1024),
+        media_type="application/bufr",
+    )
     return json.dumps(message).encode()
 
 
@@ -59,8 +61,16 @@ def make_client(port: int, username=None, password=None, cafile=None) -> mqtt.Cl
     return client
 
 
-def fan_out(port: int, topic: str, payload: bytes, subscribers: int, messages: int,
-            reader=(None, None), writer=(None, None), cafile=None) -> float:
+def fan_out(
+    port: int,
+    topic: str,
+    payload: bytes,
+    subscribers: int,
+    messages: int,
+    reader=(None, None),
+    writer=(None, None),
+    cafile=None,
+) -> float:
     """Deliveries per second from the first publish to the last delivery."""
     expected = subscribers * messages
     received = [0]
@@ -127,8 +137,7 @@ def main() -> int:
     print(f"{args.subscribers} subscribers, {args.messages} messages of {len(payload)} bytes, QoS 1")
 
     stock_port = free_port()
-    stock = subprocess.Popen(["mosquitto", "-p", str(stock_port)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    stock = subprocess.Popen(["mosquitto", "-p", str(stock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
         baseline = fan_out(stock_port, topic, payload, args.subscribers, args.messages)
@@ -137,9 +146,16 @@ def main() -> int:
         stock.wait()
 
     with tempfile.TemporaryDirectory() as workdir, LocalNode(settings, Path(workdir)) as node:
-        rate = fan_out(node.ports.mqtts, topic, payload, args.subscribers, args.messages,
-                       reader=("everyone", "everyone"), writer=(PUBLISHER_USER, node.publisher_password),
-                       cafile=str(node.ca_file))
+        rate = fan_out(
+            node.ports.mqtts,
+            topic,
+            payload,
+            args.subscribers,
+            args.messages,
+            reader=("everyone", "everyone"),
+            writer=(PUBLISHER_USER, node.publisher_password),
+            cafile=str(node.ca_file),
+        )
         broker_kib = resident_kib([node.broker.pid])
         web_kib = resident_kib(children(node.web.pid))
 
@@ -147,8 +163,10 @@ def main() -> int:
     print(f"stock mosquitto (plain MQTT, no ACL):        {baseline:10.0f} deliveries/s")
     print(f"node broker (MQTTS, ACL, persistence):       {rate:10.0f} deliveries/s")
     print(f"ratio node / stock:                          {ratio:10.2f}  (target >= 0.70)")
-    print(f"resident memory after the run: mosquitto {broker_kib / 1024:.1f} MiB, "
-          f"nginx (master + workers) {web_kib / 1024:.1f} MiB")
+    print(
+        f"resident memory after the run: mosquitto {broker_kib / 1024:.1f} MiB, "
+        f"nginx (master + workers) {web_kib / 1024:.1f} MiB"
+    )
     return 0
 
 

@@ -40,16 +40,23 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 def wrk(port: int, connections: int, seconds: int) -> dict[str, float]:
     """One wrk run: requests/s, p99 latency in ms, and how many answers were not 2xx/3xx."""
-    output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-                             f"https://127.0.0.1:{port}/{FILE}"], capture_output=True, text=True,
-                            check=True, timeout=seconds + 60).stdout
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", f"https://127.0.0.1:{port}/{FILE}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     errors = re.search(r"^\s+Non-2xx or 3xx responses: (\d+)", output, re.M)
     if not (p99 and rate):
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return {"rps": float(rate.group(1)), "p99_ms": float(p99.group(1)) * UNITS[p99.group(2)],
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": float(rate.group(1)),
+        "p99_ms": float(p99.group(1)) * UNITS[p99.group(2)],
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def stock_nginx(node: LocalNode, workdir: Path) -> tuple[subprocess.Popen, int]:
@@ -87,8 +94,11 @@ http {{
     }}
 }}
 """)
-    process = subprocess.Popen(["nginx", "-e", "stderr", "-c", str(config), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["nginx", "-e", "stderr", "-c", str(config), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for_port(port, process, "stock nginx")
     return process, port
 
@@ -119,25 +129,34 @@ def main() -> int:
         try:
             limited = wrk(node.ports.https, min(args.connections, 20), 5)
             print(f"{os.cpu_count()} CPUs; wrk -t2 -c{args.connections} -d{args.seconds}s, 100 KB file, TLS")
-            print(f"  node with its per-address limits, from one address: {limited['rps']:.0f} requests/s answered, "
-                  f"{limited['non_2xx']} of them (in 5 s) refused with 429")
+            print(
+                f"  node with its per-address limits, from one address: {limited['rps']:.0f} requests/s answered, "
+                f"{limited['non_2xx']} of them (in 5 s) refused with 429"
+            )
             lift_per_address_limits(node)
             runs: dict[str, list[dict[str, float]]] = {"node": [], "stock": []}
             for round_ in range(args.rounds):
                 order = [("node", node.ports.https), ("stock", stock_port)]
-                for name, port in (order if round_ % 2 == 0 else order[::-1]):
+                for name, port in order if round_ % 2 == 0 else order[::-1]:
                     result = wrk(port, args.connections, args.seconds)
                     runs[name].append(result)
-                    print(f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, p99 {result['p99_ms']:7.1f} ms,"
-                          f" non-2xx {result['non_2xx']}", flush=True)
+                    print(
+                        f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, p99 {result['p99_ms']:7.1f} ms,"
+                        f" non-2xx {result['non_2xx']}",
+                        flush=True,
+                    )
         finally:
             _stop(stock)
-    median = {name: (statistics.median(r["rps"] for r in results), statistics.median(r["p99_ms"] for r in results))
-              for name, results in runs.items()}
+    median = {
+        name: (statistics.median(r["rps"] for r in results), statistics.median(r["p99_ms"] for r in results))
+        for name, results in runs.items()
+    }
     for name, (rps, p99) in median.items():
         print(f"median {name:5}: {rps:8.0f} requests/s, p99 {p99:7.1f} ms")
-    print(f"ratio node / stock: {median['node'][0] / median['stock'][0]:.2f} requests/s (target >= 0.8), "
-          f"p99 {median['node'][1] / median['stock'][1]:.2f}x")
+    print(
+        f"ratio node / stock: {median['node'][0] / median['stock'][0]:.2f} requests/s (target >= 0.8), "
+        f"p99 {median['node'][1] / median['stock'][1]:.2f}x"
+    )
     return 0
 
 

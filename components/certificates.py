@@ -77,7 +77,8 @@ class Certificates(pulumi.ComponentResource):
             self.csr_pem = self.signing_request.cert_request_pem
             # Known only once the key exists: then the stack must carry the CA's certificate for it.
             self.certificate_pem = self.private_key.public_key_pem.apply(
-                lambda public_key: _provided_certificate(settings, public_key))
+                lambda public_key: _provided_certificate(settings, public_key)
+            )
         if self.certificate_pem is not None:
             self.certificate_parameter = aws.ssm.Parameter(
                 f"{name}-certificate-parameter",
@@ -98,12 +99,14 @@ def _provided_certificate(settings: NodeSettings, public_key_pem: str) -> str:
         raise pulumi.RunError(
             f"{key('certificate')} is not set: expected the certificate your CA issued for the key this "
             "stack made. Send `pulumi stack output certificate_signing_request` to the CA and put the "
-            "certificate it returns (with its chain) in the stack file.")
+            "certificate it returns (with its chain) in the stack file."
+        )
     leaf = x509.load_pem_x509_certificates(settings.certificate.encode())[0]
     if _der(leaf.public_key()) != _der(serialization.load_pem_public_key(public_key_pem.encode())):
         raise pulumi.RunError(
             f"{key('certificate')}: expected a certificate for the key this stack made, but it was "
-            "issued for another key; send the stack's certificate_signing_request to the CA")
+            "issued for another key; send the stack's certificate_signing_request to the CA"
+        )
     return settings.certificate
 
 

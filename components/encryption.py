@@ -20,20 +20,39 @@ def alerts_key_policy(account_id: str, partition: str) -> dict:
     service principal. Who may publish to the topic at all is the topic policy's business (the
     account's own principals and services acting for it); the key only lets CloudWatch encrypt.
     """
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "AccountAdministers", "Effect": "Allow",
-         "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-         "Action": "kms:*", "Resource": "*"},
-        {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
-         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"},
-    ]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            },
+        ],
+    }
 
 
 def alerts_key(name: str, region: str, settings: NodeSettings, opts: pulumi.ResourceOptions) -> aws.kms.Key:
     """One key per region of alert topics (a KMS key serves its own region only)."""
     account_id, partition = aws.get_caller_identity().account_id, aws.get_partition().partition
     return aws.kms.Key(
-        name, region=region, description=f"WIS2 Node {settings.stack}: encrypts the alert topic in {region}",
-        key_usage="ENCRYPT_DECRYPT", customer_master_key_spec="SYMMETRIC_DEFAULT", enable_key_rotation=True,
+        name,
+        region=region,
+        description=f"WIS2 Node {settings.stack}: encrypts the alert topic in {region}",
+        key_usage="ENCRYPT_DECRYPT",
+        customer_master_key_spec="SYMMETRIC_DEFAULT",
+        enable_key_rotation=True,
         deletion_window_in_days=30 if settings.is_production else 7,
-        policy=json.dumps(alerts_key_policy(account_id, partition)), tags=settings.resource_tags, opts=opts)
+        policy=json.dumps(alerts_key_policy(account_id, partition)),
+        tags=settings.resource_tags,
+        opts=opts,
+    )

@@ -44,8 +44,10 @@ class Firewall(pulumi.ComponentResource):
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
         # The stack's explicit choice, on each rule, so the policy pack can tell it from a typo.
-        ingress_tags = {**settings.resource_tags,
-                        "wis2-node:open-to-internet": ",".join(map(str, settings.open_to_internet)) or "none"}
+        ingress_tags = {
+            **settings.resource_tags,
+            "wis2-node:open-to-internet": ",".join(map(str, settings.open_to_internet)) or "none",
+        }
 
         def group(resource_name: str, purpose: str) -> aws.ec2.SecurityGroup:
             return aws.ec2.SecurityGroup(
@@ -53,8 +55,11 @@ class Firewall(pulumi.ComponentResource):
                 description=f"WIS2 Node {settings.centre_id}: {GROUP_PURPOSES[purpose]}",
                 vpc_id=args.vpc_id,
                 revoke_rules_on_delete=True,
-                tags={**settings.resource_tags, "Name": f"{settings.stack}-wis2-node-{purpose}",
-                      "wis2-node:security-group": purpose},
+                tags={
+                    **settings.resource_tags,
+                    "Name": f"{settings.stack}-wis2-node-{purpose}",
+                    "wis2-node:security-group": purpose,
+                },
                 opts=child,
             )
 

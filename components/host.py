@@ -12,8 +12,15 @@ import pulumi_aws as aws
 
 from components.settings import Platform
 from wis2node import journal
-from wis2node.payload import (HOST_METRIC_NAMESPACE, METRIC_NAMESPACE, RUNTIME_PARAMETER, DeployFacts, pack_user_data,
-                              render_user_data, runtime_config)
+from wis2node.payload import (
+    HOST_METRIC_NAMESPACE,
+    METRIC_NAMESPACE,
+    RUNTIME_PARAMETER,
+    DeployFacts,
+    pack_user_data,
+    render_user_data,
+    runtime_config,
+)
 from wis2node.settings import NodeSettings
 
 DATA_DEVICE = "/dev/sdf"
@@ -51,48 +58,96 @@ class HostArgs:
 
 def node_policy(settings: NodeSettings, platform: Platform) -> dict:
     """What the node itself may do in the account: its own parameters, its own ACME record."""
+
     def parameter_arn(name: str) -> str:
-        return (f"arn:{platform.partition}:ssm:{settings.region}:{platform.account_id}:parameter"
-                f"{settings.parameter_name(name)}")
+        return (
+            f"arn:{platform.partition}:ssm:{settings.region}:{platform.account_id}:parameter"
+            f"{settings.parameter_name(name)}"
+        )
 
     statements = [
         {"Sid": "SessionManager", "Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"},
         # The node generates its publisher password on first boot and reads it back afterwards.
-        {"Sid": "PublisherPassword", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"],
-         "Resource": parameter_arn("publisher-password")},
+        {
+            "Sid": "PublisherPassword",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+            "Resource": parameter_arn("publisher-password"),
+        },
         # ... but only creates it: a node (or whoever holds its role) can never replace the password
         # publishers use. An explicit Deny outranks any Allow; ssm:Overwrite is "true" only on a
         # PutParameter that asks to overwrite (AWS Systems Manager, "Preventing changes to existing
         # parameters using ssm:Overwrite").
-        {"Sid": "PublisherPasswordCreateOnly", "Effect": "Deny", "Action": "ssm:PutParameter",
-         "Resource": parameter_arn("publisher-password"),
-         "Condition": {"StringEquals": {"ssm:Overwrite": "true"}}},
+        {
+            "Sid": "PublisherPasswordCreateOnly",
+            "Effect": "Deny",
+            "Action": "ssm:PutParameter",
+            "Resource": parameter_arn("publisher-password"),
+            "Condition": {"StringEquals": {"ssm:Overwrite": "true"}},
+        },
     ]
     # What changes in place: the node reads it every minute (wis2-config.timer).
-    statements.append({"Sid": "RuntimeConfig", "Effect": "Allow", "Action": "ssm:GetParameter",
-                       "Resource": parameter_arn(RUNTIME_PARAMETER)})
+    statements.append(
+        {
+            "Sid": "RuntimeConfig",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": parameter_arn(RUNTIME_PARAMETER),
+        }
+    )
     # Its services' logs, into their own groups only (wis2-logs.timer); the groups are Pulumi's.
-    statements.append({"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                       "Resource": [f"arn:{platform.partition}:logs:{settings.region}:{platform.account_id}:log-group:"
-                                    f"{group}:*" for group in journal.log_groups(settings.stack).values()]})
+    statements.append(
+        {
+            "Sid": "Logs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                f"arn:{platform.partition}:logs:{settings.region}:{platform.account_id}:log-group:{group}:*"
+                for group in journal.log_groups(settings.stack).values()
+            ],
+        }
+    )
     # The node's own metrics (certificate days, heartbeat) and the CloudWatch agent's.
-    statements.append({"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
-                       "Condition": {"StringEquals": {"cloudwatch:namespace": [METRIC_NAMESPACE,
-                                                                              HOST_METRIC_NAMESPACE]}}})
+    statements.append(
+        {
+            "Sid": "Metrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": [METRIC_NAMESPACE, HOST_METRIC_NAMESPACE]}},
+        }
+    )
     if settings.uses_private_key_parameter:
-        statements.append({"Sid": "TlsKey", "Effect": "Allow", "Action": "ssm:GetParameter",
-                           "Resource": [parameter_arn("tls-private-key"), parameter_arn("tls-certificate")]})
+        statements.append(
+            {
+                "Sid": "TlsKey",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": [parameter_arn("tls-private-key"), parameter_arn("tls-certificate")],
+            }
+        )
     if settings.tls_mode == "letsencrypt":
         # certbot's dns-route53 plugin: only the TXT record _acme-challenge.<fqdn> of its own zone.
         statements += [
-            {"Sid": "AcmeChallengeRecord", "Effect": "Allow", "Action": "route53:ChangeResourceRecordSets",
-             "Resource": f"arn:{platform.partition}:route53:::hostedzone/{platform.zone_id}",
-             "Condition": {"ForAllValues:StringEquals": {
-                 "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{settings.fqdn}"],
-                 "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
-                 "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}}},
-            {"Sid": "AcmeChangeStatus", "Effect": "Allow", "Action": "route53:GetChange",
-             "Resource": f"arn:{platform.partition}:route53:::change/*"},
+            {
+                "Sid": "AcmeChallengeRecord",
+                "Effect": "Allow",
+                "Action": "route53:ChangeResourceRecordSets",
+                "Resource": f"arn:{platform.partition}:route53:::hostedzone/{platform.zone_id}",
+                "Condition": {
+                    "ForAllValues:StringEquals": {
+                        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{settings.fqdn}"],
+                        "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+                        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                    }
+                },
+            },
+            {
+                "Sid": "AcmeChangeStatus",
+                "Effect": "Allow",
+                "Action": "route53:GetChange",
+                "Resource": f"arn:{platform.partition}:route53:::change/*",
+            },
             # certbot-dns-route53 (2.x, Ubuntu 24.04's 2.9 included) finds the zone by listing every
             # hosted zone: ListHostedZones takes no resource ARN and no condition, so it stays on "*".
             # It reveals the names and ids of the account's zones, not their records.
@@ -118,11 +173,14 @@ class Host(pulumi.ComponentResource):
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"WIS2 Node {settings.stack}: the instance's own permissions",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "ec2.amazonaws.com"}}],
-            }),
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}
+                    ],
+                }
+            ),
             tags=tags,
             opts=child,
         )
@@ -132,8 +190,7 @@ class Host(pulumi.ComponentResource):
             policy=json.dumps(node_policy(settings, args.platform)),
             opts=child,
         )
-        self.instance_profile = aws.iam.InstanceProfile(
-            f"{name}-profile", role=self.role.name, tags=tags, opts=child)
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=tags, opts=child)
 
         # Kept across instance replacements, and protected in production: it holds the
         # certificates, the broker's persistent sessions and the published files.
@@ -151,37 +208,48 @@ class Host(pulumi.ComponentResource):
         self.snapshot_role = aws.iam.Role(
             f"{name}-snapshots-role",
             description=f"WIS2 Node {settings.stack}: Data Lifecycle Manager snapshots the data volume",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "dlm.amazonaws.com"}}],
-            }),
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "dlm.amazonaws.com"}}
+                    ],
+                }
+            ),
             tags=tags,
             opts=child,
         )
         self.snapshot_role_policy = aws.iam.RolePolicyAttachment(
-            f"{name}-snapshots-role-policy", role=self.snapshot_role.name,
-            policy_arn=f"arn:{args.platform.partition}:iam::aws:{DLM_MANAGED_POLICY}", opts=child)
+            f"{name}-snapshots-role-policy",
+            role=self.snapshot_role.name,
+            policy_arn=f"arn:{args.platform.partition}:iam::aws:{DLM_MANAGED_POLICY}",
+            opts=child,
+        )
         self.snapshots = aws.dlm.LifecyclePolicy(
             f"{name}-snapshots",
             # DLM accepts only letters, digits, spaces, _ and - in a description and a schedule name.
-            description=re.sub(r"[^0-9A-Za-z _-]", "-",
-                               f"WIS2 Node {settings.stack} daily snapshots of the data volume"),
+            description=re.sub(
+                r"[^0-9A-Za-z _-]", "-", f"WIS2 Node {settings.stack} daily snapshots of the data volume"
+            ),
             execution_role_arn=self.snapshot_role.arn,
             state="ENABLED",
             policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
                 policy_type="EBS_SNAPSHOT_MANAGEMENT",
                 resource_types=["VOLUME"],
                 target_tags={BACKUP_TAG: backup_target(settings)},
-                schedules=[aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
-                    name=f"daily kept {settings.snapshot_retention_days} days",
-                    create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
-                        interval=24, interval_unit="HOURS", times=SNAPSHOT_TIME),
-                    retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleRetainRuleArgs(
-                        interval=settings.snapshot_retention_days, interval_unit="DAYS"),
-                    copy_tags=True,
-                    tags_to_add={"wis2-node:snapshot": "daily"},
-                )],
+                schedules=[
+                    aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
+                        name=f"daily kept {settings.snapshot_retention_days} days",
+                        create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
+                            interval=24, interval_unit="HOURS", times=SNAPSHOT_TIME
+                        ),
+                        retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleRetainRuleArgs(
+                            interval=settings.snapshot_retention_days, interval_unit="DAYS"
+                        ),
+                        copy_tags=True,
+                        tags_to_add={"wis2-node:snapshot": "daily"},
+                    )
+                ],
             ),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.snapshot_role_policy]),
@@ -201,14 +269,27 @@ class Host(pulumi.ComponentResource):
         # The services' logs (wis2-logs.timer ships the journal), kept logRetentionDays.
         self.log_groups = {
             service: aws.cloudwatch.LogGroup(
-                f"{name}-logs-{service}", name=group, retention_in_days=settings.log_retention_days, tags=tags,
-                opts=child)
+                f"{name}-logs-{service}",
+                name=group,
+                retention_in_days=settings.log_retention_days,
+                tags=tags,
+                opts=child,
+            )
             for service, group in journal.log_groups(settings.stack).items()
         }
         # Gzipped: cloud-init unpacks it, and EC2's 16 KB limit applies to the packed bytes.
-        user_data = self.data_volume.id.apply(lambda volume_id: pack_user_data(render_user_data(settings, DeployFacts(
-            data_volume_id=volume_id, bucket=settings.ingest_bucket(args.platform.account_id),
-            package_sha256=args.package_sha256))))
+        user_data = self.data_volume.id.apply(
+            lambda volume_id: pack_user_data(
+                render_user_data(
+                    settings,
+                    DeployFacts(
+                        data_volume_id=volume_id,
+                        bucket=settings.ingest_bucket(args.platform.account_id),
+                        package_sha256=args.package_sha256,
+                    ),
+                )
+            )
+        )
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
@@ -236,8 +317,12 @@ class Host(pulumi.ComponentResource):
             # The data volume can be attached to one instance at a time: remove the old first.
             # Without a pinned imageId, the image found at the first deployment stays: a newer
             # Ubuntu image never replaces the node by surprise (pin one to move on, see README).
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[*args.boot_after, self.runtime_parameter],
-                                        ignore_changes=[] if settings.image_id else ["ami"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                delete_before_replace=True,
+                depends_on=[*args.boot_after, self.runtime_parameter],
+                ignore_changes=[] if settings.image_id else ["ami"],
+            ),
         )
         self.data_attachment = aws.ec2.VolumeAttachment(
             f"{name}-data-attachment",
@@ -247,5 +332,10 @@ class Host(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        self.register_outputs({"instance_id": self.instance.id, "data_volume_id": self.data_volume.id,
-                               "snapshot_policy": self.snapshots.id})
+        self.register_outputs(
+            {
+                "instance_id": self.instance.id,
+                "data_volume_id": self.data_volume.id,
+                "snapshot_policy": self.snapshots.id,
+            }
+        )

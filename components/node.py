@@ -36,26 +36,49 @@ class Wis2Node(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         package = node_package()
 
-        self.firewall = Firewall("firewall", FirewallArgs(
-            settings=settings, vpc_id=platform.vpc_id,
-            health_checkers_prefix_list_id=platform.health_checkers_prefix_list_id), child)
+        self.firewall = Firewall(
+            "firewall",
+            FirewallArgs(
+                settings=settings,
+                vpc_id=platform.vpc_id,
+                health_checkers_prefix_list_id=platform.health_checkers_prefix_list_id,
+            ),
+            child,
+        )
         self.certificates = Certificates("tls", CertificatesArgs(settings=settings), child)
-        self.host = Host("host", HostArgs(
-            settings=settings,
-            platform=platform,
-            security_group_ids=self.firewall.security_group_ids,
-            package_sha256=package.sha256,
-            boot_after=[p for p in (self.certificates.key_parameter, self.certificates.certificate_parameter) if p],
-        ), child)
-        self.publishing = Publishing("ingest", PublishingArgs(
-            settings=settings, platform=platform, instance_role_name=self.host.role.name,
-            metadata=args.metadata, package=package), child)
+        self.host = Host(
+            "host",
+            HostArgs(
+                settings=settings,
+                platform=platform,
+                security_group_ids=self.firewall.security_group_ids,
+                package_sha256=package.sha256,
+                boot_after=[p for p in (self.certificates.key_parameter, self.certificates.certificate_parameter) if p],
+            ),
+            child,
+        )
+        self.publishing = Publishing(
+            "ingest",
+            PublishingArgs(
+                settings=settings,
+                platform=platform,
+                instance_role_name=self.host.role.name,
+                metadata=args.metadata,
+                package=package,
+            ),
+            child,
+        )
         self.address = Address("address", AddressArgs(settings=settings, instance_id=self.host.instance.id), child)
-        self.monitoring = Monitoring("monitoring", MonitoringArgs(settings=settings,
-                                                                  instance_id=self.host.instance.id,
-                                                                  instance_role_name=self.host.role.name), child)
-        self.dns = Dns("dns", DnsArgs(settings=settings, zone_id=platform.zone_id,
-                                      public_ip=self.address.public_ip), child)
+        self.monitoring = Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                settings=settings, instance_id=self.host.instance.id, instance_role_name=self.host.role.name
+            ),
+            child,
+        )
+        self.dns = Dns(
+            "dns", DnsArgs(settings=settings, zone_id=platform.zone_id, public_ip=self.address.public_ip), child
+        )
 
         self.fqdn = settings.fqdn
         self.public_ip = self.address.public_ip

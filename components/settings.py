@@ -72,33 +72,53 @@ def load_metadata(settings: NodeSettings) -> list[MetadataRecord]:
 
 def look_up_platform(settings: NodeSettings) -> Platform:
     """Find the hosted zone, subnet and Ubuntu image; refuse the stack if one cannot be had."""
-    zone = _look_up("hostedZone", settings.hosted_zone, "an existing public Route53 hosted zone",
-                    lambda: aws.route53.get_zone(name=settings.hosted_zone, private_zone=False))
+    zone = _look_up(
+        "hostedZone",
+        settings.hosted_zone,
+        "an existing public Route53 hosted zone",
+        lambda: aws.route53.get_zone(name=settings.hosted_zone, private_zone=False),
+    )
     if settings.subnet_id:
-        subnet = _look_up("subnetId", settings.subnet_id, "an existing subnet",
-                          lambda: aws.ec2.get_subnet(id=settings.subnet_id))
+        subnet = _look_up(
+            "subnetId", settings.subnet_id, "an existing subnet", lambda: aws.ec2.get_subnet(id=settings.subnet_id)
+        )
         if subnet.availability_zone != settings.availability_zone:
             raise pulumi.RunError(
                 f"{key('subnetId')} = {settings.subnet_id!r}: expected a subnet in "
-                f"{settings.availability_zone}, but it is in {subnet.availability_zone}")
+                f"{settings.availability_zone}, but it is in {subnet.availability_zone}"
+            )
     else:
-        subnet = _look_up("availabilityZone", settings.availability_zone,
-                          "a zone where the default VPC has a default subnet (or set subnetId)",
-                          lambda: aws.ec2.get_subnet(availability_zone=settings.availability_zone,
-                                                     default_for_az=True))
-    instance_type = _look_up("instanceType", settings.instance_type, "an EC2 instance type offered in "
-                             f"{settings.region}", lambda: aws.ec2.get_instance_type(
-                                 instance_type=settings.instance_type))
+        subnet = _look_up(
+            "availabilityZone",
+            settings.availability_zone,
+            "a zone where the default VPC has a default subnet (or set subnetId)",
+            lambda: aws.ec2.get_subnet(availability_zone=settings.availability_zone, default_for_az=True),
+        )
+    instance_type = _look_up(
+        "instanceType",
+        settings.instance_type,
+        f"an EC2 instance type offered in {settings.region}",
+        lambda: aws.ec2.get_instance_type(instance_type=settings.instance_type),
+    )
     architecture = _ubuntu_architecture(settings.instance_type, instance_type.supported_architectures)
-    image_id = settings.image_id or aws.ssm.get_parameter(
-        name=UBUNTU_IMAGE_PARAMETER.format(arch=architecture)).value
-    checkers = _look_up("availabilityZone", settings.region, "a region with Route53 health checkers' prefix list",
-                        lambda: aws.ec2.get_managed_prefix_list(
-                            name=f"com.amazonaws.{settings.region}.route53-healthchecks"))
+    image_id = settings.image_id or aws.ssm.get_parameter(name=UBUNTU_IMAGE_PARAMETER.format(arch=architecture)).value
+    checkers = _look_up(
+        "availabilityZone",
+        settings.region,
+        "a region with Route53 health checkers' prefix list",
+        lambda: aws.ec2.get_managed_prefix_list(name=f"com.amazonaws.{settings.region}.route53-healthchecks"),
+    )
     identity = aws.get_caller_identity()
-    return Platform(account_id=identity.account_id, partition=aws.get_partition().partition,
-                    zone_id=zone.zone_id, vpc_id=subnet.vpc_id, subnet_id=subnet.id,
-                    architecture=architecture, image_id=image_id, health_checkers_prefix_list_id=checkers.id)
+    return Platform(
+        account_id=identity.account_id,
+        partition=aws.get_partition().partition,
+        zone_id=zone.zone_id,
+        vpc_id=subnet.vpc_id,
+        subnet_id=subnet.id,
+        architecture=architecture,
+        image_id=image_id,
+        health_checkers_prefix_list_id=checkers.id,
+    )
 
 
 def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> str:
@@ -108,7 +128,8 @@ def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> 
     raise pulumi.RunError(
         f"{key('instanceType')} = {instance_type!r}: expected an instance type with an Ubuntu 24.04 "
         f"image (arm64 or x86_64), but it supports only {', '.join(supported or []) or 'nothing'}; "
-        "t4g.small (arm64) or t3.small (x86_64) are good choices")
+        "t4g.small (arm64) or t3.small (x86_64) are good choices"
+    )
 
 
 def _look_up(name: str, value: str, expected: str, invoke):

@@ -1,6 +1,6 @@
 """CrossGuard policy pack: the WIS2 Node security recommendations, enforced at preview and up.
 
-    pulumi preview --policy-pack policy
+pulumi preview --policy-pack policy
 """
 
 from pulumi_policy import (

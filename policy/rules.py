@@ -32,9 +32,17 @@ TOPIC = "aws:sns/topic:Topic"
 ROLE = "aws:iam/role:Role"
 # A principal that is a whole account (its id or its root ARN), or everyone.
 _ACCOUNT_PRINCIPAL = re.compile(r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:root)$")
-TAGGED = {SECURITY_GROUP, INGRESS_RULE, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", INSTANCE,
-          VOLUME, "aws:ec2/eip:Eip", "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile",
-          "aws:ssm/parameter:Parameter"}
+TAGGED = {
+    SECURITY_GROUP,
+    INGRESS_RULE,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    INSTANCE,
+    VOLUME,
+    "aws:ec2/eip:Eip",
+    "aws:iam/role:Role",
+    "aws:iam/instanceProfile:InstanceProfile",
+    "aws:ssm/parameter:Parameter",
+}
 
 
 class Resource(NamedTuple):
@@ -74,8 +82,10 @@ def only_wis2_ports(resource: Resource) -> list[str]:
     for rule in _ingress(resource):
         low, high = _ports(rule)
         if str(rule.get("ipProtocol")).lower() != "tcp" or low != high or low not in WIS2_PORTS:
-            problems.append(f"{resource.name}: ingress {rule.get('ipProtocol')} {low}-{high}; only TCP 443 "
-                            "(HTTPS) and 8883 (MQTTS) may be open")
+            problems.append(
+                f"{resource.name}: ingress {rule.get('ipProtocol')} {low}-{high}; only TCP 443 "
+                "(HTTPS) and 8883 (MQTTS) may be open"
+            )
     return problems
 
 
@@ -94,16 +104,26 @@ def no_world_unless_asked(resource: Resource) -> list[str]:
         if cidr and _too_wide(str(cidr)):
             allowed = str((rule.get("tags") or {}).get(OPEN_TO_INTERNET_TAG, "none")).split(",")
             if str(_ports(rule)[0]) not in allowed:
-                what = "the whole internet" if cidr in WORLD else (
-                    f"wider than /{MIN_PREFIX[4]} (IPv4) or /{MIN_PREFIX[6]} (IPv6), a large part of the internet")
-                problems.append(f"{resource.name}: {cidr} ({what}) on port {_ports(rule)[0]} without the stack's "
-                                "explicit wis2-node:openToInternet setting")
+                what = (
+                    "the whole internet"
+                    if cidr in WORLD
+                    else (
+                        f"wider than /{MIN_PREFIX[4]} (IPv4) or /{MIN_PREFIX[6]} (IPv6), a large part of the internet"
+                    )
+                )
+                problems.append(
+                    f"{resource.name}: {cidr} ({what}) on port {_ports(rule)[0]} without the stack's "
+                    "explicit wis2-node:openToInternet setting"
+                )
     return problems
 
 
 def no_ssh(resource: Resource) -> list[str]:
-    return [f"{resource.name}: port 22 (SSH) is reachable; use SSM Session Manager"
-            for rule in _ingress(resource) if _ports(rule)[0] <= 22 <= _ports(rule)[1]]
+    return [
+        f"{resource.name}: port 22 (SSH) is reachable; use SSM Session Manager"
+        for rule in _ingress(resource)
+        if _ports(rule)[0] <= 22 <= _ports(rule)[1]
+    ]
 
 
 def imdsv2_required(resource: Resource) -> list[str]:
@@ -147,8 +167,10 @@ def topics_encrypted(resource: Resource) -> list[str]:
     if not key:
         return [f"{resource.name}: SNS topic not encrypted; give it a customer managed KMS key"]
     if key == "alias/aws/sns" or key.endswith(":alias/aws/sns"):
-        return [f"{resource.name}: SNS topic encrypted with alias/aws/sns, which CloudWatch alarms cannot use; "
-                "give it a customer managed KMS key"]
+        return [
+            f"{resource.name}: SNS topic encrypted with alias/aws/sns, which CloudWatch alarms cannot use; "
+            "give it a customer managed KMS key"
+        ]
     return []
 
 
@@ -166,16 +188,20 @@ def no_account_wide_trust(resource: Resource) -> list[str]:
         aws = principal.get("AWS", []) if isinstance(principal, dict) else [principal]
         for name in aws if isinstance(aws, list) else [aws]:
             if _ACCOUNT_PRINCIPAL.match(str(name)):
-                found.append(f"{resource.name}: trusts {name}, i.e. every principal of an account (or everyone); "
-                             "name the roles instead")
+                found.append(
+                    f"{resource.name}: trusts {name}, i.e. every principal of an account (or everyone); "
+                    "name the roles instead"
+                )
     return found
 
 
 RESOURCE_RULES = (
     Rule("ingress-only-wis2-ports", "Only TCP 443 and 8883 are open inbound.", only_wis2_ports),
-    Rule("no-world-ingress-unless-asked", "0.0.0.0/0, ::/0 and any network wider than /8 (IPv4) or /32 (IPv6) "
-         "only on ports the stack opens explicitly.",
-         no_world_unless_asked),
+    Rule(
+        "no-world-ingress-unless-asked",
+        "0.0.0.0/0, ::/0 and any network wider than /8 (IPv4) or /32 (IPv6) only on ports the stack opens explicitly.",
+        no_world_unless_asked,
+    ),
     Rule("no-ssh", "Port 22 is never open.", no_ssh),
     Rule("imdsv2-required", "Instances require IMDSv2.", imdsv2_required),
     Rule("volumes-encrypted", "Every EBS volume is encrypted.", volumes_encrypted),
@@ -191,8 +217,11 @@ def no_self_signed_in_production(resources: list[Resource]) -> list[str]:
     production = any((r.props.get("tags") or {}).get("wis2-node:environment") == "production" for r in resources)
     if not production:
         return []
-    return [f"{r.name}: self-signed certificate on a production stack; use letsencrypt or provided"
-            for r in resources if r.type == SELF_SIGNED]
+    return [
+        f"{r.name}: self-signed certificate on a production stack; use letsencrypt or provided"
+        for r in resources
+        if r.type == SELF_SIGNED
+    ]
 
 
 STACK_RULES = (

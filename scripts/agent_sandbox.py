@@ -51,8 +51,11 @@ def client_metrics(ingest: LocalIngest) -> list[str]:
 def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     layout = Layout(ports=node.ports)  # the VM's paths, this node's loopback ports
     for file in render_files(SETTINGS, DeployFacts(data_volume_id="local", bucket=ingest.bucket), layout):
-        if file.path in ("/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate",
-                         *(f"/etc/systemd/system/wis2-{unit}.service" for unit in UNITS)):
+        if file.path in (
+            "/etc/wis2/node.json",
+            "/usr/local/sbin/wis2-install-certificate",
+            *(f"/etc/systemd/system/wis2-{unit}.service" for unit in UNITS),
+        ):
             (root / file.path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (root / file.path.lstrip("/")).write_bytes(file.content)
             (root / file.path.lstrip("/")).chmod(int(file.mode, 8))
@@ -62,8 +65,12 @@ def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     (root / "etc/wis2/node.json").write_text(json.dumps(config))
     write_certificate(root.parent / "provided", SETTINGS.fqdn)
     for name, file in (("certificate", "fullchain.pem"), ("key", "privkey.pem")):
-        ingest.ssm.put_parameter(Name=f"/sandbox/{name}", Type="SecureString",
-                                 Value=(root.parent / "provided" / file).read_text(), Overwrite=True)
+        ingest.ssm.put_parameter(
+            Name=f"/sandbox/{name}",
+            Type="SecureString",
+            Value=(root.parent / "provided" / file).read_text(),
+            Overwrite=True,
+        )
     # AWS is moto on this machine's loopback (on EC2 the instance role and the real endpoints)
     for unit in UNITS:
         drop_in = root / f"etc/systemd/system/wis2-{unit}.service.d/moto.conf"
@@ -79,9 +86,19 @@ def install(root: Path, node: LocalNode, ingest: LocalIngest) -> None:
     (data / "tls/privkey.pem").write_text("the node's key\n")
     (root / "etc/cron.d").mkdir(exist_ok=True)
     shutil.copytree(SHARED_BUNDLES, data / "validators", dirs_exist_ok=True)
-    subprocess.run(["chroot", str(root), "sh", "-c", "id wis2-agent || useradd --system --home-dir "
-                    f"{DATA_ROOT}/agent --shell /usr/sbin/nologin wis2-agent; id mosquitto || useradd --system "
-                    "mosquitto"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "chroot",
+            str(root),
+            "sh",
+            "-c",
+            "id wis2-agent || useradd --system --home-dir "
+            f"{DATA_ROOT}/agent --shell /usr/sbin/nologin wis2-agent; id mosquitto || useradd --system "
+            "mosquitto",
+        ],
+        check=True,
+        capture_output=True,
+    )
     (root / "etc/machine-id").write_text("")
 
 
@@ -98,11 +115,15 @@ def main(rootfs: str) -> int:
 
     with moto_server(SETTINGS.region) as environment, LocalNode(SETTINGS, root.parent / "node-host") as node:
         ingest = LocalIngest(environment, SETTINGS)
-        ingest.ssm.put_parameter(Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString",
-                                 Value=node.publisher_password)
+        ingest.ssm.put_parameter(
+            Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString", Value=node.publisher_password
+        )
         install(root, node, ingest)
-        machine = subprocess.Popen(["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(root), "-b"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        machine = subprocess.Popen(
+            ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(root), "-b"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 60
             pid1 = 0
@@ -111,7 +132,9 @@ def main(rootfs: str) -> int:
                 if children.split():
                     pid1 = int(children.split()[0])
                     if inside(pid1, "systemctl", "is-system-running", check=False).stdout.strip() in (
-                            "running", "degraded"):
+                        "running",
+                        "degraded",
+                    ):
                         break
                 time.sleep(1)
             print(inside(pid1, "systemctl", "--version").stdout.splitlines()[0])
@@ -124,10 +147,12 @@ def main(rootfs: str) -> int:
             reader.close()
             check(len(received) == 2, f"the sandboxed agent published the record and the file ({len(received)} of 2)")
             published = root / DATA_ROOT.lstrip("/") / "public" / SYNOP / "A_SMAQ01EXMP251200.bufr4"
-            owner = inside(pid1, "stat", "-c", "%U %a", f"{DATA_ROOT}/public/{SYNOP}/A_SMAQ01EXMP251200.bufr4",
-                           check=False).stdout.strip()
-            check(published.is_file() and owner == "wis2-agent 644",
-                  f"the published file is wis2-agent's, 0644 ({owner})")
+            owner = inside(
+                pid1, "stat", "-c", "%U %a", f"{DATA_ROOT}/public/{SYNOP}/A_SMAQ01EXMP251200.bufr4", check=False
+            ).stdout.strip()
+            check(
+                published.is_file() and owner == "wis2-agent 644", f"the published file is wis2-agent's, 0644 ({owner})"
+            )
             pid = inside(pid1, "systemctl", "show", "-p", "MainPID", "--value", "wis2-agent.service").stdout.strip()
             lines = inside(pid1, "cat", f"/proc/{pid}/status").stdout.splitlines()
             status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
@@ -135,32 +160,58 @@ def main(rootfs: str) -> int:
             check(status["NoNewPrivs"] == "1" and status["Seccomp"] == "2", "no new privileges, a seccomp filter")
             uid = inside(pid1, "id", "-u", "wis2-agent").stdout.strip()
             gid = inside(pid1, "id", "-g", "wis2-agent").stdout.strip()
-            for target in ("/etc/cron.d/x", f"{DATA_ROOT}/public/index.html", f"{DATA_ROOT}/tls/privkey.pem",
-                           "/root/x", "/var/lib/wis2node/current/src/wis2node/agent.py"):
-                attempt = inside(pid1, "nsenter", "-t", pid, "-a", "-S", uid, "-G", gid, "sh", "-c",
-                                 f"echo x > {target}", check=False)
-                check(attempt.returncode != 0, f"as the agent, in its namespace, writing {target} fails "
-                      f"({attempt.stderr.strip()[-60:]})")
+            for target in (
+                "/etc/cron.d/x",
+                f"{DATA_ROOT}/public/index.html",
+                f"{DATA_ROOT}/tls/privkey.pem",
+                "/root/x",
+                "/var/lib/wis2node/current/src/wis2node/agent.py",
+            ):
+                attempt = inside(
+                    pid1,
+                    "nsenter",
+                    "-t",
+                    pid,
+                    "-a",
+                    "-S",
+                    uid,
+                    "-G",
+                    gid,
+                    "sh",
+                    "-c",
+                    f"echo x > {target}",
+                    check=False,
+                )
+                check(
+                    attempt.returncode != 0,
+                    f"as the agent, in its namespace, writing {target} fails ({attempt.stderr.strip()[-60:]})",
+                )
             retention = inside(pid1, "systemctl", "start", "wis2-retention.service", check=False)
             result = inside(pid1, "systemctl", "show", "-p", "Result", "--value", "wis2-retention.service").stdout
             check(retention.returncode == 0 and result.strip() == "success", "retention ran under its sandbox")
             reporter = inside(pid1, "systemctl", "start", "wis2-reporter.service", check=False)
             metrics = client_metrics(ingest)
-            check(reporter.returncode == 0 and "CertificateDaysLeft" in metrics,
-                  f"the reporter ran as a dynamic user and reported to CloudWatch ({metrics})")
+            check(
+                reporter.returncode == 0 and "CertificateDaysLeft" in metrics,
+                f"the reporter ran as a dynamic user and reported to CloudWatch ({metrics})",
+            )
             # a process of mosquitto's account stands for the broker: the deploy hook sends it SIGHUP
             inside(pid1, "systemd-run", "--unit=fake-broker", "--uid=mosquitto", "sleep", "600")
             broker_pid = inside(pid1, "systemctl", "show", "-p", "MainPID", "--value", "fake-broker").stdout.strip()
             inside(pid1, "sh", "-c", f"mkdir -p /run/mosquitto && echo {broker_pid} > /run/mosquitto/mosquitto.pid")
-            check(inside(pid1, "systemctl", "is-active", "fake-broker", check=False).stdout.strip() == "active",
-                  "the broker's stand-in runs as mosquitto")
+            check(
+                inside(pid1, "systemctl", "is-active", "fake-broker", check=False).stdout.strip() == "active",
+                "the broker's stand-in runs as mosquitto",
+            )
             certificate = inside(pid1, "systemctl", "start", "wis2-certificate.service", check=False)
             installed = inside(pid1, "stat", "-c", "%U %a", f"{DATA_ROOT}/tls/privkey.pem", check=False).stdout.strip()
             time.sleep(1)  # sleep dies of SIGHUP; a transient unit that is gone tells nothing more
             broker = inside(pid1, "systemctl", "is-active", "fake-broker", check=False).stdout.strip()
-            check(certificate.returncode == 0 and installed == "mosquitto 600" and broker == "inactive",
-                  f"the certificate service installed the stack's key for mosquitto ({installed}) and sent it "
-                  f"SIGHUP (the broker's stand-in: {broker})")
+            check(
+                certificate.returncode == 0 and installed == "mosquitto 600" and broker == "inactive",
+                f"the certificate service installed the stack's key for mosquitto ({installed}) and sent it "
+                f"SIGHUP (the broker's stand-in: {broker})",
+            )
             journal = inside(pid1, "journalctl", *(f"--unit=wis2-{unit}" for unit in UNITS), "--no-pager").stdout
             check("SIGSYS" not in journal and "Operation not permitted" not in journal, "no system call refused")
             print(journal[-3000:])

@@ -17,11 +17,19 @@ from pathlib import Path
 
 # Mozilla's server-side TLS guideline 6.0, "intermediate" (ssl-config.mozilla.org/guidelines/6.0.json):
 # TLS 1.2 with ECDHE and AEAD only (ECDSA and RSA certificates), and TLS 1.3's three AEAD suites.
-MOZILLA_INTERMEDIATE = frozenset({
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-})
+MOZILLA_INTERMEDIATE = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    }
+)
 PROTOCOLS = ("tls1_2", "tls1_3")
 
 
@@ -29,8 +37,12 @@ def offered_ciphers(testssl: str, host: str, port: int, workdir: Path) -> dict[s
     """Every suite the port accepts, by protocol (testssl's ids: ssl2, ssl3, tls1, tls1_1, tls1_2, tls1_3)."""
     report = workdir / f"testssl-{port}.json"
     report.unlink(missing_ok=True)
-    subprocess.run([testssl, "--quiet", "--warnings", "off", "--color", "0", "--jsonfile", str(report),
-                    "-E", f"{host}:{port}"], capture_output=True, text=True, timeout=600)
+    subprocess.run(
+        [testssl, "--quiet", "--warnings", "off", "--color", "0", "--jsonfile", str(report), "-E", f"{host}:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if not report.is_file():
         raise RuntimeError(f"testssl wrote no report for {host}:{port}")
     offered: dict[str, set[str]] = {}
@@ -43,8 +55,12 @@ def offered_ciphers(testssl: str, host: str, port: int, workdir: Path) -> dict[s
 
 def outside_profile(offered: dict[str, set[str]]) -> list[str]:
     """What the profile does not allow: any suite of another protocol, or one not in the list."""
-    return sorted(f"{protocol} {cipher}" for protocol, ciphers in offered.items() for cipher in ciphers
-                  if protocol not in PROTOCOLS or cipher not in MOZILLA_INTERMEDIATE)
+    return sorted(
+        f"{protocol} {cipher}"
+        for protocol, ciphers in offered.items()
+        for cipher in ciphers
+        if protocol not in PROTOCOLS or cipher not in MOZILLA_INTERMEDIATE
+    )
 
 
 def check(testssl: str, targets: list[tuple[str, int]]) -> int:

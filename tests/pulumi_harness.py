@@ -24,10 +24,14 @@ ACCOUNT = "123456789012"
 
 # What pulumi-tls would make: one real key per test session, so tests can issue certificates for it.
 _MOCK_KEY = ec.generate_private_key(ec.SECP256R1())
-MOCK_KEY_PEM = _MOCK_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()).decode()
-MOCK_PUBLIC_KEY_PEM = _MOCK_KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+MOCK_KEY_PEM = _MOCK_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+MOCK_PUBLIC_KEY_PEM = (
+    _MOCK_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def mock_certificate(fqdn: str, key=_MOCK_KEY, issuer_key=None, days: int = 365) -> str:
@@ -35,25 +39,39 @@ def mock_certificate(fqdn: str, key=_MOCK_KEY, issuer_key=None, days: int = 365)
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)])
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example CA")]) if issuer_key else subject
-    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=days))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
-                   .sign(issuer_key or key, hashes.SHA256()))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+        .sign(issuer_key or key, hashes.SHA256())
+    )
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def mock_csr(fqdn: str) -> str:
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
-               .sign(_MOCK_KEY, hashes.SHA256()))
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+        .sign(_MOCK_KEY, hashes.SHA256())
+    )
     return request.public_bytes(serialization.Encoding.PEM).decode()
 
+
 # What AWS would answer for the instance types the tests use.
-ARCHITECTURES = {"t4g": ["arm64"], "m7g": ["arm64"], "t3": ["i386", "x86_64"], "t3a": ["x86_64"],
-                 "mac2": ["arm64_mac"], "mac1": ["x86_64_mac"]}
+ARCHITECTURES = {
+    "t4g": ["arm64"],
+    "m7g": ["arm64"],
+    "t3": ["i386", "x86_64"],
+    "t3a": ["x86_64"],
+    "mac2": ["arm64_mac"],
+    "mac1": ["x86_64_mac"],
+}
 
 
 @dataclass
@@ -115,8 +133,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = args.inputs["bucket"]
             outputs["arn"] = f"arn:aws:s3:::{resource_id}"
         elif args.typ == "aws:sqs/queue:Queue":
-            outputs.update(arn=f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{args.inputs['name']}",
-                           url=f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{args.inputs['name']}")
+            outputs.update(
+                arn=f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{args.inputs['name']}",
+                url=f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{args.inputs['name']}",
+            )
         elif args.typ == "aws:sns/topic:Topic":
             outputs["arn"] = f"arn:aws:sns:{args.inputs.get('region', 'eu-west-1')}:{ACCOUNT}:{args.name}"
         elif args.typ == "aws:kms/key:Key":
@@ -140,8 +160,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"zoneId": "Z0123456789EXAMPLE", "name": args.args["name"]}
         if args.token == "aws:ec2/getSubnet:getSubnet":
             az = args.args.get("availabilityZone", "eu-west-1a")
-            return {"id": args.args.get("id", "subnet-0123456789abcdef0"), "vpcId": "vpc-0123456789abcdef0",
-                    "availabilityZone": az}
+            return {
+                "id": args.args.get("id", "subnet-0123456789abcdef0"),
+                "vpcId": "vpc-0123456789abcdef0",
+                "availabilityZone": az,
+            }
         if args.token == "aws:ec2/getInstanceType:getInstanceType":
             family = args.args["instanceType"].split(".")[0]
             if family not in ARCHITECTURES:  # how AWS refuses it: a failed invoke, not a crash
@@ -170,8 +193,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             from google.protobuf import json_format
 
             inputs = json_format.MessageToDict(request.object)
-            options = {"ignore_changes": list(request.ignoreChanges), "protect": request.protect,
-                       "delete_before_replace": request.deleteBeforeReplace}
+            options = {
+                "ignore_changes": list(request.ignoreChanges),
+                "protect": request.protect,
+                "delete_before_replace": request.deleteBeforeReplace,
+            }
             self.deployment.resources.append(Declared(request.type, request.name, inputs, response.urn, options))
         return response
 
@@ -187,8 +213,7 @@ def run_program(stack: str, config: dict[str, Any]) -> Deployment:
     pulumi.runtime.set_all_config(to_pulumi_config(config))
     pulumi.runtime.settings.ROOT.set(None)
     mocks = RecordingMocks(deployment)
-    pulumi.runtime.set_mocks(mocks, project="wis2-node", stack=stack, preview=False,
-                             monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project="wis2-node", stack=stack, preview=False, monitor=RecordingMonitor(mocks))
 
     @pulumi.runtime.test
     def evaluate():
@@ -215,4 +240,3 @@ def user_data_files(user_data: str) -> dict[str, bytes]:
         assert "encoding" not in entry, "the files are text; the document as a whole is gzipped"
         files[entry["path"]] = entry["content"].encode("utf-8")
     return files
-

@@ -39,18 +39,25 @@ class CliError(Exception):
 
 # -- what the CLI reads ---------------------------------------------------------------------------
 
+
 class GoYamlLoader(yaml.SafeLoader):
     """Scalars resolved as Go's yaml.v3 does (YAML 1.2 core schema); PyYAML resolves YAML 1.1."""
 
 
 GoYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers
-            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-GoYamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                   list("tTfF"))
-GoYamlLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-                                   list("-+0123456789"))
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+GoYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+GoYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
 
 
 def _go_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -103,8 +110,9 @@ def parse_key(key: str) -> tuple[str, str]:
         return parts[0], parts[1]
     if len(parts) == 3 and parts[1] == "config":
         return parts[0], parts[2]
-    raise CliError(f"could not parse {key} as a configuration key "
-                   "(configuration keys should be of the form `<namespace>:<name>`)")
+    raise CliError(
+        f"could not parse {key} as a configuration key (configuration keys should be of the form `<namespace>:<name>`)"
+    )
 
 
 def read_stack(text: str) -> dict[tuple[str, str], ConfigValue]:
@@ -117,6 +125,7 @@ def read_project() -> dict:
 
 
 # -- the CLI's checks -----------------------------------------------------------------------------
+
 
 def infer_full_type_name(type_name: str, items: Optional[dict]) -> str:
     """project.go InferFullTypeName."""
@@ -137,7 +146,7 @@ def validate_config_value(type_name: str, items: Optional[dict], value: Any) -> 
         if isinstance(value, float):
             return value == int(value)
         if isinstance(value, str):  # strconv.Atoi
-            return re.fullmatch(r"[+-]?[0-9]+", value) is not None and -2**63 <= int(value) < 2**63
+            return re.fullmatch(r"[+-]?[0-9]+", value) is not None and -(2**63) <= int(value) < 2**63
         return False
     if type_name == "boolean":
         return value in ("true", "false") or isinstance(value, bool)
@@ -172,23 +181,32 @@ def validate_project(project: dict) -> None:
             raise CliError(f"project config '{config_key}' cannot have both a 'default' and 'value' attribute")
         if ":" not in config_key or config_key.startswith(f"{name}:"):
             if type_name == "array" and declaration.get("items") is None:
-                raise CliError(f"The configuration key '{config_key}' declares an array but does not specify "
-                               "the underlying type via the 'items' attribute")
-            if type_name is not None and default is not None and not validate_config_value(
-                    type_name, declaration.get("items"), default):
-                raise CliError(f"The default value specified for configuration key '{config_key}' is not of the "
-                               f"expected type '{infer_full_type_name(type_name, declaration.get('items'))}'")
+                raise CliError(
+                    f"The configuration key '{config_key}' declares an array but does not specify "
+                    "the underlying type via the 'items' attribute"
+                )
+            if (
+                type_name is not None
+                and default is not None
+                and not validate_config_value(type_name, declaration.get("items"), default)
+            ):
+                raise CliError(
+                    f"The default value specified for configuration key '{config_key}' is not of the "
+                    f"expected type '{infer_full_type_name(type_name, declaration.get('items'))}'"
+                )
         else:
             if type_name is not None:
-                raise CliError(f"Configuration key '{config_key}' is not namespaced by the project and should "
-                               "not define a type")
+                raise CliError(
+                    f"Configuration key '{config_key}' is not namespaced by the project and should not define a type"
+                )
             if default is not None:
-                raise CliError(f"Configuration key '{config_key}' is not namespaced by the project and should "
-                               "not define a default value. Did you mean to use the 'value' attribute instead of "
-                               "'default'?")
+                raise CliError(
+                    f"Configuration key '{config_key}' is not namespaced by the project and should "
+                    "not define a default value. Did you mean to use the 'value' attribute instead of "
+                    "'default'?"
+                )
             if value is None:
-                raise CliError(f"Configuration key '{config_key}' is namespaced and must provide an attribute "
-                               "'value'")
+                raise CliError(f"Configuration key '{config_key}' is namespaced and must provide an attribute 'value'")
 
 
 def _format_missing_keys(keys: list[str]) -> str:
@@ -214,8 +232,8 @@ def no_decrypter(ciphertext: str) -> str:
 
 
 def validate_stack_config_and_apply_project_config(
-        stack: str, project: dict, config: dict[tuple[str, str], ConfigValue],
-        decrypt: Callable[[str], str] = no_decrypter) -> dict[tuple[str, str], ConfigValue]:
+    stack: str, project: dict, config: dict[tuple[str, str], ConfigValue], decrypt: Callable[[str], str] = no_decrypter
+) -> dict[tuple[str, str], ConfigValue]:
     """config.go mergeConfig(validate=true): the stack's config with the project's defaults, or CliError."""
     validate_project(project)
     name = project["name"]
@@ -246,16 +264,23 @@ def validate_stack_config_and_apply_project_config(
         text = decrypt(value.text) if value.secure else value.text
         content = json.loads(text) if value.object else text
         if not validate_config_value(declaration["type"], declaration.get("items"), content):
-            raise CliError(f"Stack '{stack}' with configuration key '{config_key}' must be of type "
-                           f"'{infer_full_type_name(declaration['type'], declaration.get('items'))}'")
+            raise CliError(
+                f"Stack '{stack}' with configuration key '{config_key}' must be of type "
+                f"'{infer_full_type_name(declaration['type'], declaration.get('items'))}'"
+            )
     return merged
 
 
 # -- the checker refuses what the CLI refuses (its own tests' cases) --------------------------------
 
-PULUMI_TEST_PROJECT = {"name": "test", "config": {
-    "hello": {"type": "integer"}, "values": {"type": "array", "items": {"type": "string"}},
-    "world": {"type": "string"}}}
+PULUMI_TEST_PROJECT = {
+    "name": "test",
+    "config": {
+        "hello": {"type": "integer"},
+        "values": {"type": "array", "items": {"type": "string"}},
+        "world": {"type": "string"},
+    },
+}
 
 
 def test_the_checker_reports_missing_keys_as_the_cli_does():
@@ -267,14 +292,24 @@ def test_the_checker_reports_missing_keys_as_the_cli_does():
         validate_stack_config_and_apply_project_config("dev", one, read_stack(""))
 
 
-@pytest.mark.parametrize("stack_yaml,message", [
-    ("config:\n  test:hello: twelve\n  test:values: [a]\n  test:world: w\n",
-     "Stack 'dev' with configuration key 'hello' must be of type 'integer'"),
-    ("config:\n  test:hello: 12\n  test:values: [a, 2]\n  test:world: w\n",
-     "Stack 'dev' with configuration key 'values' must be of type 'array<string>'"),
-    ("config:\n  test:hello: 12\n  test:values: a\n  test:world: w\n",
-     "Stack 'dev' with configuration key 'values' must be of type 'array<string>'"),
-], ids=["integer", "array item", "array"])
+@pytest.mark.parametrize(
+    "stack_yaml,message",
+    [
+        (
+            "config:\n  test:hello: twelve\n  test:values: [a]\n  test:world: w\n",
+            "Stack 'dev' with configuration key 'hello' must be of type 'integer'",
+        ),
+        (
+            "config:\n  test:hello: 12\n  test:values: [a, 2]\n  test:world: w\n",
+            "Stack 'dev' with configuration key 'values' must be of type 'array<string>'",
+        ),
+        (
+            "config:\n  test:hello: 12\n  test:values: a\n  test:world: w\n",
+            "Stack 'dev' with configuration key 'values' must be of type 'array<string>'",
+        ),
+    ],
+    ids=["integer", "array item", "array"],
+)
 def test_the_checker_reports_wrong_types_as_the_cli_does(stack_yaml, message):
     with pytest.raises(CliError) as refused:
         validate_stack_config_and_apply_project_config("dev", PULUMI_TEST_PROJECT, read_stack(stack_yaml))
@@ -284,21 +319,26 @@ def test_the_checker_reports_wrong_types_as_the_cli_does(stack_yaml, message):
 def test_the_checker_requires_secrets_encrypted_as_the_cli_does():
     project = {"name": "test", "config": {"importantNumber": {"type": "integer", "secret": True}}}
     with pytest.raises(CliError, match="'importantNumber' must be encrypted as it's secret"):
-        validate_stack_config_and_apply_project_config("dev", project, read_stack("config:\n  test:importantNumber: 20\n"))
+        validate_stack_config_and_apply_project_config(
+            "dev", project, read_stack("config:\n  test:importantNumber: 20\n")
+        )
     # Pulumi's test encrypts with its Base64Crypter, so does this one
     encrypted = read_stack(f"config:\n  test:importantNumber:\n    secure: {base64.b64encode(b'20').decode()}\n")
-    validate_stack_config_and_apply_project_config("dev", project, encrypted,
-                                                   decrypt=lambda text: base64.b64decode(text).decode())
+    validate_stack_config_and_apply_project_config(
+        "dev", project, encrypted, decrypt=lambda text: base64.b64decode(text).decode()
+    )
 
 
 def test_the_checker_refuses_a_default_of_the_wrong_type():
     project = {"name": "test", "config": {"size": {"type": "integer", "default": "large"}}}
-    with pytest.raises(CliError, match="default value specified for configuration key 'size' is not of the "
-                                       "expected type 'integer'"):
+    with pytest.raises(
+        CliError, match="default value specified for configuration key 'size' is not of the expected type 'integer'"
+    ):
         validate_project(project)
 
 
 # -- this project's Pulumi.yaml --------------------------------------------------------------------
+
 
 def test_pulumi_yaml_is_a_valid_project():
     project = read_project()
@@ -320,8 +360,9 @@ def test_every_stack_file_passes_the_cli(stack_file):
     validate_stack_config_and_apply_project_config(stack_file.stack, read_project(), read_stack(text))
 
 
-def as_the_program_reads_it(stack: str, merged: dict[tuple[str, str], ConfigValue],
-                            monkeypatch: pytest.MonkeyPatch) -> NodeSettings:
+def as_the_program_reads_it(
+    stack: str, merged: dict[tuple[str, str], ConfigValue], monkeypatch: pytest.MonkeyPatch
+) -> NodeSettings:
     """The settings the program builds from the config the CLI hands it (components/settings.py)."""
     from components.settings import load_settings
 
@@ -347,8 +388,10 @@ FULL_SURFACE = {
     "wis2-node:dataVolumeGb": 100,
     "wis2-node:globalServices": False,
     "wis2-node:excludeOperators": ["jp-jma"],
-    "wis2-node:partners": [{"cidr": "198.51.100.0/24", "description": "headquarters", "ports": [443, 8883]},
-                           {"cidr": "2a00:1450::/32", "description": "an ipv6 partner", "ports": [8883]}],
+    "wis2-node:partners": [
+        {"cidr": "198.51.100.0/24", "description": "headquarters", "ports": [443, 8883]},
+        {"cidr": "2a00:1450::/32", "description": "an ipv6 partner", "ports": [8883]},
+    ],
     "wis2-node:openToInternet": [443],
     "wis2-node:alertEmails": ["ops@examplemet.example.org"],
     "wis2-node:tags": {"cost-centre": "wis2", "owner": "ops"},
@@ -357,8 +400,10 @@ FULL_SURFACE = {
     "wis2-node:certificate": mock_certificate(FQDN),
     "wis2-node:retentionDays": 7,
     "wis2-node:maxFileMb": 50,
-    "wis2-node:uploaderPrincipals": ["arn:aws:iam::210987654321:role/message-switch",
-                                     "arn:aws:iam::210987654321:role/ingest/backup-switch"],
+    "wis2-node:uploaderPrincipals": [
+        "arn:aws:iam::210987654321:role/message-switch",
+        "arn:aws:iam::210987654321:role/ingest/backup-switch",
+    ],
     "wis2-node:cpuAlarmPercent": 70,
     "wis2-node:memoryAlarmPercent": 75,
     "wis2-node:diskAlarmPercent": 90,
@@ -370,9 +415,11 @@ FULL_SURFACE = {
     "wis2-node:centreName": "Example Meteorological Service",
     "wis2-node:contactEmail": "wis2-focal-point@examplemet.example.org",
 }
-REQUIRED = {key: FULL_SURFACE[key] for key, field in
-            ((field.alias, field) for field in NodeSettings.model_fields.values() if field.alias)
-            if field.is_required()}
+REQUIRED = {
+    key: FULL_SURFACE[key]
+    for key, field in ((field.alias, field) for field in NodeSettings.model_fields.values() if field.alias)
+    if field.is_required()
+}
 
 
 def test_the_full_surface_passes_the_settings_and_the_cli(monkeypatch):
@@ -390,7 +437,8 @@ def test_a_stack_of_only_the_required_keys_passes_and_gets_the_models_defaults(m
     minimal = dict(REQUIRED)
     expected = NodeSettings.from_config(PROD.stack, minimal)
     merged = validate_stack_config_and_apply_project_config(
-        PROD.stack, read_project(), read_stack(yaml.safe_dump({"config": minimal})))
+        PROD.stack, read_project(), read_stack(yaml.safe_dump({"config": minimal}))
+    )
     assert as_the_program_reads_it(PROD.stack, merged, monkeypatch) == expected
 
 
@@ -399,10 +447,12 @@ def test_the_cli_and_the_settings_require_the_same_keys(missing):
     without = {k: v for k, v in REQUIRED.items() if k != missing}
     with pytest.raises(CliError, match=f"is missing configuration value '{missing.split(':')[1]}'$"):
         validate_stack_config_and_apply_project_config(
-            PROD.stack, read_project(), read_stack(yaml.safe_dump({"config": without})))
+            PROD.stack, read_project(), read_stack(yaml.safe_dump({"config": without}))
+        )
 
 
 # -- Pulumi.yaml and the model stay in step --------------------------------------------------------
+
 
 def cli_type(annotation: Any) -> Optional[str]:
     """The Pulumi config type of a model field (InferFullTypeName's form); None if there is none."""
@@ -423,8 +473,11 @@ def cli_type(annotation: Any) -> Optional[str]:
 def test_pulumi_yaml_and_the_settings_model_agree():
     project = read_project()
     declared = {f"{PROJECT}:{name}": declaration for name, declaration in project["config"].items()}
-    fields = {field.alias: field for field in NodeSettings.model_fields.values()
-              if field.alias and field.alias.startswith(f"{PROJECT}:")}
+    fields = {
+        field.alias: field
+        for field in NodeSettings.model_fields.values()
+        if field.alias and field.alias.startswith(f"{PROJECT}:")
+    }
     assert set(declared) <= set(fields), "Pulumi.yaml declares a key the settings do not know"
     for key, field in fields.items():
         default = field.get_default(call_default_factory=True)
@@ -445,9 +498,12 @@ def test_pulumi_yaml_and_the_settings_model_agree():
             # the default as the program gets it (text) must give the model's default
             text = _create_config_value(declaration["default"]).text
             structured = NodeSettings.config_keys()[key]
-            decoded = NodeSettings.model_validate({**REQUIRED, "stack": PROD.stack,
-                                                   key: json.loads(text) if structured else text})
-            assert getattr(decoded, field_name(key)) == default, f"{key}: Pulumi.yaml's default differs from the model's"
+            decoded = NodeSettings.model_validate(
+                {**REQUIRED, "stack": PROD.stack, key: json.loads(text) if structured else text}
+            )
+            assert getattr(decoded, field_name(key)) == default, (
+                f"{key}: Pulumi.yaml's default differs from the model's"
+            )
 
 
 def field_name(alias: str) -> str:

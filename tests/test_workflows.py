@@ -54,12 +54,15 @@ def test_the_matrix_is_exactly_the_stack_files_but_the_examples():
     assert not {entry["stack"] for entry in matrix} & {"aq-examplemet-test", "aq-examplemet-prod"}
     for entry in matrix:
         environment = yaml.safe_load((STACKS / f"Pulumi.{entry['stack']}.yaml").read_text())["config"][
-            "wis2-node:environment"]
+            "wis2-node:environment"
+        ]
         assert entry["production"] is (environment == "production")
 
 
-@pytest.mark.parametrize("workflow,job,command,policy", [("pull-request.yml", "preview", "preview", "base/policy"),
-                                                         ("deploy.yml", "up", "up", "policy")])
+@pytest.mark.parametrize(
+    "workflow,job,command,policy",
+    [("pull-request.yml", "preview", "preview", "base/policy"), ("deploy.yml", "up", "up", "policy")],
+)
 def test_stack_jobs_run_pulumi_with_the_policy_pack_per_derived_stack(workflow, job, command, policy):
     jobs = load(workflow)["jobs"]
     assert "python -m wis2node stacks" in jobs["stacks"]["steps"][-1]["run"]
@@ -70,8 +73,9 @@ def test_stack_jobs_run_pulumi_with_the_policy_pack_per_derived_stack(workflow, 
     assert pulumi["with"]["command"] == command
     assert pulumi["with"]["stack-name"] == "${{ matrix.stack }}"
     assert pulumi["with"]["policyPacks"] == policy
-    aws = next(step for step in stack_job["steps"]
-               if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    aws = next(
+        step for step in stack_job["steps"] if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    )
     assert set(aws["with"]) == {"role-to-assume", "aws-region"}, "OIDC only, no long-lived keys"
     assert stack_job["permissions"]["id-token"] == "write"
 
@@ -210,9 +214,18 @@ class _GitHub(http.server.BaseHTTPRequestHandler):
 def github_api():
     """A stand-in for GitHub's environments endpoint, answering as the REST API documents it."""
     _GitHub.environments = {
-        "reviewed": {"name": "reviewed", "can_admins_bypass": False, "protection_rules": [
-            {"id": 1, "type": "required_reviewers", "prevent_self_review": True,
-             "reviewers": [{"type": "Team", "reviewer": {"slug": "wis2-operators"}}]}]},
+        "reviewed": {
+            "name": "reviewed",
+            "can_admins_bypass": False,
+            "protection_rules": [
+                {
+                    "id": 1,
+                    "type": "required_reviewers",
+                    "prevent_self_review": True,
+                    "reviewers": [{"type": "Team", "reviewer": {"slug": "wis2-operators"}}],
+                }
+            ],
+        },
         "unprotected": {"name": "unprotected", "protection_rules": []},
         "timer-only": {"name": "timer-only", "protection_rules": [{"id": 2, "type": "wait_timer", "wait_timer": 5}]},
     }
@@ -226,10 +239,17 @@ def github_api():
 def run_guard(api: str, stack: str, production: str, token: str = "t") -> subprocess.CompletedProcess:
     """The guard step's own shell, as the deploy job runs it."""
     _, step = guard_step()
-    environment = {"PATH": os.environ["PATH"], "GITHUB_API_URL": api, "GITHUB_REPOSITORY": "centre/wis2-node",
-                   "GITHUB_TOKEN": token, "STACK": stack, "PRODUCTION": production}
-    return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=60)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": "centre/wis2-node",
+        "GITHUB_TOKEN": token,
+        "STACK": stack,
+        "PRODUCTION": production,
+    }
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_production_stack_deploys_only_behind_required_reviewers(github_api):

@@ -17,4 +17,4 @@ def ets_validate(message: dict, tmp_path: Path) -> dict:
     if run.returncode != 0:  # the suite stops at a schema failure and says why
         assert "fails WNM validation" in run.stdout + run.stderr, run.stdout + run.stderr
         return {"summary": {"PASSED": 0, "FAILED": 1, "SKIPPED": 0}, "errors": run.stdout + run.stderr}
-    return json.loads(run.stdout[run.stdout.index("{"):])["ets-report"]  # after its "Opening ..." lines
+    return json.loads(run.stdout[run.stdout.index("{") :])["ets-report"]  # after its "Opening ..." lines

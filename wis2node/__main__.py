@@ -97,8 +97,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     from wis2node.stackfile import find_stack
 
     settings = find_stack(args.stack).settings()
-    assumptions = Assumptions(files_per_day=args.files_per_day, mb_per_file=args.mb_per_file,
-                              subscribers=args.subscribers)
+    assumptions = Assumptions(
+        files_per_day=args.files_per_day, mb_per_file=args.mb_per_file, subscribers=args.subscribers
+    )
     print(report(estimate(settings, assumptions)))
     return 0
 
@@ -113,8 +114,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.no_network and not args.no_wis2:
         from wis2node.verify_wis2 import Wis2Options
 
-        wis2 = Wis2Options.from_catalogue(Path(args.global_endpoints) if args.global_endpoints else None,
-                                          args.wis2_wait)
+        wis2 = Wis2Options.from_catalogue(
+            Path(args.global_endpoints) if args.global_endpoints else None, args.wis2_wait
+        )
     checks = verify(settings, _endpoints(args, settings), wis2=wis2)
     print(report(checks, args.json))
     return 0 if all(check.ok for check in checks) else 1
@@ -128,8 +130,11 @@ def cmd_stacks(args: argparse.Namespace) -> int:
     """
     from wis2node.stackfile import stack_files
 
-    entries = [{"stack": f.stack, "production": f.config.get("wis2-node:environment") == "production"}
-               for f in stack_files() if not f.is_example]
+    entries = [
+        {"stack": f.stack, "production": f.config.get("wis2-node:environment") == "production"}
+        for f in stack_files()
+        if not f.is_example
+    ]
     print(json.dumps(entries, separators=(",", ":")))
     return 0
 
@@ -159,8 +164,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         print("name the events to send back (their ids, from `dead-letters list`), or --all", file=sys.stderr)
         return 2
     bucket = settings.ingest_bucket(session.client("sts").get_caller_identity()["Account"])
-    outcome = deadletters.redrive(session.client("s3"), sqs, bucket, queue_url,
-                                  None if args.all else set(args.ids), args.drop)
+    outcome = deadletters.redrive(
+        session.client("s3"), sqs, bucket, queue_url, None if args.all else set(args.ids), args.drop
+    )
     for item, what in outcome:
         print(f"{item.message_id}  {item.key or '-'}: {what}")
     return 0 if all(what == "replayed" or what.startswith("dropped") for _, what in outcome) else 1
@@ -169,9 +175,16 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 def _endpoints(args: argparse.Namespace, settings):
     from wis2node.verify import Endpoints
 
-    return None if args.no_network else Endpoints(
-        host=args.host or settings.fqdn, https_port=args.https_port, mqtts_port=args.mqtts_port,
-        ca_file=args.ca_file)
+    return (
+        None
+        if args.no_network
+        else Endpoints(
+            host=args.host or settings.fqdn,
+            https_port=args.https_port,
+            mqtts_port=args.mqtts_port,
+            ca_file=args.ca_file,
+        )
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -195,10 +208,12 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     settings = find_stack(args.stack).settings()
     name = settings.parameter_name("publisher-password")
     version = rotate(boto3.session.Session(region_name=settings.region).client("ssm"), name)
-    print(f"{name}: new password stored (version {version}).\n"
-          "The node applies it within a minute (wis2-config.timer): the broker then refuses the old one.\n"
-          f"Give it to your publishing systems; read it with:\n  {read_command(name, settings.region)}\n"
-          f"Applied? python -m wis2node logs --stack {settings.stack} --service config --since 10m")
+    print(
+        f"{name}: new password stored (version {version}).\n"
+        "The node applies it within a minute (wis2-config.timer): the broker then refuses the old one.\n"
+        f"Give it to your publishing systems; read it with:\n  {read_command(name, settings.region)}\n"
+        f"Applied? python -m wis2node logs --stack {settings.stack} --service config --since 10m"
+    )
     return 0
 
 
@@ -208,12 +223,19 @@ def cmd_install_certificate(args: argparse.Namespace) -> int:
     from wis2node.stackfile import find_stack
 
     stack = find_stack(args.stack)
-    installed = install(stack, Path(args.certificate), Path(args.key), Path(args.chain) if args.chain else None,
-                        Path(args.ca_file) if args.ca_file else None)
+    installed = install(
+        stack,
+        Path(args.certificate),
+        Path(args.key),
+        Path(args.chain) if args.chain else None,
+        Path(args.ca_file) if args.ca_file else None,
+    )
     leaf = installed[0]
-    print(f"{stack.path.name}: wis2-node:certificate set ({len(installed)} certificates: the leaf, valid until "
-          f"{leaf.not_valid_after_utc:%Y-%m-%d}, and {len(installed) - 1} intermediates).\n"
-          f"Next: pulumi preview -s {stack.stack}, then pulumi up -s {stack.stack}")
+    print(
+        f"{stack.path.name}: wis2-node:certificate set ({len(installed)} certificates: the leaf, valid until "
+        f"{leaf.not_valid_after_utc:%Y-%m-%d}, and {len(installed) - 1} intermediates).\n"
+        f"Next: pulumi preview -s {stack.stack}, then pulumi up -s {stack.stack}"
+    )
     return 0
 
 
@@ -226,8 +248,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     settings = find_stack(args.stack).settings()
     services = [args.service] if args.service else list(SERVICES)
-    events = read(boto3.session.Session(region_name=settings.region), settings.stack, services,
-                  parse_since(args.since), args.limit)
+    events = read(
+        boto3.session.Session(region_name=settings.region),
+        settings.stack,
+        services,
+        parse_since(args.since),
+        args.limit,
+    )
     width = max(len(s) for s in services)
     for event in events:
         print(format_line(event, width))
@@ -256,9 +283,13 @@ class _VersionAction(argparse.Action):
 
 
 def _stack_option(parser: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
-    parser.add_argument("--stack", required=required, default=default,
-                        help="the stack: its name (stacks/Pulumi.<stack>.yaml) or its file's path"
-                        + (f" (default: {default})" if default else ""))
+    parser.add_argument(
+        "--stack",
+        required=required,
+        default=default,
+        help="the stack: its name (stacks/Pulumi.<stack>.yaml) or its file's path"
+        + (f" (default: {default})" if default else ""),
+    )
 
 
 def _network_options(parser: argparse.ArgumentParser) -> None:
@@ -284,16 +315,21 @@ def cmd_notice(args: argparse.Namespace) -> int:
     from wis2node.stackfile import find_stack
 
     settings = find_stack(args.stack).settings()
-    event = notice.build(settings.centre_id, args.start, args.end, args.message, channel=args.channel or "",
-                         cancel=args.cancel)
+    event = notice.build(
+        settings.centre_id, args.start, args.end, args.message, channel=args.channel or "", cancel=args.cancel
+    )
     if args.dry_run:
         print(json.dumps(event, indent=2))
         return 0
-    password = boto3.session.Session(region_name=settings.region).client("ssm").get_parameter(
-        Name=settings.parameter_name("publisher-password"), WithDecryption=True)["Parameter"]["Value"]
+    password = (
+        boto3.session.Session(region_name=settings.region)
+        .client("ssm")
+        .get_parameter(Name=settings.parameter_name("publisher-password"), WithDecryption=True)["Parameter"]["Value"]
+    )
     try:
-        reason = notice.send(event, args.host or settings.fqdn, args.mqtts_port, PUBLISHER_USER, password,
-                             ca_file=args.ca_file)
+        reason = notice.send(
+            event, args.host or settings.fqdn, args.mqtts_port, PUBLISHER_USER, password, ca_file=args.ca_file
+        )
     except (OSError, ConnectionError) as err:
         print(f"not sent: {err}", file=sys.stderr)
         return 1
@@ -320,65 +356,97 @@ def main(argv: list[str] | None = None) -> int:
     render = commands.add_parser("render", help="write the VM's rendered files for review")
     _stack_option(render)
     render.add_argument("--out", default="build/rendered", help="where to write them (default build/rendered)")
-    render.add_argument("--data-volume-id", default="vol-0123456789abcdef0",
-                        help="the data volume id the files name (default: a placeholder)")
+    render.add_argument(
+        "--data-volume-id",
+        default="vol-0123456789abcdef0",
+        help="the data volume id the files name (default: a placeholder)",
+    )
     render.set_defaults(func=cmd_render)
 
     local = commands.add_parser("local", help="run the broker and HTTPS server on loopback")
     _stack_option(local)
     local.add_argument("--workdir", required=True, help="where the node's files, state and node.json go")
     for name in ("mqtts", "https", "mqtt_local", "websockets"):
-        local.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=0, dest=f"{name}_port",
-                           help="default: a free port")
+        local.add_argument(
+            f"--{name.replace('_', '-')}-port", type=int, default=0, dest=f"{name}_port", help="default: a free port"
+        )
     local.set_defaults(func=cmd_local)
 
     demo = commands.add_parser("demo", help="publish, receive and download a sample file locally")
     _stack_option(demo, required=False, default="aq-examplemet-test")
     demo.set_defaults(func=cmd_demo)
 
-    for name, module, summary in (("agent", "agent", "run the node agent"),
-                                  ("certificate", "certificate", "get and install the TLS certificate"),
-                                  ("publisher-credential", "credential", "set the publisher account from SSM"),
-                                  ("retention", "retention", "remove published files past retention"),
-                                  ("reporter", "reporter", "report certificate days left and a heartbeat"),
-                                  ("cloudwatch-agent", "cloudwatch_agent",
-                                   "install Amazon's CloudWatch agent, signature checked, and configure it"),
-                                  ("apply-config", "runtime", "apply a changed runtime configuration or password"),
-                                  ("ship-logs", "journal", "ship the services' journal to CloudWatch Logs"),
-                                  ("watcher", "watcher", "turn what WIS2 says about the node into alerts"),
-                                  ("republish", "republish", "announce every discovery record again"),
-                                  ("gdc-check", "gdc", "compare the GDCs' records of the centre with the node's")):
+    for name, module, summary in (
+        ("agent", "agent", "run the node agent"),
+        ("certificate", "certificate", "get and install the TLS certificate"),
+        ("publisher-credential", "credential", "set the publisher account from SSM"),
+        ("retention", "retention", "remove published files past retention"),
+        ("reporter", "reporter", "report certificate days left and a heartbeat"),
+        (
+            "cloudwatch-agent",
+            "cloudwatch_agent",
+            "install Amazon's CloudWatch agent, signature checked, and configure it",
+        ),
+        ("apply-config", "runtime", "apply a changed runtime configuration or password"),
+        ("ship-logs", "journal", "ship the services' journal to CloudWatch Logs"),
+        ("watcher", "watcher", "turn what WIS2 says about the node into alerts"),
+        ("republish", "republish", "announce every discovery record again"),
+        ("gdc-check", "gdc", "compare the GDCs' records of the centre with the node's"),
+    ):
         tool = commands.add_parser(name, help=f"{summary} (on the node)")
-        tool.add_argument("config", nargs="?", default="/etc/wis2/node.json",
-                          help="the node's configuration (default /etc/wis2/node.json)")
+        tool.add_argument(
+            "config",
+            nargs="?",
+            default="/etc/wis2/node.json",
+            help="the node's configuration (default /etc/wis2/node.json)",
+        )
         tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))
 
     check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
     check.add_argument("stacks", nargs="*", help="stack names or stack file paths")
-    check.add_argument("--stack", action="append", default=[], dest="stack_options",
-                       help="a stack to check (repeatable; same as naming it without --stack)")
+    check.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        dest="stack_options",
+        help="a stack to check (repeatable; same as naming it without --stack)",
+    )
     check.set_defaults(func=cmd_check)
 
     cost = commands.add_parser("cost", help="itemised monthly estimate of what a stack deploys (provisional)")
     _stack_option(cost)
     cost.add_argument("--files-per-day", type=int, default=1000, help="files the centre publishes a day")
     cost.add_argument("--mb-per-file", type=float, default=0.1, help="their average size in MB")
-    cost.add_argument("--subscribers", type=int, default=0,
-                      help="downloaders of every file besides the Global Caches (partners, users)")
+    cost.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="downloaders of every file besides the Global Caches (partners, users)",
+    )
     cost.set_defaults(func=cmd_cost)
 
     audit = commands.add_parser("verify", help="audit a deployed node (read-only)")
     _stack_option(audit)
     audit.add_argument("--json", action="store_true", help="print the checks as JSON")
     _network_options(audit)
-    audit.add_argument("--no-wis2", action="store_true",
-                       help="leave out the WIS2 section (Global Brokers, Global Discovery Catalogues, alerts)")
-    audit.add_argument("--wis2-wait", type=float, default=30, metavar="SECONDS",
-                       help="how long to wait for a message of the node to follow through the Global Brokers "
-                            "(default 30; 0: connect only)")
-    audit.add_argument("--global-endpoints", metavar="CSV",
-                       help="the Global Services to ask, in the format of wis2node/data/global-endpoints.csv "
-                            "(default: that file)")
+    audit.add_argument(
+        "--no-wis2",
+        action="store_true",
+        help="leave out the WIS2 section (Global Brokers, Global Discovery Catalogues, alerts)",
+    )
+    audit.add_argument(
+        "--wis2-wait",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="how long to wait for a message of the node to follow through the Global Brokers "
+        "(default 30; 0: connect only)",
+    )
+    audit.add_argument(
+        "--global-endpoints",
+        metavar="CSV",
+        help="the Global Services to ask, in the format of wis2node/data/global-endpoints.csv (default: that file)",
+    )
     audit.set_defaults(func=cmd_verify)
 
     state = commands.add_parser("status", help="the node in one screen (read-only)")
@@ -388,34 +456,43 @@ def main(argv: list[str] | None = None) -> int:
 
     logs = commands.add_parser("logs", help="read the node's service logs from CloudWatch Logs")
     _stack_option(logs)
-    logs.add_argument("--service", choices=list(_log_services()),
-                      help="one service (default: all, interleaved by time)")
-    logs.add_argument("--since", default="1h", help="how far back: 30m, 1h, 2d, or a time 2026-11-24T12:00 "
-                                                    "(UTC; default 1h)")
+    logs.add_argument(
+        "--service", choices=list(_log_services()), help="one service (default: all, interleaved by time)"
+    )
+    logs.add_argument(
+        "--since", default="1h", help="how far back: 30m, 1h, 2d, or a time 2026-11-24T12:00 (UTC; default 1h)"
+    )
     logs.add_argument("--limit", type=int, default=1000, help="at most this many lines per service (default 1000)")
     logs.set_defaults(func=cmd_logs)
 
-    rotate = commands.add_parser("rotate-publisher-password",
-                                 help="a new publisher password in SSM, applied by the node within a minute")
+    rotate = commands.add_parser(
+        "rotate-publisher-password", help="a new publisher password in SSM, applied by the node within a minute"
+    )
     _stack_option(rotate)
     rotate.set_defaults(func=cmd_rotate)
 
-    certificate = commands.add_parser("install-certificate",
-                                      help="check a bought certificate and write it in the stack file")
+    certificate = commands.add_parser(
+        "install-certificate", help="check a bought certificate and write it in the stack file"
+    )
     _stack_option(certificate)
-    certificate.add_argument("--certificate", required=True, help="the certificate the CA issued (PEM; "
-                                                                  "its chain may follow it in the file)")
-    certificate.add_argument("--key", required=True,
-                             help="the key it must match: the private key, or the signing request "
-                                  "(pulumi stack output certificate_signing_request)")
+    certificate.add_argument(
+        "--certificate", required=True, help="the certificate the CA issued (PEM; its chain may follow it in the file)"
+    )
+    certificate.add_argument(
+        "--key",
+        required=True,
+        help="the key it must match: the private key, or the signing request "
+        "(pulumi stack output certificate_signing_request)",
+    )
     certificate.add_argument("--chain", help="the CA's intermediate certificates (PEM), when not in --certificate")
     certificate.add_argument("--ca-file", help="trust these root CAs instead of this machine's")
     certificate.set_defaults(func=cmd_install_certificate)
 
     outage = commands.add_parser("notice", help="publish a planned data outage notice (a WIS2 monitoring event)")
     _stack_option(outage)
-    outage.add_argument("--start", default="..", help="ISO 8601 with a time zone, e.g. 2026-01-05T14:00:00Z "
-                                                     "(default: already started)")
+    outage.add_argument(
+        "--start", default="..", help="ISO 8601 with a time zone, e.g. 2026-01-05T14:00:00Z (default: already started)"
+    )
     outage.add_argument("--end", required=True, help="ISO 8601 with a time zone")
     outage.add_argument("--message", required=True, help="what will be missing, for the people who use the data")
     outage.add_argument("--channel", help="the topic concerned, origin/a/wis2/<centre-id>/...")
@@ -431,8 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     letters.add_argument("ids", nargs="*", help="with redrive: the message ids to replay (from list)")
     _stack_option(letters)
     letters.add_argument("--all", action="store_true", help="with redrive: every event in the queue")
-    letters.add_argument("--drop", action="store_true",
-                         help="with redrive: also remove events that cannot be replayed (object gone, deletions)")
+    letters.add_argument(
+        "--drop",
+        action="store_true",
+        help="with redrive: also remove events that cannot be replayed (object gone, deletions)",
+    )
     letters.add_argument("--json", action="store_true", help="with list: print JSON")
     letters.set_defaults(func=cmd_dead_letters)
 

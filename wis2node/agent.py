@@ -60,8 +60,9 @@ class Agent:
         publishing = config["publishing"]
         session = session or boto3.session.Session(region_name=config["region"])
         # a connection per worker (and the poller's and deleter's), a read timeout well above the 1 s long poll
-        connections = Config(max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30,
-                             retries={"mode": "standard"})
+        connections = Config(
+            max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30, retries={"mode": "standard"}
+        )
         self.s3 = session.client("s3", config=connections)
         self.sqs = session.client("sqs", config=connections)
         self.bucket = publishing["bucket"]
@@ -75,8 +76,12 @@ class Agent:
         self.state = State(state_db)
         self.incoming = _incoming_dir(state_db.parent / INCOMING, self.public_dir)
         broker = config["broker"]
-        self.publisher = Publisher("127.0.0.1", int(broker["local_port"]), broker["publisher_user"],
-                                   password or self._publisher_password(session))
+        self.publisher = Publisher(
+            "127.0.0.1",
+            int(broker["local_port"]),
+            broker["publisher_user"],
+            password or self._publisher_password(session),
+        )
         self.stopping = threading.Event()
         self._topics = topic_validator(self.centre_id)
         self._broker_down = False
@@ -110,8 +115,13 @@ class Agent:
                 continue
             held = acquire_up_to(slots, 10, self.stopping)
             try:
-                messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=held,
-                                                    WaitTimeSeconds=1).get("Messages", []) if held else []
+                messages = (
+                    self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=held, WaitTimeSeconds=1).get(
+                        "Messages", []
+                    )
+                    if held
+                    else []
+                )
             except Exception:  # an AWS hiccup: log it, keep going
                 LOG.exception("could not receive events; retrying")
                 messages = []
@@ -155,8 +165,9 @@ class Agent:
     def _release(self, message: dict) -> None:
         """Make an event visible again at once: it is received again as soon as the broker is back."""
         try:
-            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                               VisibilityTimeout=0)
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
         except Exception:  # it comes back after its visibility timeout instead
             LOG.exception("could not release an event; it comes back after the queue's visibility timeout")
 
@@ -242,14 +253,18 @@ class Agent:
             gts = None
         else:
             given = rules.metadata_id(attributes)
-            metadata_id = before.metadata_id if deleted and before.metadata_id else (
-                dataset.metadata_id if dataset else None)
+            metadata_id = (
+                before.metadata_id if deleted and before.metadata_id else (dataset.metadata_id if dataset else None)
+            )
             if given and given != metadata_id:
-                raise Rejected(f"object metadata metadata-id={given!r}, but its topic {topic} is the dataset "
-                               f"{metadata_id} ({dataset.key if dataset else 'as announced'}): leave metadata-id out, "
-                               "or give that one")
-            data_id = self._data_id(key, before, metadata_id, fresh=f"{metadata_id}/{key}",
-                                    legacy=f"{self.centre_id}/{key}")
+                raise Rejected(
+                    f"object metadata metadata-id={given!r}, but its topic {topic} is the dataset "
+                    f"{metadata_id} ({dataset.key if dataset else 'as announced'}): leave metadata-id out, "
+                    "or give that one"
+                )
+            data_id = self._data_id(
+                key, before, metadata_id, fresh=f"{metadata_id}/{key}", legacy=f"{self.centre_id}/{key}"
+            )
             gts = dataset.gts_for(key.rsplit("/", 1)[1]) if dataset and not deleted else None
         when = rules.observation_time(attributes)
         cache = rules.cache_flag(attributes)
@@ -260,8 +275,16 @@ class Agent:
         version = rules.public_path(self.public_dir, href_key) if href_key != key else None
         pubtime = self._pubtime(before.pubtime)
         message = build_notification(
-            data_id=data_id, href=f"https://{self.fqdn}/{href_key}", content=content,
-            media_type=rules.media_type(key), rel=rel, metadata_id=metadata_id, pubtime=pubtime, gts=gts, **when)
+            data_id=data_id,
+            href=f"https://{self.fqdn}/{href_key}",
+            content=content,
+            media_type=rules.media_type(key),
+            rel=rel,
+            metadata_id=metadata_id,
+            pubtime=pubtime,
+            gts=gts,
+            **when,
+        )
         if cache is not None:
             message["properties"]["cache"] = cache
         if geometry:
@@ -277,9 +300,13 @@ class Agent:
         if deleted:
             target.unlink(missing_ok=True)
             self._remove_versions(key)
-        self.state.published(key, deleted, metadata_id if event.is_metadata else None,
-                             digest if event.is_metadata and not deleted else None,
-                             announced=Announced(metadata_id, data_id, message["properties"]["pubtime"]))
+        self.state.published(
+            key,
+            deleted,
+            metadata_id if event.is_metadata else None,
+            digest if event.is_metadata and not deleted else None,
+            announced=Announced(metadata_id, data_id, message["properties"]["pubtime"]),
+        )
         LOG.info("published %s %s on %s", rel, data_id, topic)
 
     def _data_id(self, key: str, before: Announced, metadata_id: Optional[str], *, fresh: str, legacy: str) -> str:
@@ -363,11 +390,14 @@ class Agent:
         with self._metadata_first:  # one worker announces it; the others wait for it
             if self.state.metadata_published(dataset.metadata_id):
                 return
-            self.handle_event(Event(key=dataset.key, deleted=False),
-                              event_id=f"metadata-first/{dataset.key}/{dataset.etag}")
+            self.handle_event(
+                Event(key=dataset.key, deleted=False), event_id=f"metadata-first/{dataset.key}/{dataset.etag}"
+            )
             if not self.state.metadata_published(dataset.metadata_id):
-                raise Rejected(f"metadata_id {dataset.metadata_id}: its record {dataset.key} was not announced "
-                               "(it changed since it was read); the event comes back")
+                raise Rejected(
+                    f"metadata_id {dataset.metadata_id}: its record {dataset.key} was not announced "
+                    "(it changed since it was read); the event comes back"
+                )
 
     # -- the rest ------------------------------------------------------------------------------
 
@@ -375,8 +405,11 @@ class Agent:
         LOG.error("not published, parked in the dead-letter queue: %s", reason)
         if len(reason) > 1000:  # keys run to 1024 characters: keep the start and the verdict
             reason = f"{reason[:300]} ... {reason[-600:]}"
-        self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=body,
-                              MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
+        self.sqs.send_message(
+            QueueUrl=self.dead_letter_url,
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
+        )
 
     def _publisher_password(self, session) -> str:
         """Read once at start: the SSM client (and its service model) is not kept around."""
@@ -400,14 +433,18 @@ def _incoming_dir(incoming: Path, public_dir: Path) -> Path:
     incoming.mkdir(parents=True, exist_ok=True)
     public_dir.mkdir(parents=True, exist_ok=True)
     if incoming.resolve().is_relative_to(public_dir):
-        raise SystemExit(f"agent: {incoming} is inside the public folder {public_dir}; nginx would serve "
-                         "half-written files: keep the agent's state outside it")
+        raise SystemExit(
+            f"agent: {incoming} is inside the public folder {public_dir}; nginx would serve "
+            "half-written files: keep the agent's state outside it"
+        )
     for folder in (public_dir / "data", public_dir / "metadata"):
         folder.mkdir(exist_ok=True)
         if _mount_of(incoming) != _mount_of(folder):
-            raise SystemExit(f"agent: {incoming} and {folder} are on different mounts (filesystems, or bind mounts "
-                             "such as systemd's ReadWritePaths= makes for each path it lists): files could not be "
-                             "renamed into place; make them writable through one mount")
+            raise SystemExit(
+                f"agent: {incoming} and {folder} are on different mounts (filesystems, or bind mounts "
+                "such as systemd's ReadWritePaths= makes for each path it lists): files could not be "
+                "renamed into place; make them writable through one mount"
+            )
     for leftover in incoming.iterdir():  # a killed agent's half-written files: their events come back
         leftover.unlink()
     return incoming

@@ -1,12 +1,26 @@
 """The alarms every node has: the monitoring component declares them, `verify` expects them."""
 
 # In the stack's region.
-NODE_ALARMS = ("cpu-high", "memory-high", "disk-root-high", "disk-data-high", "system-check-failed",
-               "instance-check-failed", "heartbeat-missing", "units-failing",
-               "broker-down", "web-down", "agent-down",
-               "certificate-https-expiring", "certificate-mqtts-expiring", "certificate-renewal-failed",
-               # what WIS2 says about the node (wis2node/watcher.py)
-               "wis2-events", "wis2-relay-low", "wis2-watcher-disconnected")
+NODE_ALARMS = (
+    "cpu-high",
+    "memory-high",
+    "disk-root-high",
+    "disk-data-high",
+    "system-check-failed",
+    "instance-check-failed",
+    "heartbeat-missing",
+    "units-failing",
+    "broker-down",
+    "web-down",
+    "agent-down",
+    "certificate-https-expiring",
+    "certificate-mqtts-expiring",
+    "certificate-renewal-failed",
+    # what WIS2 says about the node (wis2node/watcher.py)
+    "wis2-events",
+    "wis2-relay-low",
+    "wis2-watcher-disconnected",
+)
 # In us-east-1, where Route53 publishes health-check metrics.
 HEALTH_CHECK_ALARMS = ("https-unreachable", "mqtts-unreachable")
 HEALTH_CHECK_REGION = "us-east-1"

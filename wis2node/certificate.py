@@ -24,19 +24,39 @@ def letsencrypt(config: dict) -> int:
         print(f"wis2-certificate: Let's Encrypt certificate for {fqdn} present; certbot.timer renews it")
         return 0
     command = [
-        "certbot", "certonly", "--non-interactive", "--agree-tos", "--dns-route53",
-        "--domain", fqdn, "--cert-name", fqdn, "--key-type", "ecdsa",
-        "--server", tls["acme_server"], "--config-dir", tls["letsencrypt_dir"],
-        "--work-dir", tls["letsencrypt_work_dir"], "--logs-dir", tls["letsencrypt_logs_dir"],
-        "--deploy-hook", tls["deploy_hook"],
+        "certbot",
+        "certonly",
+        "--non-interactive",
+        "--agree-tos",
+        "--dns-route53",
+        "--domain",
+        fqdn,
+        "--cert-name",
+        fqdn,
+        "--key-type",
+        "ecdsa",
+        "--server",
+        tls["acme_server"],
+        "--config-dir",
+        tls["letsencrypt_dir"],
+        "--work-dir",
+        tls["letsencrypt_work_dir"],
+        "--logs-dir",
+        tls["letsencrypt_logs_dir"],
+        "--deploy-hook",
+        tls["deploy_hook"],
     ]
-    command += ["--email", tls["letsencrypt_email"]] if tls["letsencrypt_email"] else [
-        "--register-unsafely-without-email"]
+    command += (
+        ["--email", tls["letsencrypt_email"]] if tls["letsencrypt_email"] else ["--register-unsafely-without-email"]
+    )
     run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode != 0:
         reason = (run.stderr or run.stdout).strip().splitlines()[-3:]
-        print(f"wis2-certificate: issuance for {fqdn} failed (certbot exit {run.returncode}): "
-              f"{' / '.join(reason)}; still serving the current certificate, will retry", file=sys.stderr)
+        print(
+            f"wis2-certificate: issuance for {fqdn} failed (certbot exit {run.returncode}): "
+            f"{' / '.join(reason)}; still serving the current certificate, will retry",
+            file=sys.stderr,
+        )
         return TEMPFAIL
     print(f"wis2-certificate: Let's Encrypt issued a certificate for {fqdn}")
     return 0
@@ -51,8 +71,11 @@ def from_stack(config: dict) -> int:
     try:
         certificate = ssm.get_parameter(Name=tls["certificate_parameter"])["Parameter"]["Value"]
     except (BotoCoreError, ClientError) as err:
-        print(f"wis2-certificate: no certificate in {tls['certificate_parameter']} yet ({err}); "
-              "still serving the current one", file=sys.stderr)
+        print(
+            f"wis2-certificate: no certificate in {tls['certificate_parameter']} yet ({err}); "
+            "still serving the current one",
+            file=sys.stderr,
+        )
         return TEMPFAIL
     try:
         key = ssm.get_parameter(Name=tls["key_parameter"], WithDecryption=True)["Parameter"]["Value"]
@@ -78,4 +101,3 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
 
     config = load(config_path, (("tls", "letsencrypt_email"),))
     return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)
-

@@ -46,7 +46,8 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
             result.problems.append(
                 f"stack {stack_file.stack}: no discovery metadata record in {metadata_dir(stack_file.stack)}/: "
                 "expected one WCMP2 record (.json) per dataset the node publishes, e.g. a copy of "
-                "stacks/aq-examplemet-test/metadata/surface-based-observations-synop.json edited for your data")
+                "stacks/aq-examplemet-test/metadata/surface-based-observations-synop.json edited for your data"
+            )
         unknown = _unknown_instance_type(settings.instance_type)
         if unknown:
             result.problems.append(f"stack {stack_file.stack}: {unknown}")
@@ -55,8 +56,10 @@ def check_stacks(stack_files: list[StackFile]) -> CheckResult:
         by_fqdn[settings.fqdn].append(stack)
     for fqdn, stacks in sorted(by_fqdn.items()):
         if len(stacks) > 1:
-            result.problems.append(f"wis2-node:fqdn = {fqdn!r} is used by stacks {', '.join(stacks)}: expected "
-                                   "one name per node (a test and a production node never share one)")
+            result.problems.append(
+                f"wis2-node:fqdn = {fqdn!r} is used by stacks {', '.join(stacks)}: expected "
+                "one name per node (a test and a production node never share one)"
+            )
     return result
 
 
@@ -73,8 +76,9 @@ def _unknown_instance_type(instance_type: str) -> str:
     if instance_type in known_instance_types():
         return ""
     guess = difflib.get_close_matches(instance_type, sorted(known_instance_types()), n=3)
-    return (f"wis2-node:instanceType = {instance_type!r}: expected an EC2 instance type"
-            + (f", e.g. {' or '.join(guess)}" if guess else ", e.g. t4g.small (arm64) or t3.small (x86_64)"))
+    return f"wis2-node:instanceType = {instance_type!r}: expected an EC2 instance type" + (
+        f", e.g. {' or '.join(guess)}" if guess else ", e.g. t4g.small (arm64) or t3.small (x86_64)"
+    )
 
 
 def summary(settings: NodeSettings) -> list[str]:

@@ -45,12 +45,15 @@ def verified_signer(package: Path, signature: Path, public_key: Path) -> str:
         imported = subprocess.run([*base, "--import", str(public_key)], capture_output=True, text=True)
         if imported.returncode != 0:
             raise Refused(f"the signing key does not import: {imported.stderr.strip()[:200]}")
-        status = subprocess.run([*base, "--status-fd", "1", "--verify", str(signature), str(package)],
-                                capture_output=True, text=True)
+        status = subprocess.run(
+            [*base, "--status-fd", "1", "--verify", str(signature), str(package)], capture_output=True, text=True
+        )
     signers = [line.split()[2] for line in status.stdout.splitlines() if line.startswith("[GNUPG:] VALIDSIG ")]
     if status.returncode != 0 or len(signers) != 1:
-        raise Refused("the package's signature does not verify: "
-                      + (status.stderr.strip().splitlines() or ["no signature"])[-1][:200])
+        raise Refused(
+            "the package's signature does not verify: "
+            + (status.stderr.strip().splitlines() or ["no signature"])[-1][:200]
+        )
     return signers[0]
 
 
@@ -80,12 +83,17 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     version = os.environ.get("CLOUDWATCH_AGENT_VERSION", "")
     signer = os.environ.get("CLOUDWATCH_AGENT_SIGNER", "").replace(" ", "").upper()
     if not _VERSION.match(version) or not _FINGERPRINT.match(signer):
-        LOG.error("CLOUDWATCH_AGENT_VERSION=%r and CLOUDWATCH_AGENT_SIGNER=%r: expected a version such as "
-                  "1.300072.0b1766 and a 40-digit key fingerprint", version, signer)
+        LOG.error(
+            "CLOUDWATCH_AGENT_VERSION=%r and CLOUDWATCH_AGENT_SIGNER=%r: expected a version such as "
+            "1.300072.0b1766 and a 40-digit key fingerprint",
+            version,
+            signer,
+        )
         return 2
     if not (INSTALLED.exists() and INSTALLED.read_text().strip() == version and Path(CTL).exists()):
-        arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        arch = subprocess.run(
+            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         s3 = boto3.client("s3", region_name=config["region"], config=Config(signature_version=UNSIGNED))
         try:
             with tempfile.TemporaryDirectory() as work:
@@ -94,14 +102,24 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
             LOG.error("CloudWatch agent %s not installed: %s", version, err)
             return 1
         except (BotoCoreError, ClientError, OSError) as err:
-            LOG.error("CloudWatch agent %s not installed: cannot download it (%s); trying again later",
-                      version, err)
+            LOG.error("CloudWatch agent %s not installed: cannot download it (%s); trying again later", version, err)
             return 1
         INSTALLED.parent.mkdir(parents=True, exist_ok=True)
         INSTALLED.write_text(version + "\n")
         LOG.info("CloudWatch agent %s installed (signed by %s)", version, signer)
-    subprocess.run([CTL, "-a", "fetch-config", "-m", "ec2", "-s", "-c",
-                    f"file:{Path(config_path).parent / 'cloudwatch-agent.json'}"], check=True)
+    subprocess.run(
+        [
+            CTL,
+            "-a",
+            "fetch-config",
+            "-m",
+            "ec2",
+            "-s",
+            "-c",
+            f"file:{Path(config_path).parent / 'cloudwatch-agent.json'}",
+        ],
+        check=True,
+    )
     return 0
 
 

@@ -60,8 +60,12 @@ def price_table() -> dict[tuple[str, str], Price]:
     """The repository's price table, by (item, region)."""
     with PRICES_CSV.open(encoding="utf-8") as handle:
         rows = csv.DictReader(line for line in handle if not line.startswith("#"))
-        return {(row["item"], row["region"]): Price(row["item"], row["region"], row["unit"], float(row["usd"]),
-                                                    row["source"], row["read"]) for row in rows}
+        return {
+            (row["item"], row["region"]): Price(
+                row["item"], row["region"], row["unit"], float(row["usd"]), row["source"], row["read"]
+            )
+            for row in rows
+        }
 
 
 def priced_regions() -> list[str]:
@@ -132,21 +136,35 @@ def declared(settings: NodeSettings) -> Counts:
         kinds["standard"] += number  # every alarm's period is a minute or more
     topics = tuple(dict.fromkeys([region, HEALTH_CHECK_REGION]))
     return Counts(
-        instance_type=settings.instance_type, root_volume_gb=settings.root_volume_gb,
-        data_volume_gb=settings.data_volume_gb, volume_type="gp3", public_ipv4=1,
-        health_checks=HEALTH_CHECKS, alarms=alarm_regions,
-        custom_metrics=agent_metrics(settings) + 3 + 2 * len(REPORTED_ENDPOINTS), dashboards=1,
-        topics=topics, email_subscriptions=len(topics) * len(settings.alert_emails), snapshot_policies=1,
+        instance_type=settings.instance_type,
+        root_volume_gb=settings.root_volume_gb,
+        data_volume_gb=settings.data_volume_gb,
+        volume_type="gp3",
+        public_ipv4=1,
+        health_checks=HEALTH_CHECKS,
+        alarms=alarm_regions,
+        custom_metrics=agent_metrics(settings) + 3 + 2 * len(REPORTED_ENDPOINTS),
+        dashboards=1,
+        topics=topics,
+        email_subscriptions=len(topics) * len(settings.alert_emails),
+        snapshot_policies=1,
         kms_keys=len(topics),  # each alert topic is encrypted with a key of its own region
-        buckets=1, queues=2)
+        buckets=1,
+        queues=2,
+    )
 
 
 def global_caches(settings: NodeSettings) -> int:
     """Global Caches that download every file (each operator's cache once), from the catalogue."""
     if not settings.global_services:
         return 0
-    return len({s.operator for s in global_services()
-                if s.service == "global-cache" and s.operator not in settings.exclude_operators})
+    return len(
+        {
+            s.operator
+            for s in global_services()
+            if s.service == "global-cache" and s.operator not in settings.exclude_operators
+        }
+    )
 
 
 @dataclass
@@ -179,79 +197,187 @@ def _line(estimate: Estimate, label: str, item: str, region: str, quantity: floa
     if found is None:
         estimate.lines.append(Line(label, None, f"no price for {item} in {region} in the table: NOT IN THE TOTAL"))
     else:
-        estimate.lines.append(Line(label, round(quantity * found.usd, 2),
-                                   f"{how} x {found.usd:g} USD/{found.unit} ({found.source}, read {found.read})"))
+        estimate.lines.append(
+            Line(
+                label,
+                round(quantity * found.usd, 2),
+                f"{how} x {found.usd:g} USD/{found.unit} ({found.source}, read {found.read})",
+            )
+        )
 
 
-def estimate(settings: NodeSettings, assumptions: Assumptions = Assumptions(),
-             counts: Counts | None = None) -> Estimate:
+def estimate(
+    settings: NodeSettings, assumptions: Assumptions = Assumptions(), counts: Counts | None = None
+) -> Estimate:
     """The itemised monthly estimate; a region the table cannot price is refused, naming aws:region."""
     region = settings.region
     if region not in priced_regions():
-        raise SettingsError(f"aws:region = {region!r}: the price table ({PRICES_CSV.name}) has no prices for it; "
-                            f"regions it prices: {', '.join(priced_regions())}")
+        raise SettingsError(
+            f"aws:region = {region!r}: the price table ({PRICES_CSV.name}) has no prices for it; "
+            f"regions it prices: {', '.join(priced_regions())}"
+        )
     counts = counts or declared(settings)
     out = Estimate(settings.stack, region)
 
-    _line(out, f"instance {counts.instance_type} (on-demand, Linux)", f"ec2:{counts.instance_type}", region,
-          HOURS_PER_MONTH, f"{HOURS_PER_MONTH} h")
+    _line(
+        out,
+        f"instance {counts.instance_type} (on-demand, Linux)",
+        f"ec2:{counts.instance_type}",
+        region,
+        HOURS_PER_MONTH,
+        f"{HOURS_PER_MONTH} h",
+    )
     for name, size in (("root", counts.root_volume_gb), ("data", counts.data_volume_gb)):
-        _line(out, f"{name} volume {counts.volume_type} {size} GB", f"ebs:{counts.volume_type}", region, size,
-              f"{size} GB")
-    _line(out, f"public IPv4 address x{counts.public_ipv4}", "public-ipv4", region,
-          counts.public_ipv4 * HOURS_PER_MONTH, f"{counts.public_ipv4} x {HOURS_PER_MONTH} h")
+        _line(
+            out,
+            f"{name} volume {counts.volume_type} {size} GB",
+            f"ebs:{counts.volume_type}",
+            region,
+            size,
+            f"{size} GB",
+        )
+    _line(
+        out,
+        f"public IPv4 address x{counts.public_ipv4}",
+        "public-ipv4",
+        region,
+        counts.public_ipv4 * HOURS_PER_MONTH,
+        f"{counts.public_ipv4} x {HOURS_PER_MONTH} h",
+    )
 
     checks = len(counts.health_checks)
-    _line(out, f"Route 53 health checks x{checks} ({', '.join(counts.health_checks)})",
-          "route53:health-check-non-aws", region, checks, f"{checks} checks")
+    _line(
+        out,
+        f"Route 53 health checks x{checks} ({', '.join(counts.health_checks)})",
+        "route53:health-check-non-aws",
+        region,
+        checks,
+        f"{checks} checks",
+    )
     features = sum(HEALTH_CHECK_OPTIONAL_FEATURES[t] for t in counts.health_checks)
     if features:
-        _line(out, f"Route 53 optional health-check features x{features} (HTTPS)",
-              "route53:optional-feature-non-aws", region, features, f"{features} features")
+        _line(
+            out,
+            f"Route 53 optional health-check features x{features} (HTTPS)",
+            "route53:optional-feature-non-aws",
+            region,
+            features,
+            f"{features} features",
+        )
 
     for alarm_region, kinds in counts.alarms.items():
         for kind, number in kinds.items():
             if number:
-                _line(out, f"CloudWatch alarms, {kind}, x{number} in {alarm_region}", f"cloudwatch:alarm-{kind}",
-                      alarm_region, number, f"{number} alarms")
-    _line(out, f"CloudWatch custom metrics x{counts.custom_metrics} (agent and reporter)", "cloudwatch:metric",
-          region, counts.custom_metrics, f"{counts.custom_metrics} metrics")
-    _line(out, f"CloudWatch dashboard x{counts.dashboards}", "cloudwatch:dashboard", region, counts.dashboards,
-          f"{counts.dashboards} dashboards")
-    out.lines.append(Line("EC2 detailed monitoring (1-minute instance metrics)", None,
-                          "billed as custom metrics, how many depends on the instance type: NOT IN THE TOTAL"))
+                _line(
+                    out,
+                    f"CloudWatch alarms, {kind}, x{number} in {alarm_region}",
+                    f"cloudwatch:alarm-{kind}",
+                    alarm_region,
+                    number,
+                    f"{number} alarms",
+                )
+    _line(
+        out,
+        f"CloudWatch custom metrics x{counts.custom_metrics} (agent and reporter)",
+        "cloudwatch:metric",
+        region,
+        counts.custom_metrics,
+        f"{counts.custom_metrics} metrics",
+    )
+    _line(
+        out,
+        f"CloudWatch dashboard x{counts.dashboards}",
+        "cloudwatch:dashboard",
+        region,
+        counts.dashboards,
+        f"{counts.dashboards} dashboards",
+    )
+    out.lines.append(
+        Line(
+            "EC2 detailed monitoring (1-minute instance metrics)",
+            None,
+            "billed as custom metrics, how many depends on the instance type: NOT IN THE TOTAL",
+        )
+    )
     sns = price("sns:email-hundred-thousand", region)
     label = f"SNS topics x{len(counts.topics)}, e-mail subscriptions x{counts.email_subscriptions}"
-    out.lines.append(Line(label, None, "no price for SNS e-mail in the table: NOT IN THE TOTAL") if sns is None else
-                     Line(label, 0.0, f"alerts are a few e-mails a month, inside the free {SNS_FREE_EMAILS} "
-                                      f"({sns.source}, read {sns.read})"))
+    out.lines.append(
+        Line(label, None, "no price for SNS e-mail in the table: NOT IN THE TOTAL")
+        if sns is None
+        else Line(
+            label,
+            0.0,
+            f"alerts are a few e-mails a month, inside the free {SNS_FREE_EMAILS} ({sns.source}, read {sns.read})",
+        )
+    )
     if counts.kms_keys:
-        _line(out, f"KMS customer managed keys x{counts.kms_keys} (alert topics)", "kms:key", region,
-              counts.kms_keys, f"{counts.kms_keys} keys")
+        _line(
+            out,
+            f"KMS customer managed keys x{counts.kms_keys} (alert topics)",
+            "kms:key",
+            region,
+            counts.kms_keys,
+            f"{counts.kms_keys} keys",
+        )
     if counts.snapshot_policies:
-        out.lines.append(Line(f"data-volume snapshots (policies x{counts.snapshot_policies})", None,
-                              "snapshot storage depends on what changes: no estimate: NOT IN THE TOTAL"))
+        out.lines.append(
+            Line(
+                f"data-volume snapshots (policies x{counts.snapshot_policies})",
+                None,
+                "snapshot storage depends on what changes: no estimate: NOT IN THE TOTAL",
+            )
+        )
 
     files = assumptions.files_per_day * DAYS_PER_MONTH
     gb_month = files * assumptions.mb_per_file / 1024
     # Steady state: the bucket holds the files of the last retention_days (its lifecycle expires the rest).
     stored_gb = assumptions.files_per_day * settings.retention_days * assumptions.mb_per_file / 1024
-    _line(out, f"S3 PUT requests ({files:,.0f} files)", "s3:put-thousand", region, files / 1000,
-          f"{files / 1000:,.1f} thousand")
-    _line(out, "S3 GET requests (the node reads each file once)", "s3:get-thousand", region, files / 1000,
-          f"{files / 1000:,.1f} thousand")
-    _line(out, f"S3 storage (files expire after {settings.retention_days} days)", "s3:storage", region,
-          stored_gb, f"{stored_gb:,.2f} GB")
+    _line(
+        out,
+        f"S3 PUT requests ({files:,.0f} files)",
+        "s3:put-thousand",
+        region,
+        files / 1000,
+        f"{files / 1000:,.1f} thousand",
+    )
+    _line(
+        out,
+        "S3 GET requests (the node reads each file once)",
+        "s3:get-thousand",
+        region,
+        files / 1000,
+        f"{files / 1000:,.1f} thousand",
+    )
+    _line(
+        out,
+        f"S3 storage (files expire after {settings.retention_days} days)",
+        "s3:storage",
+        region,
+        stored_gb,
+        f"{stored_gb:,.2f} GB",
+    )
     sqs_requests = files * SQS_REQUESTS_PER_FILE + IDLE_RECEIVES_PER_MONTH
     billable = max(0.0, sqs_requests - SQS_FREE_REQUESTS) / 1e6
-    _line(out, f"SQS requests ({sqs_requests / 1e6:,.2f} million, first 1 million free)", "sqs:million-requests",
-          region, billable, f"{billable:,.2f} million")
+    _line(
+        out,
+        f"SQS requests ({sqs_requests / 1e6:,.2f} million, first 1 million free)",
+        "sqs:million-requests",
+        region,
+        billable,
+        f"{billable:,.2f} million",
+    )
     caches = global_caches(settings)
     downloaders = caches + assumptions.subscribers
     transfer = gb_month * downloaders
-    _line(out, f"data transfer out ({downloaders} downloaders: {caches} Global Caches + "
-               f"{assumptions.subscribers} subscribers)", "transfer:internet-out", region, transfer,
-          f"{transfer:,.1f} GB (the account's first 100 GB a month are free: not deducted)")
+    _line(
+        out,
+        f"data transfer out ({downloaders} downloaders: {caches} Global Caches + "
+        f"{assumptions.subscribers} subscribers)",
+        "transfer:internet-out",
+        region,
+        transfer,
+        f"{transfer:,.1f} GB (the account's first 100 GB a month are free: not deducted)",
+    )
 
     out.assumptions = [
         f"{assumptions.files_per_day} files a day of {assumptions.mb_per_file:g} MB "
@@ -270,15 +396,19 @@ def one_line(settings: NodeSettings) -> str:
     except SettingsError as err:
         return f"  monthly estimate: none ({err})"
     missing = f", {len(result.unpriced)} items without a price left out" if result.unpriced else ""
-    return (f"  monthly estimate: {result.total:.2f} USD (provisional prices{missing}; "
-            f"python -m wis2node cost --stack {settings.stack})")
+    return (
+        f"  monthly estimate: {result.total:.2f} USD (provisional prices{missing}; "
+        f"python -m wis2node cost --stack {settings.stack})"
+    )
 
 
 def report(result: Estimate) -> str:
     """The itemised estimate as text."""
     width = max(len(line.label) for line in result.lines)
-    out = [f"{result.stack}: monthly estimate in {result.region}, USD, from PROVISIONAL prices "
-           f"(wis2node/data/{PRICES_CSV.name})"]
+    out = [
+        f"{result.stack}: monthly estimate in {result.region}, USD, from PROVISIONAL prices "
+        f"(wis2node/data/{PRICES_CSV.name})"
+    ]
     for line in result.lines:
         amount = f"{line.monthly:9.2f}" if line.monthly is not None else "        -"
         out.append(f"  {line.label:<{width}} {amount}  {line.basis}")

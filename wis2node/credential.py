@@ -20,8 +20,13 @@ def publisher_password(ssm, name: str) -> str:
     except ssm.exceptions.ParameterNotFound:
         pass
     try:
-        ssm.put_parameter(Name=name, Type="SecureString", Value=secrets.token_urlsafe(32), Overwrite=False,
-                          Description="WIS2 Node publisher account password (generated on the node)")
+        ssm.put_parameter(
+            Name=name,
+            Type="SecureString",
+            Value=secrets.token_urlsafe(32),
+            Overwrite=False,
+            Description="WIS2 Node publisher account password (generated on the node)",
+        )
     except ssm.exceptions.ParameterAlreadyExists:  # another boot won the race: use its password
         pass
     return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
@@ -31,8 +36,13 @@ def set_password(broker: dict, password: str) -> None:
     """The publisher account in the broker's password file (mosquitto re-reads it on SIGHUP)."""
     # On standard input (asked twice, as at a terminal), never on the command line: any local user
     # can read a process's arguments in /proc while it runs.
-    subprocess.run(["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
-                   input=f"{password}\n{password}\n", text=True, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
+        input=f"{password}\n{password}\n",
+        text=True,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
@@ -43,4 +53,3 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     set_password(broker, publisher_password(ssm, broker["password_parameter"]))
     print(f"wis2-publisher-credential: account {broker['publisher_user']} set from {broker['password_parameter']}")
     return 0
-

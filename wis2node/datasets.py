@@ -61,9 +61,12 @@ def claims(records: dict[str, dict]) -> dict[str, list[str]]:
 
 def conflicts(records: dict[str, dict]) -> list[str]:
     """One line per topic declared by more than one record, naming them all."""
-    return [f"topic {topic} is declared by {' and '.join(names)}: a Global Broker could not tell which dataset "
-            "its data belongs to; expected one record per topic"
-            for topic, names in sorted(claims(records).items()) if len(names) > 1]
+    return [
+        f"topic {topic} is declared by {' and '.join(names)}: a Global Broker could not tell which dataset "
+        "its data belongs to; expected one record per topic"
+        for topic, names in sorted(claims(records).items())
+        if len(names) > 1
+    ]
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ def parse_gts_mapping(content: bytes, name: str = GTS_MAPPING) -> list[GtsHeader
         raise DatasetError(f"{name}: not UTF-8 text") from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or tuple(cell.strip() for cell in rows[0]) != GTS_COLUMNS:
-        raise DatasetError(f"{name}: line 1 is {rows[0] if rows else 'missing'}: expected the header "
-                           f"{','.join(GTS_COLUMNS)}")
+        raise DatasetError(
+            f"{name}: line 1 is {rows[0] if rows else 'missing'}: expected the header {','.join(GTS_COLUMNS)}"
+        )
     if len(rows) - 1 > GTS_ROWS_MAX:
         raise DatasetError(f"{name}: {len(rows) - 1} rows, over {GTS_ROWS_MAX}")
     headers = []
@@ -93,11 +97,14 @@ def parse_gts_mapping(content: bytes, name: str = GTS_MAPPING) -> list[GtsHeader
             raise DatasetError(f"{name}: line {number} has {len(row)} columns: expected 3 ({','.join(GTS_COLUMNS)})")
         part, ttaaii, cccc = (cell.strip() for cell in row)
         if not _FILE_PART.fullmatch(part):
-            raise DatasetError(f"{name}: line {number}: string_in_filepath={part!r}: expected part of a file name "
-                               "(letters, digits, '.', '_', '-')")
+            raise DatasetError(
+                f"{name}: line {number}: string_in_filepath={part!r}: expected part of a file name "
+                "(letters, digits, '.', '_', '-')"
+            )
         if not _TTAAII.fullmatch(ttaaii):
-            raise DatasetError(f"{name}: line {number}: TTAAii={ttaaii!r}: expected four capital letters and two "
-                               "digits (e.g. SMAQ01)")
+            raise DatasetError(
+                f"{name}: line {number}: TTAAii={ttaaii!r}: expected four capital letters and two digits (e.g. SMAQ01)"
+            )
         if not _CCCC.fullmatch(cccc):
             raise DatasetError(f"{name}: line {number}: CCCC={cccc!r}: expected four capital letters (e.g. EXMP)")
         headers.append(GtsHeader(part, ttaaii, cccc))
@@ -169,12 +176,15 @@ class BucketDatasets:
                     self._reload()
         found = self._by_topic.get(topic, [])
         if not found:
-            raise Rejected(f"topic {topic}: no discovery metadata record of the node declares it (a link with "
-                           "this channel); expected the topic of one of the stack's datasets "
-                           "(stacks/<stack>/metadata/*.json)")
+            raise Rejected(
+                f"topic {topic}: no discovery metadata record of the node declares it (a link with "
+                "this channel); expected the topic of one of the stack's datasets "
+                "(stacks/<stack>/metadata/*.json)"
+            )
         if len(found) > 1:
-            raise Rejected(f"topic {topic} is declared by {' and '.join(d.key for d in found)}: expected one record "
-                           "per topic")
+            raise Rejected(
+                f"topic {topic} is declared by {' and '.join(d.key for d in found)}: expected one record per topic"
+            )
         dataset = found[0]
         if dataset.key in self._problems:
             raise Rejected(self._problems[dataset.key])
@@ -201,8 +211,13 @@ class BucketDatasets:
                 problems[key] = f"the GTS mapping of {key} ({gts_key(key)}) is unusable: {mapping}"
             elif isinstance(mapping, list):
                 gts = tuple(mapping)
-            dataset = Dataset(metadata_id=str(record.get("id")), key=key, topics=tuple(record_topics(record)),
-                              gts=gts, etag=objects[key][0])
+            dataset = Dataset(
+                metadata_id=str(record.get("id")),
+                key=key,
+                topics=tuple(record_topics(record)),
+                gts=gts,
+                etag=objects[key][0],
+            )
             for topic in dataset.topics:
                 by_topic.setdefault(topic, []).append(dataset)
         self._by_topic, self._problems = by_topic, problems

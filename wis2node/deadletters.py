@@ -38,8 +38,13 @@ class Parked:
         return self.event.startswith("ObjectCreated")
 
     def as_dict(self) -> dict:
-        return {"id": self.message_id, "event": self.event, "key": self.key, "reason": self.reason,
-                "parked_at": self.parked_at}
+        return {
+            "id": self.message_id,
+            "event": self.event,
+            "key": self.key,
+            "reason": self.reason,
+            "parked_at": self.parked_at,
+        }
 
 
 def _parse(message: dict) -> Parked:
@@ -51,8 +56,14 @@ def _parse(message: dict) -> Parked:
     reason = message.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "(no reason given)")
     sent = int(message.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
     parked_at = datetime.datetime.fromtimestamp(sent, datetime.timezone.utc).isoformat(timespec="seconds")
-    return Parked(message_id=message["MessageId"], receipt_handle=message["ReceiptHandle"], event=event, key=key,
-                  reason=reason, parked_at=parked_at)
+    return Parked(
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        event=event,
+        key=key,
+        reason=reason,
+        parked_at=parked_at,
+    )
 
 
 def take(sqs, queue_url: str) -> list[Parked]:
@@ -60,10 +71,14 @@ def take(sqs, queue_url: str) -> list[Parked]:
     found: dict[str, Parked] = {}
     empty = 0
     while empty < 2:  # SQS samples its servers: an empty answer is not proof the queue is empty
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                       VisibilityTimeout=LISTING_VISIBILITY_SECONDS,
-                                       MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"]
-                                       ).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=LISTING_VISIBILITY_SECONDS,
+            MessageAttributeNames=["All"],
+            AttributeNames=["SentTimestamp"],
+        ).get("Messages", [])
         empty = 0 if messages else empty + 1
         for message in messages:
             found.setdefault(message["MessageId"], _parse(message))
@@ -89,9 +104,14 @@ def replay(s3, bucket: str, parked: Parked) -> Optional[str]:
         raise
     # Copying an object onto itself is allowed when its metadata is replaced: same metadata,
     # same type, and S3 sends a new ObjectCreated:Copy event.
-    s3.copy_object(Bucket=bucket, Key=parked.key, CopySource={"Bucket": bucket, "Key": parked.key},
-                   Metadata=head.get("Metadata", {}), ContentType=head.get("ContentType", "binary/octet-stream"),
-                   MetadataDirective="REPLACE")
+    s3.copy_object(
+        Bucket=bucket,
+        Key=parked.key,
+        CopySource={"Bucket": bucket, "Key": parked.key},
+        Metadata=head.get("Metadata", {}),
+        ContentType=head.get("ContentType", "binary/octet-stream"),
+        MetadataDirective="REPLACE",
+    )
     return None
 
 

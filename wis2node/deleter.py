@@ -41,11 +41,14 @@ class Deleter:
                     self.ready.wait_for(lambda: len(self.pending) >= 10 or self.finished, timeout=self.linger)
                 batch, self.pending = self.pending[:10], self.pending[10:]
             try:
-                failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)]).get("Failed")
+                failed = self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)],
+                ).get("Failed")
                 if failed:
-                    LOG.warning("%d events not deleted (they come back and are announced again): %s",
-                                len(failed), failed)
+                    LOG.warning(
+                        "%d events not deleted (they come back and are announced again): %s", len(failed), failed
+                    )
             except Exception:  # they come back, and are announced again with the same data_id
                 LOG.exception("could not delete %d settled events; they will be announced again", len(batch))
 

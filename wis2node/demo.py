@@ -40,17 +40,26 @@ def run(settings: NodeSettings) -> int:
     say = lambda text: print(f"  {text}")  # noqa: E731
     # the record of the sample's dataset: the one declaring its topic (the topic decides the dataset)
     topic = f"origin/a/wis2/{settings.centre_id}/{SAMPLE_TOPIC}"
-    record_path = next((path for path in sorted(metadata_dir(settings.stack).glob("*.json"))
-                        if topic in record_topics(json.loads(path.read_bytes()))), None)
+    record_path = next(
+        (
+            path
+            for path in sorted(metadata_dir(settings.stack).glob("*.json"))
+            if topic in record_topics(json.loads(path.read_bytes()))
+        ),
+        None,
+    )
     if record_path is None:
-        raise SystemExit(f"the demo needs a discovery metadata record declaring {topic} in {metadata_dir(settings.stack)}")
+        raise SystemExit(
+            f"the demo needs a discovery metadata record declaring {topic} in {metadata_dir(settings.stack)}"
+        )
     with tempfile.TemporaryDirectory(prefix="wis2-demo-") as workdir, moto_server(settings.region) as aws:
         workdir = Path(workdir)
         home = validator_home(workdir / "validators")
         ingest = LocalIngest(aws, settings)
         with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
-            ingest.ssm.put_parameter(Name=settings.parameter_name("publisher-password"), Type="SecureString",
-                                     Value=node.publisher_password)
+            ingest.ssm.put_parameter(
+                Name=settings.parameter_name("publisher-password"), Type="SecureString", Value=node.publisher_password
+            )
             agent = AgentProcess(node.path("/etc/wis2/node.json"), aws, workdir / "agent.log", home=home)
             try:
                 return _walk_through(settings, node, ingest, record_path, say)

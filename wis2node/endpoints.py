@@ -23,8 +23,14 @@ def wmo_registration(settings: NodeSettings) -> dict[str, object]:
         "centre_name": settings.centre_name or None,
         "contact_email": settings.contact_email or None,
         # what the stack must still say before the registration can be sent
-        "missing": [key for key, value in (("wis2-node:centreName", settings.centre_name),
-                                           ("wis2-node:contactEmail", settings.contact_email)) if not value],
+        "missing": [
+            key
+            for key, value in (
+                ("wis2-node:centreName", settings.centre_name),
+                ("wis2-node:contactEmail", settings.contact_email),
+            )
+            if not value
+        ],
         "test_node": not settings.is_production,
         "mqtt_broker_url": urls["mqtts"],
         "mqtt_websocket_url": urls["wss"],

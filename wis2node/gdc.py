@@ -53,8 +53,11 @@ class Finding:
     def describe(self) -> str:
         if self.error:
             return f"{self.catalogue}: unreachable ({self.error})"
-        parts = [f"{label}: {', '.join(ids)}" for label, ids in
-                 (("missing", self.missing), ("stale", self.stale), ("unknown", self.unknown)) if ids]
+        parts = [
+            f"{label}: {', '.join(ids)}"
+            for label, ids in (("missing", self.missing), ("stale", self.stale), ("unknown", self.unknown))
+            if ids
+        ]
         return f"{self.catalogue}: " + ("; ".join(parts) if parts else "all records present and current")
 
 
@@ -91,8 +94,9 @@ def check_url(name: str, url: str) -> None:
 
 
 def _get(url: str, context: ssl.SSLContext, timeout: float = TIMEOUT) -> dict:
-    request = urllib.request.Request(url, headers={"Accept": "application/geo+json, application/json",
-                                                   "User-Agent": "wis2-node gdc-check"})
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/geo+json, application/json", "User-Agent": "wis2-node gdc-check"}
+    )
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         body = response.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:
@@ -103,13 +107,15 @@ def _get(url: str, context: ssl.SSLContext, timeout: float = TIMEOUT) -> dict:
     return document
 
 
-def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContext] = None,
-                      timeout: float = TIMEOUT) -> dict[str, str]:
+def catalogue_records(
+    base: str, centre_id: str, context: Optional[ssl.SSLContext] = None, timeout: float = TIMEOUT
+) -> dict[str, str]:
     """The centre's records in one GDC: id -> updated (or created), following the `next` links."""
     context = context or ssl.create_default_context()
     prefix = f"urn:wmo:md:{centre_id}:"
-    url: Optional[str] = (base.rstrip("/") + "/" + COLLECTION + "?"
-                          + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"}))
+    url: Optional[str] = (
+        base.rstrip("/") + "/" + COLLECTION + "?" + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"})
+    )
     found: dict[str, str] = {}
     for _ in range(MAX_PAGES):
         if url is None:
@@ -119,9 +125,14 @@ def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContex
             if isinstance(feature, dict) and isinstance(feature.get("id"), str) and feature["id"].startswith(prefix):
                 properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
                 found[feature["id"]] = str(properties.get("updated") or properties.get("created") or "")
-        url = next((link.get("href") for link in document.get("links", [])
-                    if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str)),
-                   None)
+        url = next(
+            (
+                link.get("href")
+                for link in document.get("links", [])
+                if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str)
+            ),
+            None,
+        )
         if url and urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(base).netloc:
             raise ValueError(f"next link leaves the catalogue: {url[:200]}")
     return found
@@ -154,9 +165,12 @@ def served_records(config: dict) -> dict[str, str]:
 
 def updated_by_id(metadata_dir: Path) -> dict[str, str]:
     """The records of a folder: id -> updated (or created)."""
-    return {record["id"]: str((record.get("properties") or {}).get("updated")
-                              or (record.get("properties") or {}).get("created") or "")
-            for _, record in records(metadata_dir)}
+    return {
+        record["id"]: str(
+            (record.get("properties") or {}).get("updated") or (record.get("properties") or {}).get("created") or ""
+        )
+        for _, record in records(metadata_dir)
+    }
 
 
 def check(config: dict, context: Optional[ssl.SSLContext] = None) -> list[Finding]:
@@ -177,10 +191,17 @@ def metrics(config: dict, findings: list[Finding]) -> list[dict]:
         dimensions = [{"Name": "Stack", "Value": config["stack"]}, {"Name": "Catalogue", "Value": finding.catalogue}]
         figures = {"GDCUnreachable": 1.0 if finding.error else 0.0}
         if not finding.error:
-            figures.update({"GDCRecordsMissing": len(finding.missing), "GDCRecordsStale": len(finding.stale),
-                            "GDCRecordsUnknown": len(finding.unknown)})
-        data += [{"MetricName": metric, "Value": float(value), "Unit": "Count", "Dimensions": dimensions}
-                 for metric, value in figures.items()]
+            figures.update(
+                {
+                    "GDCRecordsMissing": len(finding.missing),
+                    "GDCRecordsStale": len(finding.stale),
+                    "GDCRecordsUnknown": len(finding.unknown),
+                }
+            )
+        data += [
+            {"MetricName": metric, "Value": float(value), "Unit": "Count", "Dimensions": dimensions}
+            for metric, value in figures.items()
+        ]
     return data
 
 
@@ -194,16 +215,25 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
         config = json.load(handle)
     session = boto3.session.Session(region_name=config["region"])
     findings = check(config)
-    session.client("cloudwatch").put_metric_data(Namespace=config["monitoring"]["namespace"],
-                                                 MetricData=metrics(config, findings))
+    session.client("cloudwatch").put_metric_data(
+        Namespace=config["monitoring"]["namespace"], MetricData=metrics(config, findings)
+    )
     wrong = [f for f in findings if not f.ok]
     if wrong:
-        message = "\n".join([f"The Global Discovery Catalogues and the records of {config['centre_id']} "
-                             f"(stack {config['stack']}) differ:", ""] + [f.describe() for f in findings]
-                            + ["", "What to do: see the README, section \"WIS2 alerts\", \"GDC check\"."])
-        session.client("sns").publish(TopicArn=alerts_topic(config, session),
-                                      Subject=f"WIS2 WARNING: GDC check, {len(wrong)} catalogue(s) differ",
-                                      Message=message)
+        message = "\n".join(
+            [
+                f"The Global Discovery Catalogues and the records of {config['centre_id']} "
+                f"(stack {config['stack']}) differ:",
+                "",
+            ]
+            + [f.describe() for f in findings]
+            + ["", 'What to do: see the README, section "WIS2 alerts", "GDC check".']
+        )
+        session.client("sns").publish(
+            TopicArn=alerts_topic(config, session),
+            Subject=f"WIS2 WARNING: GDC check, {len(wrong)} catalogue(s) differ",
+            Message=message,
+        )
     return 0
 
 

@@ -39,11 +39,15 @@ def public_key_of(path: Path) -> bytes:
     """The public key (DER) in a private key, a signing request or a public key PEM file."""
     data = path.read_bytes()
     if b"ENCRYPTED PRIVATE KEY" in data:
-        raise SettingsError(f"{path}: the private key is encrypted; give the signing request instead "
-                            "(pulumi stack output certificate_signing_request)")
-    loaders = (lambda: serialization.load_pem_private_key(data, password=None).public_key(),
-               lambda: x509.load_pem_x509_csr(data).public_key(),
-               lambda: serialization.load_pem_public_key(data))
+        raise SettingsError(
+            f"{path}: the private key is encrypted; give the signing request instead "
+            "(pulumi stack output certificate_signing_request)"
+        )
+    loaders = (
+        lambda: serialization.load_pem_private_key(data, password=None).public_key(),
+        lambda: x509.load_pem_x509_csr(data).public_key(),
+        lambda: serialization.load_pem_public_key(data),
+    )
     for loader in loaders:
         try:
             return _public_der(loader())
@@ -67,26 +71,38 @@ def trust_store(ca_file: Optional[Path]) -> verification.Store:
         raise SettingsError(f"cannot read trusted CAs from {path}: {err}; give --ca-file") from None
 
 
-def checked_chain(stack: StackFile, certificate: Path, key: Path, chain: Optional[Path],
-                  ca_file: Optional[Path], now: Optional[datetime.datetime] = None) -> list[x509.Certificate]:
+def checked_chain(
+    stack: StackFile,
+    certificate: Path,
+    key: Path,
+    chain: Optional[Path],
+    ca_file: Optional[Path],
+    now: Optional[datetime.datetime] = None,
+) -> list[x509.Certificate]:
     """Leaf and intermediates, once each check passes; SettingsError naming what is wrong."""
     settings = stack.settings()
     if settings.tls_mode != "provided":
-        raise SettingsError(f"stack {stack.stack}: {config_key('tlsMode')} is {settings.tls_mode}; a bought "
-                            f"certificate needs tlsMode: provided and {config_key('certificateAuthority')} "
-                            "(README, \"Certificate\")")
+        raise SettingsError(
+            f"stack {stack.stack}: {config_key('tlsMode')} is {settings.tls_mode}; a bought "
+            f"certificate needs tlsMode: provided and {config_key('certificateAuthority')} "
+            '(README, "Certificate")'
+        )
     given = read_certificates(certificate) + (read_certificates(chain) if chain else [])
     leaf, intermediates = given[0], given[1:]
     if _public_der(leaf.public_key()) != public_key_of(key):
-        raise SettingsError(f"{certificate}: issued for another key than {key}; the CA must sign the stack's "
-                            "signing request (pulumi stack output certificate_signing_request)")
+        raise SettingsError(
+            f"{certificate}: issued for another key than {key}; the CA must sign the stack's "
+            "signing request (pulumi stack output certificate_signing_request)"
+        )
     now = now or datetime.datetime.now(datetime.timezone.utc)
     builder = verification.PolicyBuilder().store(trust_store(ca_file)).time(now)
     try:
         verified = builder.build_server_verifier(x509.DNSName(settings.fqdn)).verify(leaf, intermediates)
     except verification.VerificationError as err:
-        raise SettingsError(f"{certificate}: does not validate for {settings.fqdn}: {err} (is the CA's "
-                            "intermediate certificate missing? give it with --chain)") from None
+        raise SettingsError(
+            f"{certificate}: does not validate for {settings.fqdn}: {err} (is the CA's "
+            "intermediate certificate missing? give it with --chain)"
+        ) from None
     roots = {_public_der(c.public_key()) for c in verified[-1:]}
     # What the node sends: the leaf and the intermediates the path used, never the root.
     return [c for c in verified if c.subject != c.issuer or _public_der(c.public_key()) not in roots]
@@ -116,13 +132,15 @@ def set_certificate(path: Path, pem: str) -> str:
     anchor = re.compile(rf"^\s*{re.escape(config_key('tlsMode'))}\s*:")
     for index, line in enumerate(lines):
         if anchor.match(line):  # beside the TLS mode it belongs to
-            return "".join(lines[:index + 1] + block(indent_of(line)) + lines[index + 1:])
-    raise SettingsError(f"{path}: no {config_key('tlsMode')} line to put {KEY_NAME} under; set "
-                        f"{config_key('tlsMode')}: provided first")
+            return "".join(lines[: index + 1] + block(indent_of(line)) + lines[index + 1 :])
+    raise SettingsError(
+        f"{path}: no {config_key('tlsMode')} line to put {KEY_NAME} under; set {config_key('tlsMode')}: provided first"
+    )
 
 
-def install(stack: StackFile, certificate: Path, key: Path, chain: Optional[Path] = None,
-            ca_file: Optional[Path] = None) -> list[x509.Certificate]:
+def install(
+    stack: StackFile, certificate: Path, key: Path, chain: Optional[Path] = None, ca_file: Optional[Path] = None
+) -> list[x509.Certificate]:
     installed = checked_chain(stack, certificate, key, chain, ca_file)
     pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in installed)
     updated = set_certificate(stack.path, pem)

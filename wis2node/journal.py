@@ -72,8 +72,11 @@ def events(lines: Iterable[str], unit_map: dict[str, str]) -> Iterator[tuple[str
         encoded = message.encode("utf-8")
         if len(encoded) > MAX_EVENT_BYTES:
             message = encoded[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
-        yield service, {"timestamp": int(entry["__REALTIME_TIMESTAMP"]) // 1000, "message": message or " "}, \
-            entry["__CURSOR"]
+        yield (
+            service,
+            {"timestamp": int(entry["__REALTIME_TIMESTAMP"]) // 1000, "message": message or " "},
+            entry["__CURSOR"],
+        )
 
 
 def batches(items: list[dict]) -> Iterator[list[dict]]:
@@ -82,8 +85,11 @@ def batches(items: list[dict]) -> Iterator[list[dict]]:
     size = 0
     for event in sorted(items, key=lambda e: e["timestamp"]):
         cost = len(event["message"].encode("utf-8")) + EVENT_OVERHEAD
-        if batch and (len(batch) >= MAX_EVENTS or size + cost > MAX_BATCH_BYTES
-                      or event["timestamp"] - batch[0]["timestamp"] >= MAX_SPAN_MS):
+        if batch and (
+            len(batch) >= MAX_EVENTS
+            or size + cost > MAX_BATCH_BYTES
+            or event["timestamp"] - batch[0]["timestamp"] >= MAX_SPAN_MS
+        ):
             yield batch
             batch, size = [], 0
         batch.append(event)
@@ -115,12 +121,29 @@ def instance_id() -> str:
     """The stream's name: the instance id (IMDSv2), or the host name off EC2."""
     if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
         try:
-            token = urllib.request.urlopen(urllib.request.Request(
-                "http://169.254.169.254/latest/api/token", method="PUT",
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}), timeout=2).read().decode()
-            return urllib.request.urlopen(urllib.request.Request(
-                "http://169.254.169.254/latest/meta-data/instance-id",
-                headers={"X-aws-ec2-metadata-token": token}), timeout=2).read().decode()
+            token = (
+                urllib.request.urlopen(
+                    urllib.request.Request(
+                        "http://169.254.169.254/latest/api/token",
+                        method="PUT",
+                        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+                    ),
+                    timeout=2,
+                )
+                .read()
+                .decode()
+            )
+            return (
+                urllib.request.urlopen(
+                    urllib.request.Request(
+                        "http://169.254.169.254/latest/meta-data/instance-id",
+                        headers={"X-aws-ec2-metadata-token": token},
+                    ),
+                    timeout=2,
+                )
+                .read()
+                .decode()
+            )
         except OSError:
             pass
     return socket.gethostname()
@@ -171,11 +194,19 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     cursor = saved.get("cursor") if saved.get("machine_id") == machine else None
     process = subprocess.Popen(journal_command(cursor, config["logs"]["units"]), stdout=subprocess.PIPE, text=True)
     try:
-        sent, state = ship(config, boto3.client("logs", region_name=config["region"]), process.stdout,
-                           config["logs"].get("stream") or instance_id(), saved, machine)
+        sent, state = ship(
+            config,
+            boto3.client("logs", region_name=config["region"]),
+            process.stdout,
+            config["logs"].get("stream") or instance_id(),
+            saved,
+            machine,
+        )
     except (BotoCoreError, ClientError) as err:
-        print(f"wis2-logs: CloudWatch Logs refused or unreachable ({err}); the journal keeps the lines, "
-              "will retry", file=sys.stderr)
+        print(
+            f"wis2-logs: CloudWatch Logs refused or unreachable ({err}); the journal keeps the lines, will retry",
+            file=sys.stderr,
+        )
         return 75
     finally:
         process.stdout.close()

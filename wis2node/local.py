@@ -48,19 +48,35 @@ def write_certificate(directory: Path, fqdn: str, days: int = 90, age_days: floa
     now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=age_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wis2-node local CA for {fqdn}")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(fqdn), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-             x509.IPAddress(ipaddress.ip_address("::1"))]
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    names = [
+        x509.DNSName(fqdn),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
@@ -82,11 +98,13 @@ class LocalNode:
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
-        self.ports = self.ports or Ports(mqtts=free_port(), https=free_port(), mqtt_local=free_port(),
-                                         websockets=free_port())
+        self.ports = self.ports or Ports(
+            mqtts=free_port(), https=free_port(), mqtt_local=free_port(), websockets=free_port()
+        )
         user = getpass.getuser()
-        self.layout = Layout(prefix=str(self.workdir), ports=self.ports, public_host="127.0.0.1",
-                             broker_user=user, web_user=user)
+        self.layout = Layout(
+            prefix=str(self.workdir), ports=self.ports, public_host="127.0.0.1", broker_user=user, web_user=user
+        )
         self.publisher_password = secrets.token_urlsafe(24)
         self.broker: Optional[subprocess.Popen] = None
         self.web: Optional[subprocess.Popen] = None
@@ -112,8 +130,7 @@ class LocalNode:
 
     def prepare(self) -> None:
         """Write the rendered files, the certificate and the password file; start nothing."""
-        for file in render_files(self.settings, DeployFacts(data_volume_id="local", bucket=self.bucket),
-                                 self.layout):
+        for file in render_files(self.settings, DeployFacts(data_volume_id="local", bucket=self.bucket), self.layout):
             if file.path.removeprefix(str(self.workdir)) in LOCAL_FILES:
                 target = Path(file.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,24 +139,36 @@ class LocalNode:
         # What the node's wis2-config unit writes from the stack's SSM parameter on the VM.
         runtime = self.path("/etc/wis2/runtime.json")
         runtime.write_text(json.dumps(runtime_config(self.settings), indent=2) + "\n")
-        for vm_dir in ("/run/wis2", "/run/mosquitto", "/var/lib/nginx", "/var/log/wis2", DATA_ROOT + "/mosquitto",
-                       DATA_ROOT + "/public/data", DATA_ROOT + "/public/metadata"):
+        for vm_dir in (
+            "/run/wis2",
+            "/run/mosquitto",
+            "/var/lib/nginx",
+            "/var/log/wis2",
+            DATA_ROOT + "/mosquitto",
+            DATA_ROOT + "/public/data",
+            DATA_ROOT + "/public/metadata",
+        ):
             self.path(vm_dir).mkdir(parents=True, exist_ok=True)
         write_certificate(self.tls_dir, self.settings.fqdn)
         passwd = self.path("/etc/mosquitto/passwd")
         passwd.unlink(missing_ok=True)
-        for index, (user, password) in enumerate(((READ_ONLY_USER, READ_ONLY_PASSWORD),
-                                                  (PUBLISHER_USER, self.publisher_password))):
+        for index, (user, password) in enumerate(
+            ((READ_ONLY_USER, READ_ONLY_PASSWORD), (PUBLISHER_USER, self.publisher_password))
+        ):
             flags = ["-c"] if index == 0 else []
-            subprocess.run(["mosquitto_passwd", *flags, "-b", str(passwd), user, password],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["mosquitto_passwd", *flags, "-b", str(passwd), user, password], check=True, capture_output=True
+            )
 
     def start(self) -> "LocalNode":
         self.prepare()
         self.start_broker()
         log = (self.path("/var/log/wis2") / "nginx.log").open("ab")
-        self.web = subprocess.Popen(["nginx", "-e", "stderr", "-c", str(self.path("/etc/nginx/nginx.conf")),
-                                     "-g", "daemon off;"], stdout=log, stderr=log)
+        self.web = subprocess.Popen(
+            ["nginx", "-e", "stderr", "-c", str(self.path("/etc/nginx/nginx.conf")), "-g", "daemon off;"],
+            stdout=log,
+            stderr=log,
+        )
         _wait_for_port(self.ports.https, self.web, "nginx")
         self.write_node_json()
         return self
@@ -148,8 +177,12 @@ class LocalNode:
         log = (self.path("/var/log/wis2") / "mosquitto.log").open("ab")
         # As the VM's service does (its drop-in): the TLS settings mosquitto.conf cannot express.
         environment = {**os.environ, "OPENSSL_CONF": str(self.path("/etc/mosquitto/openssl.cnf"))}
-        self.broker = subprocess.Popen(["mosquitto", "-c", str(self.path("/etc/mosquitto/mosquitto.conf"))],
-                                       stdout=log, stderr=log, env=environment)
+        self.broker = subprocess.Popen(
+            ["mosquitto", "-c", str(self.path("/etc/mosquitto/mosquitto.conf"))],
+            stdout=log,
+            stderr=log,
+            env=environment,
+        )
         for port in (self.ports.mqtt_local, self.ports.mqtts, self.ports.websockets):
             _wait_for_port(port, self.broker, "mosquitto")
 
@@ -193,8 +226,9 @@ class LocalNode:
         url = urlsplit(href)
         context = ssl.create_default_context(cafile=str(self.ca_file))
         connection = http.client.HTTPSConnection(url.hostname, self.ports.https, context=context, timeout=10)
-        connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", self.ports.https), timeout=10),
-                                              server_hostname=url.hostname)
+        connection.sock = context.wrap_socket(
+            socket.create_connection(("127.0.0.1", self.ports.https), timeout=10), server_hostname=url.hostname
+        )
         try:
             connection.request("GET", url.path, headers={"Host": url.hostname})
             response = connection.getresponse()
@@ -235,8 +269,10 @@ def _stop(process: Optional[subprocess.Popen]) -> None:
 
 def require_daemons() -> None:
     """Fail early, with the fix, when mosquitto or nginx is not installed."""
-    missing = [tool for tool in ("mosquitto", "mosquitto_passwd", "nginx") if shutil.which(tool) is None
-               and not os.path.exists(f"/usr/sbin/{tool}")]
+    missing = [
+        tool
+        for tool in ("mosquitto", "mosquitto_passwd", "nginx")
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}")
+    ]
     if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: run `make demo` or "
-                         "`apt-get install mosquitto nginx` first")
+        raise SystemExit(f"missing {', '.join(missing)}: run `make demo` or `apt-get install mosquitto nginx` first")

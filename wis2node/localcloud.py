@@ -30,8 +30,11 @@ def moto_server(region: str, host: str = "127.0.0.1") -> Iterator[dict[str, str]
     AWS clients at it."""
     port = free_port()
     # A process of its own, as AWS is: the node's code and moto do not share one interpreter.
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -42,9 +45,13 @@ def moto_server(region: str, host: str = "127.0.0.1") -> Iterator[dict[str, str]
                 raise RuntimeError("moto did not start") from None
             time.sleep(0.1)
     try:
-        yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": region,
-               "AWS_EC2_METADATA_DISABLED": "true"}
+        yield {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
     finally:
         server.terminate()
         server.wait()
@@ -53,9 +60,13 @@ def moto_server(region: str, host: str = "127.0.0.1") -> Iterator[dict[str, str]
 def client(service: str, environment: dict[str, str]):
     import boto3
 
-    return boto3.client(service, region_name=environment["AWS_DEFAULT_REGION"],
-                        endpoint_url=environment["AWS_ENDPOINT_URL"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        region_name=environment["AWS_DEFAULT_REGION"],
+        endpoint_url=environment["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def run_environment(environment: dict[str, str]) -> dict[str, str]:
@@ -72,8 +83,11 @@ def validator_home(home: Path) -> Path:
             path.chmod(path.stat().st_mode | 0o200)
         return home
     tools = Path(sys.executable).parent
-    for command in (["pywis-pubsub", "schema", "sync"], ["pywis-topics", "bundle", "sync"],
-                    ["pywcmp", "bundle", "sync"]):
+    for command in (
+        ["pywis-pubsub", "schema", "sync"],
+        ["pywis-topics", "bundle", "sync"],
+        ["pywcmp", "bundle", "sync"],
+    ):
         if (tools / command[0]).exists():
             subprocess.run([str(tools / command[0]), *command[1:]], check=True, env={**os.environ, "HOME": str(home)})
     return home
@@ -88,15 +102,28 @@ class LocalIngest:
         self.bucket = settings.ingest_bucket(ACCOUNT)
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": settings.region})
         self.dead_letter_url = self.sqs.create_queue(QueueName=settings.dead_letter_queue)["QueueUrl"]
-        self.queue_url = self.sqs.create_queue(QueueName=settings.ingest_queue, Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": self._arn(self.dead_letter_url),
-                                         "maxReceiveCount": EVENT_MAX_RECEIVES})})["QueueUrl"]
-        self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": self._arn(self.queue_url), "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
-                for prefix in ("data/", "metadata/")]})
+        self.queue_url = self.sqs.create_queue(
+            QueueName=settings.ingest_queue,
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": self._arn(self.dead_letter_url), "maxReceiveCount": EVENT_MAX_RECEIVES}
+                ),
+            },
+        )["QueueUrl"]
+        self.s3.put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": self._arn(self.queue_url),
+                        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                    }
+                    for prefix in ("data/", "metadata/")
+                ]
+            },
+        )
         self.ssm = client("ssm", environment)
 
     def _arn(self, queue_url: str) -> str:
@@ -121,8 +148,9 @@ class LocalIngest:
         found: list[dict] = []
         deadline = time.monotonic() + timeout
         while len(found) < expected and time.monotonic() < deadline:
-            found += self.sqs.receive_message(QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10,
-                                              WaitTimeSeconds=1, MessageAttributeNames=["All"]).get("Messages", [])
+            found += self.sqs.receive_message(
+                QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+            ).get("Messages", [])
         return found
 
 
@@ -133,10 +161,13 @@ class AgentProcess:
         self.log = log.open("ab")
         # As the VM's unit runs it: fewer malloc arenas keep a threaded Python's memory down.
         extra = {"MALLOC_ARENA_MAX": "2", **({"HOME": str(home)} if home else {})}
-        self.process = subprocess.Popen([sys.executable, "-m", "wis2node", "agent", str(config)],
-                                        cwd=Path(__file__).resolve().parents[1],
-                                        env={**run_environment(environment), **extra},
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wis2node", "agent", str(config)],
+            cwd=Path(__file__).resolve().parents[1],
+            env={**run_environment(environment), **extra},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def running(self) -> bool:

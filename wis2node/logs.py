@@ -27,8 +27,9 @@ def parse_since(text: str, now: Optional[datetime.datetime] = None) -> datetime.
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise SettingsError(f"--since {text!r}: expected a duration such as 30m, 1h, 2d, or a time such as "
-                            "2026-11-24T12:00") from None
+        raise SettingsError(
+            f"--since {text!r}: expected a duration such as 30m, 1h, 2d, or a time such as 2026-11-24T12:00"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
@@ -47,8 +48,9 @@ def _events(client, group: str, service: str, start_ms: int, limit: int) -> Iter
         arguments["nextToken"] = page["nextToken"]
 
 
-def read(session, stack: str, services: list[str], since: datetime.datetime,
-         limit: int = 1000) -> list[tuple[int, str, str, str]]:
+def read(
+    session, stack: str, services: list[str], since: datetime.datetime, limit: int = 1000
+) -> list[tuple[int, str, str, str]]:
     """(timestamp ms, service, stream, message) of each line, oldest first, at most `limit` a service."""
     client = session.client("logs")
     start = int(since.timestamp() * 1000)
@@ -58,8 +60,9 @@ def read(session, stack: str, services: list[str], since: datetime.datetime,
         try:
             streams.append(list(_events(client, group, service, start, limit)))
         except client.exceptions.ResourceNotFoundException:
-            raise SettingsError(f"no log group {group}: the stack was deployed before its logs were; "
-                                "run `pulumi up`") from None
+            raise SettingsError(
+                f"no log group {group}: the stack was deployed before its logs were; run `pulumi up`"
+            ) from None
     return list(heapq.merge(*streams))
 
 

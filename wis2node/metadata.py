@@ -45,8 +45,9 @@ def metadata_dir(stack: str, stacks: Path = STACKS) -> Path:
     return stacks / stack / "metadata"
 
 
-def load_records(settings: NodeSettings, directory: Path | None = None,
-                 warnings: list[str] | None = None) -> list[MetadataRecord]:
+def load_records(
+    settings: NodeSettings, directory: Path | None = None, warnings: list[str] | None = None
+) -> list[MetadataRecord]:
     """Every record of the stack, validated; SettingsError names the file and the failed rule.
 
     A centre-id that WMO has not registered yet (a new centre sets up its node before it is
@@ -55,30 +56,27 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
     directory = directory or metadata_dir(settings.stack)
     missing = bundles_missing()
     if missing:
-        raise SettingsError(f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
-                            "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again")
+        raise SettingsError(
+            f"the WMO validators' bundles are missing ({', '.join(missing)}): run "
+            "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again"
+        )
     registered = centre_registered(settings.centre_id)
-    records, documents = [], {}
+    records, documents, problems = [], {}, []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        name = f"{directory.parent.name}/metadata/{path.name}"
-        try:
-            record = json.loads(path.read_bytes())
-        except json.JSONDecodeError as err:
-            raise SettingsError(f"{name}: not JSON ({err})") from None
-        if not isinstance(record, dict):
-            raise SettingsError(f"{name}: expected a WCMP2 record (a JSON object)")
-        _check_centre_id(name, record, settings.centre_id)
-        failures = validate_record(record)
-        if not registered:
-            pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
-            failures = [f for f in failures if f not in pending]
-            if warnings is not None:
-                warnings.extend(f"{name}: {f} (expected until WMO registers {settings.centre_id})" for f in pending)
-        if failures:
-            raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
+        name = f"stacks/{directory.parent.name}/metadata/{path.name}"
+        try:  # every record's problems at once, not one record per run
+            record = _load_record(path, name, settings.centre_id, registered, warnings)
+            records.append(
+                MetadataRecord(
+                    path=path, id=record["id"], content=path.read_bytes(), gts_mapping=_gts_mapping(path, name)
+                )
+            )
+        except SettingsError as err:
+            problems.append(str(err))
+            continue
         documents[name] = record
-        records.append(MetadataRecord(path=path, id=record["id"], content=path.read_bytes(),
-                                      gts_mapping=_gts_mapping(path, name)))
+    if problems:
+        raise SettingsError("\n".join(problems))
     problems = conflicts(documents)
     if problems:
         raise SettingsError("\n".join(problems))
@@ -87,6 +85,26 @@ def load_records(settings: NodeSettings, directory: Path | None = None,
     if duplicates:
         raise SettingsError(f"{directory}: the same record id in more than one file: {', '.join(duplicates)}")
     return records
+
+
+def _load_record(path: Path, name: str, centre_id: str, registered: bool, warnings: list[str] | None) -> dict:
+    """One record, parsed and validated; SettingsError names the file and what is wrong."""
+    try:
+        record = json.loads(path.read_bytes())
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"{name}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise SettingsError(f"{name}: expected a WCMP2 record (a JSON object)")
+    _check_centre_id(name, record, centre_id)
+    failures = validate_record(record)
+    if not registered:
+        pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
+        failures = [f for f in failures if f not in pending]
+        if warnings is not None:
+            warnings.extend(f"{name}: {f} (expected until WMO registers {centre_id})" for f in pending)
+    if failures:
+        raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
+    return record
 
 
 def _gts_mapping(path: Path, name: str) -> bytes | None:
@@ -112,8 +130,10 @@ def _check_centre_id(name: str, record: dict, centre_id: str) -> None:
         channel = str(link.get("channel", "")) if isinstance(link, dict) else ""
         parts = channel.split("/")
         if channel and (len(parts) < 4 or parts[3] != centre_id):
-            raise SettingsError(f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
-                                f"of this centre: origin/a/wis2/{centre_id}/...")
+            raise SettingsError(
+                f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
+                f"of this centre: origin/a/wis2/{centre_id}/..."
+            )
 
 
 def bundles_missing() -> list[str]:

@@ -20,6 +20,9 @@ RUNTIME_KEYS: dict[tuple[str, str], str | None] = {
     ("publishing", "max_file_bytes"): "restart-agent",  # read when the agent starts
     ("tls", "letsencrypt_email"): "certbot-account",  # certbot's ACME account
     ("monitoring", "certificate_alarm_days"): None,  # read by each run of wis2-reporter
+    # unattended-upgrades' reboot time: apply-config keeps upgrades.apt_file in line at every run,
+    # and unattended-upgrades reads it when it runs.
+    ("upgrades", "reboot_time"): None,
 }
 
 
@@ -37,9 +40,11 @@ def load(path: str = "/etc/wis2/node.json", needs: tuple[tuple[str, str], ...] =
         return config
     file = runtime.get("file")
     if not file or not os.path.exists(file):
-        raise ConfigError(f"{path}: {', '.join('.'.join(k) for k in missing)} not set and no runtime file "
-                          f"{file or '(none named)'}: the runtime configuration was never applied; "
-                          "run `systemctl start wis2-config.service` and see `journalctl -u wis2-config`")
+        raise ConfigError(
+            f"{path}: {', '.join('.'.join(k) for k in missing)} not set and no runtime file "
+            f"{file or '(none named)'}: the runtime configuration was never applied; "
+            "run `systemctl start wis2-config.service` and see `journalctl -u wis2-config`"
+        )
     with open(file) as handle:
         values = json.load(handle)
     for section, name in missing:

@@ -32,20 +32,32 @@ def parse_time(name: str, text: Optional[str]) -> Optional[datetime.datetime]:
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise SettingsError(f"--{name}: {text!r} is not a date and time; expected ISO 8601 with a time zone, "
-                            "e.g. 2026-01-05T14:00:00Z") from None
+        raise SettingsError(
+            f"--{name}: {text!r} is not a date and time; expected ISO 8601 with a time zone, e.g. 2026-01-05T14:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         raise SettingsError(f"--{name}: {text!r} has no time zone; expected e.g. 2026-01-05T14:00:00Z")
     return moment.astimezone(datetime.timezone.utc)
 
 
 def notice_id(centre_id: str, start: Optional[datetime.datetime], end: datetime.datetime) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"wis2-node:outage:{centre_id}:{start.isoformat() if start else '..'}:"
-                                              f"{end.isoformat()}"))
+    return str(
+        uuid.uuid5(
+            uuid.NAMESPACE_URL, f"wis2-node:outage:{centre_id}:{start.isoformat() if start else '..'}:{end.isoformat()}"
+        )
+    )
 
 
-def build(centre_id: str, start_text: Optional[str], end_text: str, message: str, *, channel: str = "",
-          cancel: bool = False, now: Optional[datetime.datetime] = None) -> dict:
+def build(
+    centre_id: str,
+    start_text: Optional[str],
+    end_text: str,
+    message: str,
+    *,
+    channel: str = "",
+    cancel: bool = False,
+    now: Optional[datetime.datetime] = None,
+) -> dict:
     """The event to send, validated; SettingsError names the argument that is wrong."""
     start, end = parse_time("start", start_text), parse_time("end", end_text)
     if end is None:
@@ -56,8 +68,9 @@ def build(centre_id: str, start_text: Optional[str], end_text: str, message: str
     if not message or len(message) > MAX_MESSAGE:
         raise SettingsError(f"--message: expected 1 to {MAX_MESSAGE} characters, got {len(message)}")
     if channel and not channel.startswith(f"origin/a/wis2/{centre_id}/"):
-        raise SettingsError(f"--channel: {channel!r} is not a topic of the centre; expected "
-                            f"origin/a/wis2/{centre_id}/...")
+        raise SettingsError(
+            f"--channel: {channel!r} is not a topic of the centre; expected origin/a/wis2/{centre_id}/..."
+        )
     identity = notice_id(centre_id, start, end)
     event = outage_notice(centre_id, start, end, message, channel, now=now, ref=identity if cancel else "")
     if not cancel:
@@ -68,12 +81,22 @@ def build(centre_id: str, start_text: Optional[str], end_text: str, message: str
     return event
 
 
-def send(event: dict, host: str, port: int, username: str, password: str, *, ca_file: Optional[str] = None, timeout: float = 15) -> int:
+def send(
+    event: dict,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    *,
+    ca_file: Optional[str] = None,
+    timeout: float = 15,
+) -> int:
     """Publish at QoS 1 over MQTTS and wait for the broker's answer: its MQTT 5 reason code (0: accepted)."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"wis2-notice-{uuid.uuid4().hex[:16]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"wis2-notice-{uuid.uuid4().hex[:16]}", protocol=mqtt.MQTTv5
+    )
     client.username_pw_set(username, password)
     client.tls_set_context(ssl.create_default_context(cafile=ca_file))  # the certificate must name the host
     connected, acked = threading.Event(), threading.Event()
@@ -84,8 +107,9 @@ def send(event: dict, host: str, port: int, username: str, password: str, *, ca_
     client.loop_start()
     try:
         if not connected.wait(timeout) or result.get("connect"):
-            raise ConnectionError(f"could not log in to {host}:{port} as {username} "
-                                  f"(reason {result.get('connect', 'timeout')})")
+            raise ConnectionError(
+                f"could not log in to {host}:{port} as {username} (reason {result.get('connect', 'timeout')})"
+            )
         client.publish(f"monitor/a/wis2/{event['source']}", json.dumps(event), qos=1)
         if not acked.wait(timeout):
             raise ConnectionError("no acknowledgement from the broker")

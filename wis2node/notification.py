@@ -14,11 +14,19 @@ CONFORMS_TO = "http://wis.wmo.int/spec/wnm/1/conf/core"
 INLINE_LIMIT = 4096
 
 
-def build_notification(*, data_id: str, href: str, content: bytes, media_type: str,
-                       observed: Optional[datetime.datetime] = None,
-                       period: Optional[tuple[datetime.datetime, datetime.datetime]] = None,
-                       metadata_id: Optional[str] = None, rel: str = "canonical",
-                       pubtime: Optional[datetime.datetime] = None, gts: Optional[dict] = None) -> dict:
+def build_notification(
+    *,
+    data_id: str,
+    href: str,
+    content: bytes,
+    media_type: str,
+    observed: Optional[datetime.datetime] = None,
+    period: Optional[tuple[datetime.datetime, datetime.datetime]] = None,
+    metadata_id: Optional[str] = None,
+    rel: str = "canonical",
+    pubtime: Optional[datetime.datetime] = None,
+    gts: Optional[dict] = None,
+) -> dict:
     """A WNM for one file: UUID id, pubtime, data_id, time, link (canonical/update/deletion), sha512.
 
     The pubtime keeps its microseconds, so that an update announced within the second of the
@@ -30,9 +38,11 @@ def build_notification(*, data_id: str, href: str, content: bytes, media_type: s
         properties["start_datetime"], properties["end_datetime"] = _rfc3339(period[0]), _rfc3339(period[1])
     else:
         properties["datetime"] = _rfc3339(observed) if observed else None
-    properties.update({
-        "integrity": {"method": "sha512", "value": base64.b64encode(hashlib.sha512(content).digest()).decode()},
-    })
+    properties.update(
+        {
+            "integrity": {"method": "sha512", "value": base64.b64encode(hashlib.sha512(content).digest()).decode()},
+        }
+    )
     if metadata_id:
         properties["metadata_id"] = metadata_id
     if gts:

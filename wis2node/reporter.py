@@ -40,8 +40,10 @@ def served_certificate(port: int, fqdn: str, host: str = "127.0.0.1") -> bytes:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # measure what is served, trusted yet or not
-    with socket.create_connection((host, port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=fqdn) as tls:
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=fqdn) as tls,
+    ):
         return tls.getpeercert(binary_form=True)
 
 
@@ -50,8 +52,9 @@ def overdue_threshold(lifetime_days: float, alarm_days: float = DEFAULT_ALARM_DA
     return min(lifetime_days / 4, alarm_days)
 
 
-def renewal(der: bytes, alarm_days: float = DEFAULT_ALARM_DAYS,
-            now: datetime.datetime | None = None) -> tuple[float, float, bool]:
+def renewal(
+    der: bytes, alarm_days: float = DEFAULT_ALARM_DAYS, now: datetime.datetime | None = None
+) -> tuple[float, float, bool]:
     """Days left, lifetime in days, and whether renewal is overdue, for a served certificate."""
     certificate = x509.load_der_x509_certificate(der)
     lifetime = (certificate.not_valid_after_utc - certificate.not_valid_before_utc).total_seconds() / 86400
@@ -66,8 +69,9 @@ def renewal_failed(config: dict) -> bool | None:
         return None
     units = RENEWAL_UNITS.get(config.get("tls", {}).get("mode"), DEFAULT_RENEWAL_UNITS)
     try:
-        run = subprocess.run([systemctl, "show", "--property=Result", "--value", *units], capture_output=True,
-                             text=True, timeout=20)
+        run = subprocess.run(
+            [systemctl, "show", "--property=Result", "--value", *units], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         LOG.error("cannot ask systemd about %s: %s", ", ".join(units), err)
         return None
@@ -98,13 +102,20 @@ def failing_units(units: list[str]) -> list[str]:
     (a one-shot unit that ran and succeeded is inactive with Result=success: not failing)."""
     if not units:
         return []
-    shown = subprocess.run(["systemctl", "show", "--property=Id,ActiveState,SubState,Result", "--", *units],
-                           capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        ["systemctl", "show", "--property=Id,ActiveState,SubState,Result", "--", *units],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     failing = []
     for block in shown.stdout.strip().split("\n\n"):
         state = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if (state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart"
-                or (state.get("ActiveState") == "inactive" and state.get("Result", "success") != "success")):
+        if (
+            state.get("ActiveState") == "failed"
+            or state.get("SubState") == "auto-restart"
+            or (state.get("ActiveState") == "inactive" and state.get("Result", "success") != "success")
+        ):
             failing.append(f"{state.get('Id')} ({state.get('ActiveState')}/{state.get('SubState')})")
     if shown.returncode != 0 or not shown.stdout.strip():
         raise OSError(f"systemctl show failed: {shown.stderr.strip()[:300]}")
@@ -136,23 +147,42 @@ def report(config: dict, cloudwatch) -> list[dict]:
         for unit in failing or []:
             LOG.error("unit failing: %s; see journalctl -u %s", unit, unit.split()[0])
         if failing is not None:
-            data.append({"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)),
-                         "Unit": "Count"})
+            data.append(
+                {"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)), "Unit": "Count"}
+            )
     alarm_days = float(config["monitoring"].get("certificate_alarm_days", DEFAULT_ALARM_DAYS))
     for label, der in served(config).items():
         left, lifetime, overdue = renewal(der, alarm_days)
         endpoint = dimensions + [{"Name": "Endpoint", "Value": label}]
-        data.append({"MetricName": "CertificateDaysLeft", "Value": round(left, 2), "Unit": "None",
-                     "Dimensions": endpoint})
-        data.append({"MetricName": "CertificateRenewalOverdue", "Value": 1.0 if overdue else 0.0, "Unit": "Count",
-                     "Dimensions": endpoint})
+        data.append(
+            {"MetricName": "CertificateDaysLeft", "Value": round(left, 2), "Unit": "None", "Dimensions": endpoint}
+        )
+        data.append(
+            {
+                "MetricName": "CertificateRenewalOverdue",
+                "Value": 1.0 if overdue else 0.0,
+                "Unit": "Count",
+                "Dimensions": endpoint,
+            }
+        )
         if overdue:
-            LOG.error("%s: certificate renewal overdue: %.1f of %.0f days left (renewed by %.1f)", label, left,
-                      lifetime, overdue_threshold(lifetime, alarm_days))
+            LOG.error(
+                "%s: certificate renewal overdue: %.1f of %.0f days left (renewed by %.1f)",
+                label,
+                left,
+                lifetime,
+                overdue_threshold(lifetime, alarm_days),
+            )
     failed = renewal_failed(config)
     if failed is not None:
-        data.append({"MetricName": "CertificateRenewalFailed", "Value": 1.0 if failed else 0.0, "Unit": "Count",
-                     "Dimensions": dimensions})
+        data.append(
+            {
+                "MetricName": "CertificateRenewalFailed",
+                "Value": 1.0 if failed else 0.0,
+                "Unit": "Count",
+                "Dimensions": dimensions,
+            }
+        )
     cloudwatch.put_metric_data(Namespace=config["monitoring"]["namespace"], MetricData=data)
     return data
 

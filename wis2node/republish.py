@@ -51,9 +51,13 @@ def republish(config: dict, publisher, validate=None) -> list[str]:
     announced = []
     for path, record in records(metadata_dir):
         content = path.read_bytes()
-        message = build_notification(data_id=f"{centre}/metadata/{record['id']}",
-                                     href=f"https://{config['fqdn']}/metadata/{path.name}", content=content,
-                                     media_type=METADATA_TYPE, rel="update")
+        message = build_notification(
+            data_id=f"{centre}/metadata/{record['id']}",
+            href=f"https://{config['fqdn']}/metadata/{path.name}",
+            content=content,
+            media_type=METADATA_TYPE,
+            rel="update",
+        )
         publisher.publish(f"origin/a/wis2/{centre}/metadata", validate(message))
         announced.append(record["id"])
         LOG.info("announced %s again", record["id"])
@@ -69,8 +73,11 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     with open(config_path) as handle:
         config = json.load(handle)
     broker = config["broker"]
-    password = boto3.session.Session(region_name=config["region"]).client("ssm").get_parameter(
-        Name=broker["password_parameter"], WithDecryption=True)["Parameter"]["Value"]
+    password = (
+        boto3.session.Session(region_name=config["region"])
+        .client("ssm")
+        .get_parameter(Name=broker["password_parameter"], WithDecryption=True)["Parameter"]["Value"]
+    )
     publisher = Publisher("127.0.0.1", int(broker["local_port"]), broker["publisher_user"], password)
     try:
         announced = republish(config, publisher)

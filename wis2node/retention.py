@@ -33,6 +33,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     if publishing.get("state_db") and Path(publishing["state_db"]).exists():
         from wis2node.state import State
 
-        LOG.info("forgot %d events the queue can no longer redeliver",
-                 State(Path(publishing["state_db"])).forget_events())
+        LOG.info(
+            "forgot %d events the queue can no longer redeliver", State(Path(publishing["state_db"])).forget_events()
+        )
     return 0

@@ -19,8 +19,10 @@ def rotate(ssm, name: str) -> int:
     try:
         current = ssm.get_parameter(Name=name)["Parameter"]
     except ssm.exceptions.ParameterNotFound:
-        raise SettingsError(f"no publisher password in {name}: the node makes it at its first boot; "
-                            "deploy first (or check the stack's region)") from None
+        raise SettingsError(
+            f"no publisher password in {name}: the node makes it at its first boot; "
+            "deploy first (or check the stack's region)"
+        ) from None
     if current.get("Type") != "SecureString":
         raise SettingsError(f"{name} is a {current.get('Type')}, expected a SecureString; not touching it")
     answer = ssm.put_parameter(Name=name, Type="SecureString", Value=secrets.token_urlsafe(32), Overwrite=True)
@@ -28,5 +30,6 @@ def rotate(ssm, name: str) -> int:
 
 
 def read_command(name: str, region: str) -> str:
-    return (f"aws ssm get-parameter --region {region} --name {name} --with-decryption "
-            "--query Parameter.Value --output text")
+    return (
+        f"aws ssm get-parameter --region {region} --name {name} --with-decryption --query Parameter.Value --output text"
+    )

@@ -96,8 +96,10 @@ def topic_for(key: str, centre_id: str) -> str:
         raise Rejected("discovery metadata lives directly under metadata/")
     for level in parts[1:-1]:
         if not TOPIC_LEVEL.fullmatch(level):
-            raise Rejected(f"topic level {level!r} is not allowed: expected lowercase a-z and 0-9, "
-                           "words joined by '-' (or '_' under experimental); no empty, '.' or '..' level")
+            raise Rejected(
+                f"topic level {level!r} is not allowed: expected lowercase a-z and 0-9, "
+                "words joined by '-' (or '_' under experimental); no empty, '.' or '..' level"
+            )
     check_file_name(parts[-1])
     if parts[0] == "metadata":
         return f"origin/a/wis2/{centre_id}/metadata"
@@ -107,8 +109,9 @@ def topic_for(key: str, centre_id: str) -> str:
 def check_file_name(name: str) -> None:
     """A published file's name: letters, digits and ._-, no leading dot, at most 255 bytes."""
     if not FILE_NAME.fullmatch(name):
-        raise Rejected(f"file name {name!r} is not allowed: expected letters, digits, '.', '_' and '-', "
-                       "not starting with a dot")
+        raise Rejected(
+            f"file name {name!r} is not allowed: expected letters, digits, '.', '_' and '-', not starting with a dot"
+        )
     if len(name) > FILE_NAME_MAX:
         raise Rejected(f"file name of {len(name)} characters, over {FILE_NAME_MAX}")
 
@@ -143,8 +146,10 @@ def observation_time(attributes: dict) -> dict:
         if not (start and end):
             raise Rejected("object metadata: start-datetime and end-datetime go together")
         if start > end:
-            raise Rejected(f"object metadata start-datetime={attributes['start-datetime']!r} is after "
-                           f"end-datetime={attributes['end-datetime']!r}")
+            raise Rejected(
+                f"object metadata start-datetime={attributes['start-datetime']!r} is after "
+                f"end-datetime={attributes['end-datetime']!r}"
+            )
         return {"period": (start, end)}
     return {"observed": _moment(attributes, "datetime")}
 
@@ -167,14 +172,17 @@ def _moment(attributes: dict, name: str) -> Optional[datetime.datetime]:
 
 def point(value: str) -> dict:
     """A GeoJSON Point from the geometry attribute 'longitude,latitude[,height]': finite numbers only."""
-    expected = (f"object metadata geometry={_shown(value)}: expected 'longitude,latitude[,height]', "
-                "finite decimal numbers, longitude -180 to 180 and latitude -90 to 90")
+    expected = (
+        f"object metadata geometry={_shown(value)}: expected 'longitude,latitude[,height]', "
+        "finite decimal numbers, longitude -180 to 180 and latitude -90 to 90"
+    )
     parts = [part.strip() for part in value.split(",")]
     if len(parts) not in (2, 3) or not all(_DECIMAL.fullmatch(part) for part in parts):
         raise Rejected(expected)
     coordinates = [float(part) for part in parts]
-    if not all(math.isfinite(c) for c in coordinates) or not (-180 <= coordinates[0] <= 180
-                                                              and -90 <= coordinates[1] <= 90):
+    if not all(math.isfinite(c) for c in coordinates) or not (
+        -180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90
+    ):
         raise Rejected(expected)
     return {"type": "Point", "coordinates": coordinates}
 
@@ -195,8 +203,9 @@ def metadata_id(attributes: dict) -> Optional[str]:
     if value is None:
         return None
     if not _IDENTIFIER.fullmatch(value):
-        raise Rejected(f"object metadata metadata-id={_shown(value)}: expected a WCMP2 identifier "
-                       "(printable ASCII, no spaces)")
+        raise Rejected(
+            f"object metadata metadata-id={_shown(value)}: expected a WCMP2 identifier (printable ASCII, no spaces)"
+        )
     return value
 
 

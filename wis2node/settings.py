@@ -62,8 +62,30 @@ BASE_GROUP, CATALOGUE_GROUP, PARTNERS_GROUP = "node", "global-services", "partne
 
 
 # The retentions CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays), in days.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 def key(name: str) -> str:
@@ -76,6 +98,7 @@ def key(name: str) -> str:
 # goes to the dead-letter queue once received EVENT_MAX_RECEIVES times.
 EVENT_VISIBILITY_SECONDS = 60
 EVENT_MAX_RECEIVES = 5
+
 
 class Partner(BaseModel):
     """A local partner allowed in on one or both WIS2 ports."""
@@ -110,9 +133,7 @@ class Partner(BaseModel):
     @classmethod
     def _description(cls, value: str) -> str:
         if not _RULE_DESCRIPTION.match(value):
-            raise ValueError(
-                "expected 1 to 200 characters of letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*"
-            )
+            raise ValueError("expected 1 to 200 characters of letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*")
         return value
 
     @field_validator("ports")
@@ -196,8 +217,7 @@ class NodeSettings(BaseModel):
     def _centre_id(cls, value: str) -> str:
         if not _CENTRE_ID.match(value):
             raise ValueError(
-                "expected the WIS2 form tld-name in lowercase letters, digits and hyphens, "
-                "e.g. fr-meteofrance"
+                "expected the WIS2 form tld-name in lowercase letters, digits and hyphens, e.g. fr-meteofrance"
             )
         tld = value.split("-", 1)[0]
         if tld.upper() not in catalogue.top_level_domains():
@@ -226,8 +246,10 @@ class NodeSettings(BaseModel):
         if not _INSTANCE_TYPE.match(value):
             raise ValueError("expected an EC2 instance type such as t4g.small")
         if value.startswith("mac"):  # known offline; other types are checked against AWS at preview
-            raise ValueError("Mac instances run only macOS images; expected a type with an Ubuntu "
-                             "image, e.g. t4g.small (arm64) or t3.small (x86_64)")
+            raise ValueError(
+                "Mac instances run only macOS images; expected a type with an Ubuntu "
+                "image, e.g. t4g.small (arm64) or t3.small (x86_64)"
+            )
         return value
 
     @field_validator("image_id")
@@ -308,11 +330,14 @@ class NodeSettings(BaseModel):
                 raise ValueError(
                     f"'{principal}' names the whole account {account.group(2) or principal}: every user and role "
                     "its administrators allow could then upload; expected the ARN of the one role your systems "
-                    "upload with, e.g. arn:aws:iam::123456789012:role/message-switch")
+                    "upload with, e.g. arn:aws:iam::123456789012:role/message-switch"
+                )
             if not _ROLE_ARN.match(principal):
-                raise ValueError(f"'{principal}' is not the ARN of an IAM role; expected e.g. "
-                                 "arn:aws:iam::123456789012:role/message-switch (users have long-lived keys: "
-                                 "give the uploading system a role)")
+                raise ValueError(
+                    f"'{principal}' is not the ARN of an IAM role; expected e.g. "
+                    "arn:aws:iam::123456789012:role/message-switch (users have long-lived keys: "
+                    "give the uploading system a role)"
+                )
         if len(set(value)) != len(value):
             raise ValueError("a role is listed twice")
         return value
@@ -321,16 +346,19 @@ class NodeSettings(BaseModel):
     @classmethod
     def _snapshot_id(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not _SNAPSHOT_ID.match(value):
-            raise ValueError("expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "
-                             "\"Backups and restore\")")
+            raise ValueError(
+                'expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "Backups and restore")'
+            )
         return value
 
     @field_validator("log_retention_days")
     @classmethod
     def _log_retention(cls, value: int) -> int:
         if value not in LOG_RETENTION_DAYS:
-            raise ValueError(f"{value} is not a retention CloudWatch Logs offers; expected one of "
-                             f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
+            raise ValueError(
+                f"{value} is not a retention CloudWatch Logs offers; expected one of "
+                f"{', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
         return value
 
     @field_validator("contact_email")
@@ -353,53 +381,93 @@ class NodeSettings(BaseModel):
     def _consistent(self) -> "NodeSettings":
         problems: list[tuple[str, Any, str]] = []
         if self.fqdn == self.hosted_zone or not self.fqdn.endswith("." + self.hosted_zone):
-            problems.append(("fqdn", self.fqdn, f"a name inside the hosted zone {self.hosted_zone}, "
-                             f"e.g. wis2node.{self.hosted_zone} (the zone apex itself is refused: its "
-                             "CAA record would bind the whole domain)"))
-        if not (self.availability_zone.startswith(self.region)
-                and re.fullmatch(r"[a-z]", self.availability_zone[len(self.region):] or "")):
-            problems.append(("availabilityZone", self.availability_zone,
-                             f"a zone of region {self.region}, e.g. {self.region}a"))
+            problems.append(
+                (
+                    "fqdn",
+                    self.fqdn,
+                    f"a name inside the hosted zone {self.hosted_zone}, "
+                    f"e.g. wis2node.{self.hosted_zone} (the zone apex itself is refused: its "
+                    "CAA record would bind the whole domain)",
+                )
+            )
+        if not (
+            self.availability_zone.startswith(self.region)
+            and re.fullmatch(r"[a-z]", self.availability_zone[len(self.region) :] or "")
+        ):
+            problems.append(
+                ("availabilityZone", self.availability_zone, f"a zone of region {self.region}, e.g. {self.region}a")
+            )
         is_test_id = self.centre_id.endswith("-test")
         if self.environment == "production" and is_test_id:
-            problems.append(("centreId", self.centre_id,
-                             "a centre-id without the -test suffix on a production stack"))
+            problems.append(("centreId", self.centre_id, "a centre-id without the -test suffix on a production stack"))
         if self.environment == "test" and not is_test_id:
-            problems.append(("centreId", self.centre_id,
-                             f"a centre-id ending in -test on a test stack, e.g. {self.centre_id}-test"))
+            problems.append(
+                ("centreId", self.centre_id, f"a centre-id ending in -test on a test stack, e.g. {self.centre_id}-test")
+            )
         if self.tls_mode == "self-signed" and self.environment == "production":
-            problems.append(("tlsMode", self.tls_mode,
-                             "letsencrypt or provided: Global Services must be able to trust a "
-                             "production node's certificate"))
+            problems.append(
+                (
+                    "tlsMode",
+                    self.tls_mode,
+                    "letsencrypt or provided: Global Services must be able to trust a production node's certificate",
+                )
+            )
         if self.tls_mode == "provided" and not self.certificate_authority:
-            problems.append(("certificateAuthority", None,
-                             "the CAA domain of the CA that issues the certificate, e.g. digicert.com"))
+            problems.append(
+                (
+                    "certificateAuthority",
+                    None,
+                    "the CAA domain of the CA that issues the certificate, e.g. digicert.com",
+                )
+            )
         if self.certificate and self.tls_mode != "provided":
-            problems.append(("certificate", "(a PEM certificate)",
-                             "no certificate unless tlsMode is provided (the other modes make their own)"))
+            problems.append(
+                (
+                    "certificate",
+                    "(a PEM certificate)",
+                    "no certificate unless tlsMode is provided (the other modes make their own)",
+                )
+            )
         if self.certificate:
             uncovered = tls.uncovered_name(self.certificate, self.fqdn)
             if uncovered:
                 problems.append(("certificate", uncovered, f"a certificate valid for {self.fqdn}"))
         if self.certificate_authority and self.tls_mode != "provided":
-            problems.append(("certificateAuthority", self.certificate_authority,
-                             "no value unless tlsMode is provided (the CA is implied otherwise)"))
-        seen = {rule_key: f"the Global Services catalogue ({rule.description})"
-                for rule_key, rule in self._catalogue_rules().items()}
+            problems.append(
+                (
+                    "certificateAuthority",
+                    self.certificate_authority,
+                    "no value unless tlsMode is provided (the CA is implied otherwise)",
+                )
+            )
+        seen = {
+            rule_key: f"the Global Services catalogue ({rule.description})"
+            for rule_key, rule in self._catalogue_rules().items()
+        }
         for index, partner in enumerate(self.partners):
             for port in partner.ports:
                 if (partner.cidr, port) in seen:
-                    problems.append((f"partners[{index}]", partner.cidr,
-                                     f"each network once per port, but port {port} is already "
-                                     f"allowed for it by {seen[(partner.cidr, port)]}"))
+                    problems.append(
+                        (
+                            f"partners[{index}]",
+                            partner.cidr,
+                            f"each network once per port, but port {port} is already "
+                            f"allowed for it by {seen[(partner.cidr, port)]}",
+                        )
+                    )
                 seen[(partner.cidr, port)] = f"partners entry '{partner.description}'"
         if len(self.stack) > 32:  # S3 bucket names: 63 characters, the account id takes 12 of them
             problems.append(("<stack name>", self.stack, "a stack name of at most 32 characters"))
         problems.extend(self._quota_problems())
         if not self.ingress_rules():
-            problems.append(("partners", [],
-                             "at least one allowed source: with globalServices off and no partners "
-                             "or openToInternet ports, nobody could reach the node"))
+            problems.append(
+                (
+                    "partners",
+                    [],
+                    "at least one allowed source: with globalServices off and no partners "
+                    "or openToInternet ports, nobody could reach the node",
+                )
+            )
         if problems:
             raise ValueError("\n".join(_explain(key(name), value, expected) for name, value, expected in problems))
         return self
@@ -423,17 +491,23 @@ class NodeSettings(BaseModel):
             properties = document.get("properties") if isinstance(document, dict) else None
             policy = properties.get("wmo:dataPolicy") if isinstance(properties, dict) else None
             links = document.get("links") if isinstance(document, dict) else None
-            topics = [str(link.get("channel")) for link in links or [] if isinstance(link, dict)
-                      and "/data/recommended/" in str(link.get("channel", ""))]
+            topics = [
+                str(link.get("channel"))
+                for link in links or []
+                if isinstance(link, dict) and "/data/recommended/" in str(link.get("channel", ""))
+            ]
             if policy == "recommended" or topics:
-                why = ("wmo:dataPolicy is recommended" if policy == "recommended"
-                       else f"it publishes under {topics[0]}")
-                problems.append(_explain(
-                    key("openToInternet"), self.open_to_internet,
-                    f"{HTTPS_PORT} among its ports, because {name} declares data under recommended ({why}): "
-                    "the WIS2 Guide allows filtering HTTPS by address only on a node that publishes core data "
-                    f"alone, and recommended data must be downloadable by anyone; add {HTTPS_PORT} to "
-                    f"{key('openToInternet')}, or publish this dataset from another node"))
+                why = "wmo:dataPolicy is recommended" if policy == "recommended" else f"it publishes under {topics[0]}"
+                problems.append(
+                    _explain(
+                        key("openToInternet"),
+                        self.open_to_internet,
+                        f"{HTTPS_PORT} among its ports, because {name} declares data under recommended ({why}): "
+                        "the WIS2 Guide allows filtering HTTPS by address only on a node that publishes core data "
+                        f"alone, and recommended data must be downloadable by anyone; add {HTTPS_PORT} to "
+                        f"{key('openToInternet')}, or publish this dataset from another node",
+                    )
+                )
         return problems
 
     def _quota_problems(self) -> list[tuple[str, Any, str]]:
@@ -443,21 +517,31 @@ class NodeSettings(BaseModel):
         for version in (4, 6):
             needed = counts.get(CATALOGUE_GROUP, {}).get(version, 0)
             if needed > INBOUND_RULES_PER_GROUP:
-                problems.append(("excludeOperators", self.exclude_operators,
-                                 f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the Global "
-                                 f"Services' security group (AWS's default quota per security group), but the "
-                                 f"catalogue's addresses need {needed}: leave out the operators you do not use "
-                                 f"with {key('excludeOperators')}, or set {key('globalServices')} to false and "
-                                 f"allow the services you use as {key('partners')}"))
+                problems.append(
+                    (
+                        "excludeOperators",
+                        self.exclude_operators,
+                        f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the Global "
+                        f"Services' security group (AWS's default quota per security group), but the "
+                        f"catalogue's addresses need {needed}: leave out the operators you do not use "
+                        f"with {key('excludeOperators')}, or set {key('globalServices')} to false and "
+                        f"allow the services you use as {key('partners')}",
+                    )
+                )
             needed = counts.get(PARTNERS_GROUP, {}).get(version, 0)
             if needed > INBOUND_RULES_PER_GROUP:
                 networks = sum(partner.ip_version == version for partner in self.partners)
-                problems.append(("partners", f"{networks} IPv{version} networks",
-                                 f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the partners' "
-                                 f"security group (AWS's default quota per security group; each network counts "
-                                 f"once per port, and each port of {key('openToInternet')} once), but this stack "
-                                 f"needs {needed}: merge neighbouring networks into wider ones or list fewer "
-                                 f"ports in {key('partners')}, or list fewer ports in {key('openToInternet')}"))
+                problems.append(
+                    (
+                        "partners",
+                        f"{networks} IPv{version} networks",
+                        f"at most {INBOUND_RULES_PER_GROUP} inbound IPv{version} rules in the partners' "
+                        f"security group (AWS's default quota per security group; each network counts "
+                        f"once per port, and each port of {key('openToInternet')} once), but this stack "
+                        f"needs {needed}: merge neighbouring networks into wider ones or list fewer "
+                        f"ports in {key('partners')}, or list fewer ports in {key('openToInternet')}",
+                    )
+                )
         return problems
 
     # -- derived values ------------------------------------------------------------------------
@@ -514,8 +598,10 @@ class NodeSettings(BaseModel):
 
     def security_groups(self) -> dict[str, list[IngressRule]]:
         """The address rules of each security group that has some (the base group has prefix lists only)."""
-        groups = {CATALOGUE_GROUP: _in_order(self._catalogue_rules().values()),
-                  PARTNERS_GROUP: _in_order(self._partner_rules().values())}
+        groups = {
+            CATALOGUE_GROUP: _in_order(self._catalogue_rules().values()),
+            PARTNERS_GROUP: _in_order(self._partner_rules().values()),
+        }
         return {name: rules for name, rules in groups.items() if rules}
 
     def inbound_rule_counts(self) -> dict[str, dict[int, int]]:
@@ -531,11 +617,13 @@ class NodeSettings(BaseModel):
         for partner in self.partners:
             for port in partner.ports:
                 rules[(partner.cidr, port)] = IngressRule(
-                    cidr=partner.cidr, port=port, description=f"partner {partner.description}")
+                    cidr=partner.cidr, port=port, description=f"partner {partner.description}"
+                )
         for port in self.open_to_internet:
             for cidr in ("0.0.0.0/0", "::/0"):
                 rules[(cidr, port)] = IngressRule(
-                    cidr=cidr, port=port, description="open to the internet (openToInternet)")
+                    cidr=cidr, port=port, description="open to the internet (openToInternet)"
+                )
         return rules
 
     def _catalogue_rules(self) -> dict[tuple[str, int], IngressRule]:
@@ -567,8 +655,11 @@ class NodeSettings(BaseModel):
     @classmethod
     def config_keys(cls) -> dict[str, bool]:
         """Every config key a stack may set, mapped to whether its value is structured (list or map)."""
-        return {field.alias: get_origin(field.annotation) in (list, dict)
-                for field in cls.model_fields.values() if field.alias}
+        return {
+            field.alias: get_origin(field.annotation) in (list, dict)
+            for field in cls.model_fields.values()
+            if field.alias
+        }
 
 
 def _in_order(rules: Iterable[IngressRule]) -> list[IngressRule]:
@@ -600,4 +691,3 @@ def _describe(stack: str, err: ValidationError) -> str:
         else:
             lines.append(f"{config_key} = {error.get('input')!r}: {message}")
     return f"stack {stack}: invalid configuration\n  " + "\n  ".join(lines)
-

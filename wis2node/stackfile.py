@@ -53,15 +53,18 @@ def namespace_problem(config_key: str) -> str:
     """Why a key would be ignored (no namespace, or one nothing reads), or "" when it is read."""
     settings_keys = [k.split(":", 1)[1] for k in NodeSettings.config_keys() if k.startswith(f"{PROJECT}:")]
     if ":" not in str(config_key):
-        return (f"{config_key} has no namespace, so nothing reads it; expected {PROJECT}:{config_key}"
-                + ("" if config_key in settings_keys else " (and a setting of this project)"))
+        return f"{config_key} has no namespace, so nothing reads it; expected {PROJECT}:{config_key}" + (
+            "" if config_key in settings_keys else " (and a setting of this project)"
+        )
     namespace, name = str(config_key).split(":", 1)
     if namespace in NAMESPACES:
         return ""
     guess = difflib.get_close_matches(namespace, NAMESPACES, n=1, cutoff=0.6)
     hint = f"; did you mean {guess[0]}:{name}?" if guess else ""
-    return (f"{config_key}: namespace '{namespace}' is read by nothing here (expected one of "
-            f"{', '.join(n + ':' for n in NAMESPACES)}){hint}")
+    return (
+        f"{config_key}: namespace '{namespace}' is read by nothing here (expected one of "
+        f"{', '.join(n + ':' for n in NAMESPACES)}){hint}"
+    )
 
 
 def stack_files(directory: Path = STACKS) -> list[StackFile]:

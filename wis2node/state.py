@@ -62,19 +62,33 @@ class State:
         self.db.execute("INSERT INTO events (event_id, rel) VALUES (?, ?)", (event_id, rel))
         return rel
 
-    def published(self, key: str, deleted: bool, metadata_id: Optional[str] = None,
-                  digest: Optional[str] = None, *, announced: Optional["Announced"] = None) -> None:
+    def published(
+        self,
+        key: str,
+        deleted: bool,
+        metadata_id: Optional[str] = None,
+        digest: Optional[str] = None,
+        *,
+        announced: Optional["Announced"] = None,
+    ) -> None:
         """Record a publication: the key is live (or deleted), a record's id and content, and what the
         key was announced with (`announced`: its dataset, data_id and pubtime)."""
         with self.lock:
             self._published(key, deleted, metadata_id, digest, announced)
 
-    def _published(self, key: str, deleted: bool, metadata_id: Optional[str], digest: Optional[str],
-                   announced: Optional["Announced"] = None) -> None:
+    def _published(
+        self,
+        key: str,
+        deleted: bool,
+        metadata_id: Optional[str],
+        digest: Optional[str],
+        announced: Optional["Announced"] = None,
+    ) -> None:
         announced = announced or Announced()
-        self.db.execute("INSERT OR REPLACE INTO objects (key, live, metadata_id, data_id, pubtime) "
-                        "VALUES (?, ?, ?, ?, ?)", (key, 0 if deleted else 1, announced.metadata_id,
-                                                   announced.data_id, announced.pubtime))
+        self.db.execute(
+            "INSERT OR REPLACE INTO objects (key, live, metadata_id, data_id, pubtime) VALUES (?, ?, ?, ?, ?)",
+            (key, 0 if deleted else 1, announced.metadata_id, announced.data_id, announced.pubtime),
+        )
         if metadata_id and not deleted:
             self.db.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", (metadata_id, key))
             self.db.execute("INSERT OR REPLACE INTO metadata_content VALUES (?, ?)", (key, digest))
@@ -108,8 +122,7 @@ class State:
     def announced(self, key: str) -> "Announced":
         """What the key was last announced with (all None if never, or before the node kept it)."""
         with self.lock:
-            row = self.db.execute("SELECT metadata_id, data_id, pubtime FROM objects WHERE key = ?",
-                                  (key,)).fetchone()
+            row = self.db.execute("SELECT metadata_id, data_id, pubtime FROM objects WHERE key = ?", (key,)).fetchone()
         return Announced(*row) if row else Announced()
 
     def metadata_id_of(self, key: str) -> Optional[str]:

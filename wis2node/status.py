@@ -37,10 +37,12 @@ def facts(settings: NodeSettings, session, now: Optional[datetime.datetime] = No
         depth = {}
         for label, queue in (("ingest", settings.ingest_queue), ("dead letters", settings.dead_letter_queue)):
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            depth[label] = (int(attributes["ApproximateNumberOfMessages"])
-                            + int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+            depth[label] = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
         text = f"{depth['ingest']} events waiting or in progress, {depth['dead letters']} refused"
         if depth["dead letters"]:
             text += f" (python -m wis2node dead-letters list --stack {settings.stack})"
@@ -48,21 +50,33 @@ def facts(settings: NodeSettings, session, now: Optional[datetime.datetime] = No
     except (BotoCoreError, ClientError) as err:
         lines.append(("queues", f"cannot read: {err}"))
     try:
-        snapshots = session.client("ec2").describe_snapshots(OwnerIds=["self"], Filters=[
-            {"Name": f"tag:{STACK_TAG}", "Values": [settings.stack]}])["Snapshots"]
+        snapshots = session.client("ec2").describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{STACK_TAG}", "Values": [settings.stack]}]
+        )["Snapshots"]
         done = sorted((s for s in snapshots if s.get("State") == "completed"), key=lambda s: s["StartTime"])
-        lines.append(("snapshots", f"{len(done)} kept, latest {done[-1]['SnapshotId']} taken "
-                                   f"{_age(done[-1]['StartTime'], now)}" if done else
-                      "none yet (the first is taken at 02:00 UTC after deployment)"))
+        lines.append(
+            (
+                "snapshots",
+                f"{len(done)} kept, latest {done[-1]['SnapshotId']} taken {_age(done[-1]['StartTime'], now)}"
+                if done
+                else "none yet (the first is taken at 02:00 UTC after deployment)",
+            )
+        )
     except (BotoCoreError, ClientError) as err:
         lines.append(("snapshots", f"cannot read: {err}"))
     try:
         name = settings.parameter_name("publisher-password")
-        found = session.client("ssm").describe_parameters(ParameterFilters=[
-            {"Key": "Name", "Option": "Equals", "Values": [name]}])["Parameters"]
-        lines.append(("publisher", f"password version {found[0]['Version']}, set "
-                                   f"{_age(found[0]['LastModifiedDate'], now)}" if found else
-                      f"no password yet in {name} (the node makes it at first boot)"))
+        found = session.client("ssm").describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}]
+        )["Parameters"]
+        lines.append(
+            (
+                "publisher",
+                f"password version {found[0]['Version']}, set {_age(found[0]['LastModifiedDate'], now)}"
+                if found
+                else f"no password yet in {name} (the node makes it at first boot)",
+            )
+        )
     except (BotoCoreError, ClientError) as err:
         lines.append(("publisher", f"cannot read: {err}"))
     return lines
@@ -88,12 +102,18 @@ def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None)
             lines.append(f"  {check.name:{width}} {check.detail}")
     if not any(c.name == "aws-credentials" for c in failed):
         lines += [f"  {label:{width}} {text}" for label, text in facts(settings, verifier.session)]
-    for name, label in (("wis2-watcher", "wis2 watcher"), ("wis2-relay", "wis2 relays"), ("wis2-alerts", "wis2 alerts")):
+    for name, label in (
+        ("wis2-watcher", "wis2 watcher"),
+        ("wis2-relay", "wis2 relays"),
+        ("wis2-alerts", "wis2 alerts"),
+    ):
         shown = next((c for c in checks if c.name == name and c.ok), None)  # failures have their FAIL line
         if shown is not None:
             lines.append(f"  {label:{width}} {shown.detail}")
-    lines.append(f"  {'checks':{width}} {len(checks) - len(failed)} of {len(checks)} pass"
-                 + (f": {', '.join(passed)}" if passed else ""))
+    lines.append(
+        f"  {'checks':{width}} {len(checks) - len(failed)} of {len(checks)} pass"
+        + (f": {', '.join(passed)}" if passed else "")
+    )
     skipped = [c.name for c in failed if c.detail.startswith("not checked")]
     by_name: dict[str, list[Check]] = {}
     for check in failed:
@@ -105,6 +125,5 @@ def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None)
     if skipped:
         lines.append(f"  not checked (no instance): {', '.join(skipped)}")
     if failed:
-        lines.append(f"  details: python -m wis2node verify --stack {settings.stack}; "
-                     "runbook: README, \"Runbook\"")
+        lines.append(f'  details: python -m wis2node verify --stack {settings.stack}; runbook: README, "Runbook"')
     return not failed, "\n".join(lines)

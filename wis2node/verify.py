@@ -92,14 +92,20 @@ class Verifier:
                 self.add(name, False, f"cannot check: {err}")
 
     def _instance(self, ec2) -> Optional[dict]:
-        reservations = ec2.describe_instances(Filters=[
-            {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ])["Reservations"]
+        reservations = ec2.describe_instances(
+            Filters=[
+                {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            ]
+        )["Reservations"]
         instances = [i for r in reservations for i in r["Instances"]]
         if not instances:
-            self.add("instance", False, f"no instance tagged {STACK_TAG}={self.settings.stack} in "
-                                        f"{self.settings.region}: never deployed, or another account?")
+            self.add(
+                "instance",
+                False,
+                f"no instance tagged {STACK_TAG}={self.settings.stack} in "
+                f"{self.settings.region}: never deployed, or another account?",
+            )
             return None
         instance = instances[0]
         state = instance["State"]["Name"]
@@ -116,19 +122,29 @@ class Verifier:
         ids |= {v["VolumeId"] for v in tagged["Volumes"]}
         volumes = ec2.describe_volumes(VolumeIds=sorted(ids))["Volumes"] if ids else []
         plain = [v["VolumeId"] for v in volumes if not v.get("Encrypted")]
-        self.add("volumes-encrypted", bool(volumes) and not plain,
-                 f"not encrypted: {', '.join(plain)}" if plain else f"{len(volumes)} volumes, all encrypted")
+        self.add(
+            "volumes-encrypted",
+            bool(volumes) and not plain,
+            f"not encrypted: {', '.join(plain)}" if plain else f"{len(volumes)} volumes, all encrypted",
+        )
 
     def _firewall(self, ec2, instance: dict) -> None:
         groups = [g["GroupId"] for g in instance.get("SecurityGroups", [])]
-        rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": groups}])[
-            "SecurityGroupRules"] if groups else []
+        rules = (
+            ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": groups}])["SecurityGroupRules"]
+            if groups
+            else []
+        )
         declared = set()
         for rule in rules:
             if rule.get("IsEgress"):
                 continue
-            source = rule.get("CidrIpv4") or rule.get("CidrIpv6") or rule.get("PrefixListId") or \
-                rule.get("ReferencedGroupInfo", {}).get("GroupId", "?")
+            source = (
+                rule.get("CidrIpv4")
+                or rule.get("CidrIpv6")
+                or rule.get("PrefixListId")
+                or rule.get("ReferencedGroupInfo", {}).get("GroupId", "?")
+            )
             declared.add((source, rule.get("IpProtocol"), rule.get("FromPort"), rule.get("ToPort")))
         expected = {(r.cidr, "tcp", r.port, r.port) for r in self.settings.ingress_rules()}
         checkers = self._health_checkers(ec2)
@@ -144,43 +160,58 @@ class Verifier:
             self.add("firewall", True, f"ingress is exactly the declared {len(expected)} rules on 443/8883")
 
     def _health_checkers(self, ec2) -> Optional[str]:
-        lists = ec2.describe_managed_prefix_lists(Filters=[{
-            "Name": "prefix-list-name", "Values": [f"com.amazonaws.{self.settings.region}.route53-healthchecks"]}])
+        lists = ec2.describe_managed_prefix_lists(
+            Filters=[
+                {"Name": "prefix-list-name", "Values": [f"com.amazonaws.{self.settings.region}.route53-healthchecks"]}
+            ]
+        )
         return lists["PrefixLists"][0]["PrefixListId"] if lists["PrefixLists"] else None
 
     def _address(self, ec2, instance: dict) -> None:
         addresses = ec2.describe_addresses(Filters=[{"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]}])[
-            "Addresses"]
+            "Addresses"
+        ]
         if not addresses:
             self.add("elastic-ip", False, f"no Elastic IP tagged {STACK_TAG}={self.settings.stack}")
             return
         address = addresses[0]
         attached = address.get("InstanceId") == instance["InstanceId"]
         self.address = address["PublicIp"]
-        self.add("elastic-ip", attached, f"{address['PublicIp']} attached to "
-                                         f"{address.get('InstanceId') or 'nothing'}")
+        self.add("elastic-ip", attached, f"{address['PublicIp']} attached to {address.get('InstanceId') or 'nothing'}")
 
     def _dns(self) -> None:
         route53 = self.session.client("route53")
         zone_name = self.settings.hosted_zone + "."
-        zones = [z for z in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"]
-                 if z["Name"] == zone_name and not z.get("Config", {}).get("PrivateZone")]
+        zones = [
+            z
+            for z in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"]
+            if z["Name"] == zone_name and not z.get("Config", {}).get("PrivateZone")
+        ]
         if not zones:
             self.add("dns", False, f"no public hosted zone {self.settings.hosted_zone}")
             return
-        records = route53.list_resource_record_sets(HostedZoneId=zones[0]["Id"], StartRecordName=self.settings.fqdn,
-                                                    StartRecordType="A", MaxItems="1")["ResourceRecordSets"]
-        values = [r["Value"] for s in records if s["Name"] == self.settings.fqdn + "." and s["Type"] == "A"
-                  for r in s.get("ResourceRecords", [])]
+        records = route53.list_resource_record_sets(
+            HostedZoneId=zones[0]["Id"], StartRecordName=self.settings.fqdn, StartRecordType="A", MaxItems="1"
+        )["ResourceRecordSets"]
+        values = [
+            r["Value"]
+            for s in records
+            if s["Name"] == self.settings.fqdn + "." and s["Type"] == "A"
+            for r in s.get("ResourceRecords", [])
+        ]
         expected = self.address
-        self.add("dns", bool(values) and values == [expected],
-                 f"A {self.settings.fqdn} -> {', '.join(values) or 'nothing'}"
-                 + ("" if values == [expected] else f" (the Elastic IP is {expected or 'unknown'})"))
+        self.add(
+            "dns",
+            bool(values) and values == [expected],
+            f"A {self.settings.fqdn} -> {', '.join(values) or 'nothing'}"
+            + ("" if values == [expected] else f" (the Elastic IP is {expected or 'unknown'})"),
+        )
 
     def _ssm(self, instance: dict) -> None:
         ssm = self.session.client("ssm")
-        found = ssm.describe_instance_information(
-            Filters=[{"Key": "InstanceIds", "Values": [instance["InstanceId"]]}])["InstanceInformationList"]
+        found = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [instance["InstanceId"]]}])[
+            "InstanceInformationList"
+        ]
         status = found[0]["PingStatus"] if found else "not registered"
         self.add("ssm-online", status == "Online", f"Session Manager agent: {status}")
 
@@ -188,8 +219,9 @@ class Verifier:
         for region, labels in ((self.settings.region, NODE_ALARMS), (HEALTH_CHECK_REGION, HEALTH_CHECK_ALARMS)):
             cloudwatch = self.session.client("cloudwatch", region_name=region)
             names = [alarm_name(self.settings.stack, label) for label in labels]
-            found = {a["AlarmName"]: a["StateValue"]
-                     for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+            found = {
+                a["AlarmName"]: a["StateValue"] for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
+            }
             for name in names:
                 if name not in found:
                     self.add("alarms", False, f"missing alarm {name} ({region})")
@@ -215,17 +247,22 @@ class Verifier:
             self.add("dns-resolves", False, f"{self.settings.fqdn} does not resolve: {err}")
             return
         expected = self.address
-        self.add("dns-resolves", found == [expected],
-                 f"{self.settings.fqdn} resolves to {', '.join(found)}"
-                 + ("" if found == [expected] else f" (the Elastic IP is {expected or 'unknown'})"))
+        self.add(
+            "dns-resolves",
+            found == [expected],
+            f"{self.settings.fqdn} resolves to {', '.join(found)}"
+            + ("" if found == [expected] else f" (the Elastic IP is {expected or 'unknown'})"),
+        )
 
     def _context(self, endpoints: Endpoints) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=endpoints.ca_file)
 
     def _certificate(self, label: str, endpoints: Endpoints, port: int) -> None:
         try:
-            with socket.create_connection((endpoints.host, port), timeout=10) as raw, \
-                    self._context(endpoints).wrap_socket(raw, server_hostname=self.settings.fqdn) as tls:
+            with (
+                socket.create_connection((endpoints.host, port), timeout=10) as raw,
+                self._context(endpoints).wrap_socket(raw, server_hostname=self.settings.fqdn) as tls,
+            ):
                 left = days_left(tls.getpeercert(binary_form=True))
             self.add(f"certificate-{label}", True, f"valid for {self.settings.fqdn}, {left:.0f} days left")
         except (OSError, ssl.SSLError) as err:
@@ -241,12 +278,12 @@ class Verifier:
         client.tls_set_context(context)
         events = {"connected": threading.Event(), "subscribed": threading.Event(), "acked": threading.Event()}
         results: dict = {}
-        client.on_connect = lambda c, u, f, reason, p: (results.update(connect=reason.value),
-                                                        events["connected"].set())
-        client.on_subscribe = lambda c, u, mid, reasons, p: (results.update(subscribe=reasons[0].value),
-                                                             events["subscribed"].set())
-        client.on_publish = lambda c, u, mid, reason, p: (results.update(publish=reason.value),
-                                                          events["acked"].set())
+        client.on_connect = lambda c, u, f, reason, p: (results.update(connect=reason.value), events["connected"].set())
+        client.on_subscribe = lambda c, u, mid, reasons, p: (
+            results.update(subscribe=reasons[0].value),
+            events["subscribed"].set(),
+        )
+        client.on_publish = lambda c, u, mid, reason, p: (results.update(publish=reason.value), events["acked"].set())
         try:
             client.connect(endpoints.host, endpoints.mqtts_port, keepalive=10)
         except (OSError, ssl.SSLError) as err:
@@ -261,9 +298,12 @@ class Verifier:
             subscribed = events["subscribed"].wait(10) and results.get("subscribe", 128) < 0x80
             client.publish(f"origin/a/wis2/{self.settings.centre_id}/data/core/weather/verify", b"{}", qos=1)
             refused = events["acked"].wait(10) and results.get("publish", 0) >= 0x80
-            self.add("mqtt-read-only", subscribed and refused,
-                     f"{READ_ONLY_USER} {'can' if subscribed else 'cannot'} subscribe and "
-                     f"{'cannot' if refused else 'CAN'} publish")
+            self.add(
+                "mqtt-read-only",
+                subscribed and refused,
+                f"{READ_ONLY_USER} {'can' if subscribed else 'cannot'} subscribe and "
+                f"{'cannot' if refused else 'CAN'} publish",
+            )
         finally:
             client.disconnect()
             client.loop_stop()
@@ -274,10 +314,10 @@ class Verifier:
         refused = []
         for method in ("PUT", "POST", "DELETE"):
             try:
-                connection = http.client.HTTPSConnection(endpoints.host, endpoints.https_port, timeout=10,
-                                                          context=self._unverified())
-                connection.request(method, "/data/verify-probe", body=b"x",
-                                   headers={"Host": self.settings.fqdn})
+                connection = http.client.HTTPSConnection(
+                    endpoints.host, endpoints.https_port, timeout=10, context=self._unverified()
+                )
+                connection.request(method, "/data/verify-probe", body=b"x", headers={"Host": self.settings.fqdn})
                 status = connection.getresponse().status
                 connection.close()
             except (OSError, ssl.SSLError) as err:
@@ -296,25 +336,22 @@ class Verifier:
         context.verify_mode = ssl.CERT_NONE  # this check is about methods, the certificate has its own
         return context
 
-
     # -- WIS2: the node as the Global Services see it (wis2node/verify_wis2.py) ---------------------
 
-    def run_wis2(self, options: "Wis2Options", endpoints: Optional[Endpoints] = None) -> None:
-        from botocore.exceptions import NoCredentialsError
-
+    def run_wis2(self, options: Wis2Options, endpoints: Endpoints | None = None) -> None:
+        """After run_aws found credentials: every AWS or network error becomes a line of its own."""
         from wis2node import verify_wis2
 
-        node = (verify_wis2.Endpoint("node", endpoints.host, endpoints.mqtts_port, "mqtts")
-                if endpoints is not None else None)
-        try:
-            verify_wis2.run(self.add, self.settings, self.session, options, node,
-                            endpoints.ca_file if endpoints is not None else None)
-        except NoCredentialsError:
-            pass  # run_aws said so already
+        node = (
+            None if endpoints is None else verify_wis2.Endpoint("node", endpoints.host, endpoints.mqtts_port, "mqtts")
+        )
+        ca_file = None if endpoints is None else endpoints.ca_file
+        verify_wis2.run(self.add, self.settings, self.session, options, node, ca_file)
 
 
-def verify(settings: NodeSettings, endpoints: Optional[Endpoints], session=None,
-           wis2: Optional["Wis2Options"] = None) -> list[Check]:
+def verify(
+    settings: NodeSettings, endpoints: Optional[Endpoints], session=None, wis2: Wis2Options | None = None
+) -> list[Check]:
     verifier = Verifier(settings, session)
     verifier.run_aws()
     if endpoints is not None:
@@ -331,6 +368,7 @@ def report(checks: list[Check], as_json: bool) -> str:
     lines = [f"{'skip' if c.skipped else 'ok  ' if c.ok else 'FAIL'}  {c.name:{width}}  {c.detail}" for c in checks]
     failed = sum(not c.ok for c in checks)
     skipped = sum(c.skipped for c in checks)
-    return "\n".join(lines + [f"{len(checks)} checks, {failed} failed"
-                              + (f", {skipped} not reachable from here or nothing to judge" if skipped else "")])
-
+    summary = f"{len(checks)} checks, {failed} failed"
+    if skipped:
+        summary += f", {skipped} not reachable from here or nothing to judge"
+    return "\n".join([*lines, summary])

@@ -19,15 +19,16 @@ Read-only: nothing is published.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.errors import SettingsError
@@ -70,14 +71,14 @@ class Wis2Options:
     live: bool = True
 
     @classmethod
-    def from_catalogue(cls, path: Optional[Path] = None, wait: float = 30.0) -> "Wis2Options":
+    def from_catalogue(cls, path: Path | None = None, wait: float = 30.0) -> Wis2Options:
         if not 0 <= wait <= 3600:
             raise SettingsError(f"--wis2-wait {wait:g}: expected 0 to 3600 seconds")
         brokers, catalogues = global_endpoints(path)
         return cls(tuple(brokers), tuple(catalogues), wait, True)
 
 
-def global_endpoints(path: Optional[Path] = None) -> tuple[list[Endpoint], list[tuple[str, str]]]:
+def global_endpoints(path: Path | None = None) -> tuple[list[Endpoint], list[tuple[str, str]]]:
     """The Global Brokers to listen on (one endpoint per operator) and the GDCs (name, base URL)."""
     from wis2node import gdc
     from wis2node.watcher import ENDPOINTS_CSV, catalogue
@@ -97,8 +98,10 @@ def global_endpoints(path: Optional[Path] = None) -> tuple[list[Endpoint], list[
     found = []
     for row in catalogues:
         if row.get("transport") not in GDC_TRANSPORTS:
-            raise SettingsError(f"--global-endpoints {source}: catalogue {row.get('operator')!r}: transport "
-                                f"{row.get('transport')!r}, expected https")
+            raise SettingsError(
+                f"--global-endpoints {source}: catalogue {row.get('operator')!r}: transport "
+                f"{row.get('transport')!r}, expected https"
+            )
         name, url = gdc.catalogue_name(row), gdc.catalogue_url(row)
         try:
             gdc.check_url(name, url)
@@ -135,18 +138,21 @@ class Listener:
     """One subscription as everyone, in a daemon thread of its own: a connection that hangs (DNS, a
     broker that never answers) never holds verify, which stops waiting at its deadlines."""
 
-    def __init__(self, endpoint: Endpoint, topic: str, context: Optional[ssl.SSLContext]):
+    def __init__(self, endpoint: Endpoint, topic: str, context: ssl.SSLContext | None):
         import paho.mqtt.client as mqtt
 
         self.endpoint, self.topic = endpoint, topic
         self.ready = threading.Event()  # subscribed, or failed
         self.subscribed = False
-        self.error: Optional[str] = None
+        self.error: str | None = None
         self._heard: dict[str, float] = {}  # message id -> when first heard (monotonic)
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"wis2-verify-{uuid.uuid4().hex[:16]}",
-                                  protocol=mqtt.MQTTv5,
-                                  transport="websockets" if endpoint.transport == "wss" else "tcp")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"wis2-verify-{uuid.uuid4().hex[:16]}",
+            protocol=mqtt.MQTTv5,
+            transport="websockets" if endpoint.transport == "wss" else "tcp",
+        )
         self.client.connect_timeout = CONNECT_TIMEOUT
         self.client.username_pw_set(READ_ONLY_USER, READ_ONLY_PASSWORD)
         if context is not None:
@@ -165,7 +171,7 @@ class Listener:
     def _run(self) -> None:
         try:
             self.client.connect(self.endpoint.host, self.endpoint.port, keepalive=30)
-        except Exception as err:  # noqa: BLE001 (whatever the network says becomes the line)
+        except Exception as err:  # whatever the network says becomes the line
             self.fail(_describe(err))
             return
         self.client.loop_forever(retry_first_connection=False)
@@ -199,19 +205,17 @@ class Listener:
             self.error = reason[:300]
             self.ready.set()
 
-    def first(self) -> Optional[tuple[str, float]]:
+    def first(self) -> tuple[str, float] | None:
         with self._lock:
             return min(self._heard.items(), key=lambda item: item[1]) if self._heard else None
 
-    def heard(self, message_id: str) -> Optional[float]:
+    def heard(self, message_id: str) -> float | None:
         with self._lock:
             return self._heard.get(message_id)
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never connected
             self.client.disconnect()
-        except Exception:  # noqa: BLE001 (never connected)
-            pass
         self._thread.join(timeout=1)
 
 
@@ -220,8 +224,13 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def listen(node: Listener, brokers: list[Listener], wait: float, grace: float = RELAY_GRACE,
-           clock: Callable[[], float] = time.monotonic) -> Optional[tuple[str, float]]:
+def listen(
+    node: Listener,
+    brokers: list[Listener],
+    wait: float,
+    grace: float = RELAY_GRACE,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[str, float] | None:
     """Start every listener; wait for the first message of the node, then for the brokers to relay it.
     Returns that message (id, when heard from the node), or None."""
     everyone = [node, *brokers]
@@ -246,32 +255,48 @@ def listen(node: Listener, brokers: list[Listener], wait: float, grace: float = 
         time.sleep(0.1)
 
 
-def broker_checks(add: Add, brokers: list[Listener], first: Optional[tuple[str, float]], wait: float,
-                  node_error: Optional[str]) -> None:
+def broker_checks(
+    add: Add, brokers: list[Listener], first: tuple[str, float] | None, wait: float, node_error: str | None
+) -> None:
     for listener in brokers:
         name = listener.endpoint.name
         if not listener.subscribed:
-            add("wis2-broker", True, f"{name} ({listener.endpoint.url}): not reachable from here: {listener.error}",
-                skipped=True)
+            add(
+                "wis2-broker",
+                True,
+                f"{name} ({listener.endpoint.url}): not reachable from here: {listener.error}",
+                skipped=True,
+            )
         elif first is None:
-            why = (f"the node's broker is not reachable from here ({node_error})" if node_error
-                   else f"no message of the node in {wait:.0f} s to follow")
+            why = (
+                f"the node's broker is not reachable from here ({node_error})"
+                if node_error
+                else f"no message of the node in {wait:.0f} s to follow"
+            )
             add("wis2-broker", True, f"{name}: subscribed as {READ_ONLY_USER} ({why})")
         else:
             at = listener.heard(first[0])
             if at is None:
-                add("wis2-broker", False, f"{name}: subscribed, but did not relay the node's message {first[0]} "
-                                          f"within {RELAY_GRACE:.0f} s")
+                add(
+                    "wis2-broker",
+                    False,
+                    f"{name}: subscribed, but did not relay the node's message {first[0]} within {RELAY_GRACE:.0f} s",
+                )
             else:
-                add("wis2-broker", True, f"{name}: relayed the node's message {max(0.0, at - first[1]):.1f} s "
-                                         f"after the node's broker delivered it here")
+                add(
+                    "wis2-broker",
+                    True,
+                    f"{name}: relayed the node's message {max(0.0, at - first[1]):.1f} s "
+                    f"after the node's broker delivered it here",
+                )
 
 
 # -- the Global Discovery Catalogues ------------------------------------------------------------
 
 
-def gdc_checks(add: Add, declared: dict[str, str], catalogues: list[tuple[str, str]], centre_id: str,
-               where: str) -> None:
+def gdc_checks(
+    add: Add, declared: dict[str, str], catalogues: list[tuple[str, str]], centre_id: str, where: str
+) -> None:
     """Ask every catalogue at once, each bounded by GDC_DEADLINE."""
     from wis2node import gdc
 
@@ -283,7 +308,7 @@ def gdc_checks(add: Add, declared: dict[str, str], catalogues: list[tuple[str, s
     def ask(name: str, url: str) -> None:
         try:
             results[name] = gdc.compare(name, declared, gdc.catalogue_records(url, centre_id, timeout=GDC_TIMEOUT))
-        except Exception as err:  # noqa: BLE001 (whatever the network says becomes the line)
+        except Exception as err:  # whatever the network says becomes the line
             results[name] = _describe(err)
 
     threads = [threading.Thread(target=ask, args=item, daemon=True) for item in catalogues]
@@ -305,28 +330,44 @@ def gdc_checks(add: Add, declared: dict[str, str], catalogues: list[tuple[str, s
 # -- what the node's watcher reports (CloudWatch) -----------------------------------------------
 
 
-def latest_figures(session, stack: str, names: tuple[str, ...], now: datetime.datetime,
-                   window: float = FIGURES_WINDOW) -> dict[str, tuple[float, datetime.datetime]]:
+def latest_figures(
+    session, stack: str, names: tuple[str, ...], now: datetime.datetime, window: float = FIGURES_WINDOW
+) -> dict[str, tuple[float, datetime.datetime]]:
     """The latest datapoint of each of the watcher's metrics within the window: name -> (value, when)."""
     from wis2node.payload import METRIC_NAMESPACE
 
-    queries = [{"Id": f"m{index}", "ReturnData": True, "MetricStat": {
-        "Metric": {"Namespace": METRIC_NAMESPACE, "MetricName": name, "Dimensions": [{"Name": "Stack", "Value": stack}]},
-        "Period": 60, "Stat": "Maximum"}} for index, name in enumerate(names)]
+    queries = [
+        {
+            "Id": f"m{index}",
+            "ReturnData": True,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": METRIC_NAMESPACE,
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "Stack", "Value": stack}],
+                },
+                "Period": 60,
+                "Stat": "Maximum",
+            },
+        }
+        for index, name in enumerate(names)
+    ]
     answer = session.client("cloudwatch").get_metric_data(
-        MetricDataQueries=queries, StartTime=now - datetime.timedelta(seconds=window),
+        MetricDataQueries=queries,
+        StartTime=now - datetime.timedelta(seconds=window),
         EndTime=now + datetime.timedelta(minutes=1),  # the end is exclusive: the figure of this minute too
-        ScanBy="TimestampDescending")
+        ScanBy="TimestampDescending",
+    )
     found = {}
     for result in answer.get("MetricDataResults", []):
-        points = sorted(zip(result.get("Timestamps", []), result.get("Values", [])), reverse=True)
+        points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=True), reverse=True)
         if points:
             found[names[int(result["Id"][1:])]] = (points[0][1], points[0][0])
     return found
 
 
 def _ago(when: datetime.datetime, now: datetime.datetime) -> str:
-    when = when.astimezone(datetime.timezone.utc)
+    when = when.astimezone(datetime.UTC)
     minutes = max(0, int((now - when).total_seconds() // 60))
     return f"{when:%H:%M}Z, {minutes} min ago" if minutes < 120 else f"{when:%Y-%m-%d %H:%M}Z"
 
@@ -343,27 +384,48 @@ def watcher_checks(add: Add, session, settings, now: datetime.datetime) -> None:
     logs = f"python -m wis2node logs --stack {settings.stack} --service watcher"
     connected = figures.get("GlobalBrokersConnected")
     if connected is None:
-        add("wis2-watcher", False, f"no figure from the node's watcher for {FIGURES_WINDOW // 3600} hours: "
-                                   f"is wis2-watcher running? ({logs})")
+        add(
+            "wis2-watcher",
+            False,
+            f"no figure from the node's watcher for {FIGURES_WINDOW // 3600} hours: is wis2-watcher running? ({logs})",
+        )
     elif (now - connected[1]).total_seconds() > FIGURES_FRESH:
-        add("wis2-watcher", False, f"the node's watcher last reported at {_ago(connected[1], now)}: "
-                                   f"is wis2-watcher running? ({logs})")
+        add(
+            "wis2-watcher",
+            False,
+            f"the node's watcher last reported at {_ago(connected[1], now)}: is wis2-watcher running? ({logs})",
+        )
     else:
         count = int(connected[0])
-        add("wis2-watcher", count >= 1, f"the node's watcher hears {count} Global Broker{'s' * (count != 1)} "
-                                        f"({_ago(connected[1], now)})" + ("" if count else f": {logs}"))
+        add(
+            "wis2-watcher",
+            count >= 1,
+            f"the node's watcher hears {count} Global Broker{'s' * (count != 1)} "
+            f"({_ago(connected[1], now)})" + ("" if count else f": {logs}"),
+        )
     relaying = figures.get("BrokersRelaying")
     if relaying is None:
-        add("wis2-relay", True, f"no relay figure from the watcher for {FIGURES_WINDOW // 3600} hours (it puts "
-                                "one only while the node publishes)", skipped=True)
+        add(
+            "wis2-relay",
+            True,
+            f"no relay figure from the watcher for {FIGURES_WINDOW // 3600} hours (it puts "
+            "one only while the node publishes)",
+            skipped=True,
+        )
         return
     count = int(relaying[0])
-    extra = [f"latency {figures['RelayLatency'][0]:.1f} s" if "RelayLatency" in figures else "",
-             f"Global Caches copied {figures['CacheCopiedShare'][0]:.0f}% of the core data"
-             if "CacheCopiedShare" in figures else ""]
-    add("wis2-relay", count >= 2, f"{count} Global Broker{'s' * (count != 1)} relayed the node's latest message "
-                                  f"({_ago(relaying[1], now)}; the alarm fires under 2)"
-        + "".join(f", {text}" for text in extra if text))
+    extra = [
+        f"latency {figures['RelayLatency'][0]:.1f} s" if "RelayLatency" in figures else "",
+        f"Global Caches copied {figures['CacheCopiedShare'][0]:.0f}% of the core data"
+        if "CacheCopiedShare" in figures
+        else "",
+    ]
+    add(
+        "wis2-relay",
+        count >= 2,
+        f"{count} Global Broker{'s' * (count != 1)} relayed the node's latest message "
+        f"({_ago(relaying[1], now)}; the alarm fires under 2)" + "".join(f", {text}" for text in extra if text),
+    )
 
 
 # -- the alerts the watcher sent (CloudWatch Logs) ----------------------------------------------
@@ -377,8 +439,11 @@ def alert_checks(add: Add, session, stack: str, now: datetime.datetime, days: in
 
     group = log_group(stack, "watcher")
     logs = session.client("logs")
-    arguments = {"logGroupName": group, "filterPattern": f'"{EVENT_LINE}"',
-                 "startTime": int((now - datetime.timedelta(days=days)).timestamp() * 1000)}
+    arguments = {
+        "logGroupName": group,
+        "filterPattern": f'"{EVENT_LINE}"',
+        "startTime": int((now - datetime.timedelta(days=days)).timestamp() * 1000),
+    }
     found: list[tuple[int, dict]] = []
     try:
         for _ in range(20):  # pages; each at most 1 MB
@@ -401,23 +466,37 @@ def alert_checks(add: Add, session, stack: str, now: datetime.datetime, days: in
         return
     found.sort(key=lambda item: item[0], reverse=True)
     for timestamp, event in found[:ALERTS_SHOWN]:
-        when = datetime.datetime.fromtimestamp(timestamp / 1000, datetime.timezone.utc)
-        add("wis2-alerts", True, f"{when:%Y-%m-%d %H:%M}Z {event['severity']} from {event['source']}: "
-                                 f"{event['title'][:200]}")
+        when = datetime.datetime.fromtimestamp(timestamp / 1000, datetime.UTC)
+        add(
+            "wis2-alerts",
+            True,
+            f"{when:%Y-%m-%d %H:%M}Z {event['severity']} from {event['source']}: {event['title'][:200]}",
+        )
     if len(found) > ALERTS_SHOWN:
-        add("wis2-alerts", True, f"and {len(found) - ALERTS_SHOWN} more in {days} days: python -m wis2node logs "
-                                 f"--stack {stack} --service watcher --since {days}d")
+        add(
+            "wis2-alerts",
+            True,
+            f"and {len(found) - ALERTS_SHOWN} more in {days} days: python -m wis2node logs "
+            f"--stack {stack} --service watcher --since {days}d",
+        )
 
 
 # -- the section --------------------------------------------------------------------------------
 
 
-def run(add: Add, settings, session, options: Wis2Options, node: Optional[Endpoint] = None,
-        node_ca_file: Optional[str] = None, now: Optional[datetime.datetime] = None) -> None:
+def run(
+    add: Add,
+    settings,
+    session,
+    options: Wis2Options,
+    node: Endpoint | None = None,
+    node_ca_file: str | None = None,
+    now: datetime.datetime | None = None,
+) -> None:
     """The WIS2 lines, in order: the watcher, the relays, the brokers, the catalogues, the alerts."""
     from wis2node.metadata import metadata_dir
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     watcher_checks(add, session, settings, now)
     if options.live:
         brokers, catalogues = list(options.brokers), list(options.catalogues)
@@ -426,9 +505,16 @@ def run(add: Add, settings, session, options: Wis2Options, node: Optional[Endpoi
 
         declared = updated_by_id(directory) if directory.is_dir() else {}
         held: list = []
-        asking = threading.Thread(target=lambda: gdc_checks(lambda *a, **k: held.append((a, k)), declared,
-                                                            catalogues, settings.centre_id,
-                                                            f"stacks/{settings.stack}/metadata"), daemon=True)
+        asking = threading.Thread(
+            target=lambda: gdc_checks(
+                lambda *a, **k: held.append((a, k)),
+                declared,
+                catalogues,
+                settings.centre_id,
+                f"stacks/{settings.stack}/metadata",
+            ),
+            daemon=True,
+        )
         asking.start()  # the catalogues while the brokers are listened to
         topic = f"origin/a/wis2/{settings.centre_id}/#"
         node_context = ssl.create_default_context(cafile=node_ca_file)

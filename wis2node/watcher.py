@@ -69,9 +69,16 @@ class Broker:
             raise ValueError(f"broker {item.get('name')!r}: transport {transport!r}, expected mqtt, mqtts or wss")
         if transport == "mqtt" and item.get("host") not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"broker {item.get('name')!r}: plain mqtt is for loopback only")
-        return cls(name=str(item["name"]), host=str(item["host"]), port=int(item["port"]), transport=transport,
-                   path=str(item.get("path") or ""), username=str(item.get("username", READ_ONLY_USER)),
-                   password=str(item.get("password", READ_ONLY_PASSWORD)), ca_file=item.get("ca_file"))
+        return cls(
+            name=str(item["name"]),
+            host=str(item["host"]),
+            port=int(item["port"]),
+            transport=transport,
+            path=str(item.get("path") or ""),
+            username=str(item.get("username", READ_ONLY_USER)),
+            password=str(item.get("password", READ_ONLY_PASSWORD)),
+            ca_file=item.get("ca_file"),
+        )
 
 
 def catalogue(service: str = "global-broker", path: Path = ENDPOINTS_CSV) -> list[dict]:
@@ -82,9 +89,17 @@ def catalogue(service: str = "global-broker", path: Path = ENDPOINTS_CSV) -> lis
 
 
 def global_brokers(transports: tuple[str, ...] = WATCHED_TRANSPORTS) -> list[Broker]:
-    return [Broker(name=f"{row['operator']}-global-broker", host=row["host"], port=int(row["port"]),
-                   transport=row["transport"], path=row["path"])
-            for row in catalogue() if row["transport"] in transports]
+    return [
+        Broker(
+            name=f"{row['operator']}-global-broker",
+            host=row["host"],
+            port=int(row["port"]),
+            transport=row["transport"],
+            path=row["path"],
+        )
+        for row in catalogue()
+        if row["transport"] in transports
+    ]
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -97,25 +112,35 @@ class SeenEvents:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL, severity TEXT, "
-                         "title TEXT, source TEXT, brokers TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL, severity TEXT, "
+            "title TEXT, source TEXT, brokers TEXT)"
+        )
         self._lock = threading.Lock()
 
     def first(self, event: Event, broker: str, now: float) -> bool:
         """Record the event; True the first time it is heard (from any broker)."""
         with self._lock:
-            inserted = self._db.execute(
-                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
-                (event.key, now, event.severity, event.title, event.source, broker)).rowcount == 1
+            inserted = (
+                self._db.execute(
+                    "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.key, now, event.severity, event.title, event.source, broker),
+                ).rowcount
+                == 1
+            )
             if not inserted:
-                self._db.execute("UPDATE seen SET brokers = brokers || ' ' || ? WHERE key = ? "
-                                 "AND instr(' ' || brokers || ' ', ' ' || ? || ' ') = 0", (broker, event.key, broker))
+                self._db.execute(
+                    "UPDATE seen SET brokers = brokers || ' ' || ? WHERE key = ? "
+                    "AND instr(' ' || brokers || ' ', ' ' || ? || ' ') = 0",
+                    (broker, event.key, broker),
+                )
             return inserted
 
     def recent(self, limit: int = 10) -> list[dict]:
         with self._lock:
-            rows = self._db.execute("SELECT at, severity, title, source, brokers FROM seen ORDER BY at DESC LIMIT ?",
-                                    (limit,)).fetchall()
+            rows = self._db.execute(
+                "SELECT at, severity, title, source, brokers FROM seen ORDER BY at DESC LIMIT ?", (limit,)
+            ).fetchall()
         return [dict(zip(("at", "severity", "title", "source", "brokers"), row)) for row in rows]
 
     def forget(self, now: float, days: float = EVENT_MEMORY_DAYS) -> None:
@@ -139,8 +164,7 @@ class Relays:
         with self._lock:
             if message_id not in self._messages:
                 relays = self._early.pop(message_id, {})
-                self._messages[message_id] = {"at": now, "data_id": data_id, "cacheable": cacheable,
-                                              "relays": relays}
+                self._messages[message_id] = {"at": now, "data_id": data_id, "cacheable": cacheable, "relays": relays}
                 self._latencies += [0.0] * len(relays)  # relayed at once: faster than the watcher could see
                 while len(self._messages) > REMEMBERED:
                     self._messages.popitem(last=False)
@@ -172,8 +196,11 @@ class Relays:
             if self._latencies:
                 figures["RelayLatency"] = max(self._latencies)
                 self._latencies = []
-            copyable = [m for m in self._messages.values()
-                        if m["cacheable"] and now - CACHE_WINDOW <= m["at"] <= now - self.cache_grace]
+            copyable = [
+                m
+                for m in self._messages.values()
+                if m["cacheable"] and now - CACHE_WINDOW <= m["at"] <= now - self.cache_grace
+            ]
             if copyable:
                 copied = sum(1 for m in copyable if m["data_id"] in self._cached)
                 figures["CacheCopiedShare"] = round(100.0 * copied / len(copyable), 1)
@@ -186,8 +213,14 @@ class Relays:
 class Watcher:
     """Turns what the brokers say into alerts and metrics; the MQTT plumbing is in Connection."""
 
-    def __init__(self, config: dict, *, alert: Callable[[str, str], None], put: Callable[[list], None],
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        config: dict,
+        *,
+        alert: Callable[[str, str], None],
+        put: Callable[[list], None],
+        clock: Callable[[], float] = time.time,
+    ):
         self.centre_id = config["centre_id"]
         self.stack = config["stack"]
         self.alert, self.put, self.clock = alert, put, clock
@@ -256,46 +289,71 @@ class Watcher:
             events, self._events = self._events, []
         data = []
         for severity in sorted(set(events)):
-            data.append({"MetricName": "WIS2Events", "Unit": "Count", "Value": float(events.count(severity)),
-                         "Dimensions": stack + [{"Name": "Severity", "Value": severity}]})
+            data.append(
+                {
+                    "MetricName": "WIS2Events",
+                    "Unit": "Count",
+                    "Value": float(events.count(severity)),
+                    "Dimensions": stack + [{"Name": "Severity", "Value": severity}],
+                }
+            )
         alarming = sum(1 for s in events if s in ALARMING)
-        data.append({"MetricName": "WIS2EventsAlarming", "Unit": "Count", "Value": float(alarming),
-                     "Dimensions": stack})
+        data.append(
+            {"MetricName": "WIS2EventsAlarming", "Unit": "Count", "Value": float(alarming), "Dimensions": stack}
+        )
         units = {"BrokersRelaying": "Count", "RelayLatency": "Seconds", "CacheCopiedShare": "Percent"}
         for name, value in self.relays.figures(now).items():
             data.append({"MetricName": name, "Unit": units[name], "Value": value, "Dimensions": stack})
         if self.listening is not None:
-            data.append({"MetricName": "GlobalBrokersConnected", "Unit": "Count", "Value": float(self.listening()),
-                         "Dimensions": stack})
+            data.append(
+                {
+                    "MetricName": "GlobalBrokersConnected",
+                    "Unit": "Count",
+                    "Value": float(self.listening()),
+                    "Dimensions": stack,
+                }
+            )
         self.put(data)
         self.seen.forget(now)
         return data
 
 
 EVENT_LINE = "WIS2 event"  # what `verify` looks for in the watcher's log (CloudWatch Logs)
-EVENT_PATTERN = re.compile(r"WIS2 event (?P<severity>[A-Z]+) from (?P<source>\S+) via (?P<broker>\S+): "
-                           r"(?P<title>.*) \[(?P<id>[^\]]*)\]$")
+EVENT_PATTERN = re.compile(
+    r"WIS2 event (?P<severity>[A-Z]+) from (?P<source>\S+) via (?P<broker>\S+): "
+    r"(?P<title>.*) \[(?P<id>[^\]]*)\]$"
+)
 
 
 def event_line(event: Event, broker: str) -> str:
     """The log line of an alerted event: one line, EVENT_PATTERN reads it back."""
+
     def one(text: str) -> str:
         return " ".join(text.split()) or "-"
 
-    return (f"{EVENT_LINE} {event.severity} from {one(event.source).replace(' ', '_')} via {broker}: "
-            f"{one(event.title)} [{one(event.id).replace(']', ')')}]")
+    return (
+        f"{EVENT_LINE} {event.severity} from {one(event.source).replace(' ', '_')} via {broker}: "
+        f"{one(event.title)} [{one(event.id).replace(']', ')')}]"
+    )
 
 
 def alert_text(event: Event, broker: str, stack: str) -> tuple[str, str]:
     """The SNS subject (100 characters at most, one line) and message of an event."""
     subject = " ".join(f"WIS2 {event.severity}: {event.title}".split())[:100]
-    lines = [f"A WIS2 Global Service reports about centre {event.subject} (stack {stack}).", "",
-             f"Severity:    {event.severity}", f"Title:       {event.title}",
-             f"Description: {event.description or '-'}", f"Said by:     {event.source}",
-             f"Heard on:    {broker}", f"Event time:  {event.time or '-'}", f"Event id:    {event.id}"]
+    lines = [
+        f"A WIS2 Global Service reports about centre {event.subject} (stack {stack}).",
+        "",
+        f"Severity:    {event.severity}",
+        f"Title:       {event.title}",
+        f"Description: {event.description or '-'}",
+        f"Said by:     {event.source}",
+        f"Heard on:    {broker}",
+        f"Event time:  {event.time or '-'}",
+        f"Event id:    {event.id}",
+    ]
     if event.channel:
         lines.append(f"Channel:     {event.channel}")
-    lines += ["", "What to do: see the README, section \"WIS2 alerts\", under this title."]
+    lines += ["", 'What to do: see the README, section "WIS2 alerts", under this title.']
     return subject, "\n".join(lines)
 
 
@@ -308,8 +366,12 @@ class Connection:
         self.broker, self.watcher = broker, watcher
         self.connected = threading.Event()
         self.down_since: Optional[float] = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                                  transport="websockets" if broker.transport == "wss" else "tcp")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            transport="websockets" if broker.transport == "wss" else "tcp",
+        )
         self.client.username_pw_set(broker.username, broker.password)
         if broker.transport in ("mqtts", "wss"):
             self.client.tls_set(ca_certs=broker.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -326,8 +388,9 @@ class Connection:
 
         properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 3600  # what a broker queued during a short outage is delivered
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=60, clean_start=False,
-                                  properties=properties)
+        self.client.connect_async(
+            self.broker.host, self.broker.port, keepalive=60, clean_start=False, properties=properties
+        )
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -343,8 +406,13 @@ class Connection:
         if self.down_since is not None:
             LOG.info("%s: connected again after %.0f s", self.broker.name, time.monotonic() - self.down_since)
         else:
-            LOG.info("%s: connected (%s://%s:%s)", self.broker.name, self.broker.transport, self.broker.host,
-                     self.broker.port)
+            LOG.info(
+                "%s: connected (%s://%s:%s)",
+                self.broker.name,
+                self.broker.transport,
+                self.broker.host,
+                self.broker.port,
+            )
         self.down_since = None
         self.connected.set()
 
@@ -377,8 +445,10 @@ def client_id(config: dict, broker: Broker) -> str:
 
 def alerts_topic(config: dict, session) -> str:
     """The stack's SNS topic: node.json may name it; otherwise the parameter the monitoring component writes."""
-    return config["wis2"].get("alerts_topic_arn") or session.client("ssm").get_parameter(
-        Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
+    return (
+        config["wis2"].get("alerts_topic_arn")
+        or session.client("ssm").get_parameter(Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
+    )
 
 
 def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, interval: float = 60) -> None:
@@ -394,7 +464,7 @@ def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, i
 
     def put(data: list) -> None:
         for start in range(0, len(data), 20):
-            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start:start + 20])
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + 20])
 
     watcher = Watcher(config, alert=alert, put=put)
     connections = [Connection(broker, watcher, client_id(config, broker)) for broker in brokers_of(config)]

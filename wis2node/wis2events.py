@@ -79,10 +79,17 @@ def parse(payload: bytes) -> Event:
     exception = content.get("exception") if isinstance(content.get("exception"), dict) else {}
     description = content.get("description") or content.get("detail") or exception.get("description") or ""
     when = message.get("time")
-    return Event(id=strings["id"][:200], source=strings["source"][:200], subject=strings["subject"][:200],
-                 severity=severity, title=title.strip()[:MAX_TEXT], description=str(description)[:MAX_TEXT],
-                 time=when if isinstance(when, str) else "", channel=str(content.get("channel") or "")[:500],
-                 ref=str(data.get("ref") or "")[:200])
+    return Event(
+        id=strings["id"][:200],
+        source=strings["source"][:200],
+        subject=strings["subject"][:200],
+        severity=severity,
+        title=title.strip()[:MAX_TEXT],
+        description=str(description)[:MAX_TEXT],
+        time=when if isinstance(when, str) else "",
+        channel=str(content.get("channel") or "")[:500],
+        ref=str(data.get("ref") or "")[:200],
+    )
 
 
 @lru_cache(maxsize=1)
@@ -95,16 +102,25 @@ def _validator():
 
 def schema_errors(message: dict) -> list[str]:
     """What the pinned WME schema says is wrong with a message (empty: valid)."""
-    return [f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
-            for error in _validator().iter_errors(message)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+        for error in _validator().iter_errors(message)
+    ]
 
 
 def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def outage_notice(centre_id: str, start: Optional[datetime.datetime], end: datetime.datetime, message: str,
-                  channel: str = "", now: Optional[datetime.datetime] = None, ref: str = "") -> dict:
+def outage_notice(
+    centre_id: str,
+    start: Optional[datetime.datetime],
+    end: datetime.datetime,
+    message: str,
+    channel: str = "",
+    now: Optional[datetime.datetime] = None,
+    ref: str = "",
+) -> dict:
     """A WME like the specification's examples/wmem-wis2node-outage.json (source = subject = the centre).
 
     With ref: the notice that withdraws the earlier one of that id.
@@ -113,10 +129,22 @@ def outage_notice(centre_id: str, start: Optional[datetime.datetime], end: datet
     content = {"title": CANCELLED_TITLE if ref else OUTAGE_TITLE, "description": message}
     if channel:
         content["channel"] = channel
-    data = {"conformsTo": [CORE], "severity": "INFO",
-            "time": {"interval": [_timestamp(start) if start else "..", _timestamp(end)]}, "content": content}
+    data = {
+        "conformsTo": [CORE],
+        "severity": "INFO",
+        "time": {"interval": [_timestamp(start) if start else "..", _timestamp(end)]},
+        "content": content,
+    }
     if ref:
         data["ref"] = ref
-    return {"id": str(uuid.uuid4()), "specversion": "1.0", "type": WME_TYPE, "source": centre_id,
-            "subject": centre_id, "time": _timestamp(now), "datacontenttype": "application/json",
-            "dataschema": DATASCHEMA, "data": data}
+    return {
+        "id": str(uuid.uuid4()),
+        "specversion": "1.0",
+        "type": WME_TYPE,
+        "source": centre_id,
+        "subject": centre_id,
+        "time": _timestamp(now),
+        "datacontenttype": "application/json",
+        "dataschema": DATASCHEMA,
+        "data": data,
+    }

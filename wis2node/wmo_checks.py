@@ -94,7 +94,7 @@ def _import_without_package_init(name: str) -> ModuleType:
         module.__getattr__ = _PendingInit(module)
         sys.modules[package] = module
         if depth > 1:
-            setattr(sys.modules[".".join(parts[:depth - 1])], parts[depth - 1], module)
+            setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)
     return importlib.import_module(name)
 
 

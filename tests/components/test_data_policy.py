@@ -32,8 +32,11 @@ def restricted(stack_file: StackFile, ports: list[int]) -> StackFile:
 
 
 def test_the_example_stacks_publish_a_core_and_a_recommended_dataset():
-    policies = {json.loads(record.content)["properties"]["wmo:dataPolicy"]
-                for stack in (TEST_STACK, PROD_STACK) for record in load_records(stack.settings())}
+    policies = {
+        json.loads(record.content)["properties"]["wmo:dataPolicy"]
+        for stack in (TEST_STACK, PROD_STACK)
+        for record in load_records(stack.settings())
+    }
     assert policies == {"core", "recommended"}
     assert 443 in TEST_STACK.settings().open_to_internet
 
@@ -51,8 +54,14 @@ def test_check_refuses_it_too(tmp_path):
     assert "wis2-node:openToInternet: [443]" in text
     copy = tmp_path / TEST_STACK.path.name
     copy.write_text(text.replace("wis2-node:openToInternet: [443]", "wis2-node:openToInternet: []"))
-    done = subprocess.run([sys.executable, "-m", "wis2node", "check", str(copy)], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "wis2node", "check", str(copy)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     refusal = [line for line in done.stderr.splitlines() if "wis2-node:openToInternet" in line]
     assert len(refusal) == 1 and RECOMMENDED in refusal[0], done.stderr

@@ -77,21 +77,29 @@ def test_every_example_stack_fits_the_default_quota(stack_file: StackFile, deplo
 
 def networks(version: int, count: int) -> list[str]:
     base = ipaddress.ip_network("10.0.0.0/24" if version == 4 else "fd00::/48")
-    return [str(ipaddress.ip_network((int(base.network_address) + i * base.num_addresses, base.prefixlen)))
-            for i in range(count)]
+    return [
+        str(ipaddress.ip_network((int(base.network_address) + i * base.num_addresses, base.prefixlen)))
+        for i in range(count)
+    ]
 
 
 def partners(version: int, count: int, ports=(443, 8883)) -> list[dict]:
-    return [{"cidr": cidr, "description": f"partner {i}", "ports": list(ports)}
-            for i, cidr in enumerate(networks(version, count))]
+    return [
+        {"cidr": cidr, "description": f"partner {i}", "ports": list(ports)}
+        for i, cidr in enumerate(networks(version, count))
+    ]
 
 
 PROD = find_stack("aq-examplemet-prod")
 # The largest allowlist the settings accept: the whole catalogue, both ports open to everyone, and
 # as many partners on both ports as the quota leaves room for, in IPv4 and in IPv6.
-LARGEST = {**PROD.config, "wis2-node:globalServices": True, "wis2-node:excludeOperators": [],
-           "wis2-node:openToInternet": [443, 8883],
-           "wis2-node:partners": partners(4, 29) + partners(6, 29)}
+LARGEST = {
+    **PROD.config,
+    "wis2-node:globalServices": True,
+    "wis2-node:excludeOperators": [],
+    "wis2-node:openToInternet": [443, 8883],
+    "wis2-node:partners": partners(4, 29) + partners(6, 29),
+}
 
 
 def test_the_largest_allowlist_the_settings_accept_fits_the_default_quota():

@@ -20,8 +20,11 @@ TEST = find_stack("aq-examplemet-test")
 FQDN = TEST.config["wis2-node:fqdn"]
 INSTANCE = "aws:ec2/instance:Instance"
 VOLUME = "aws:ebs/volume:Volume"
-PROVIDED = {"wis2-node:tlsMode": "provided", "wis2-node:certificateAuthority": "digicert.com",
-            "wis2-node:certificate": mock_certificate(FQDN)}
+PROVIDED = {
+    "wis2-node:tlsMode": "provided",
+    "wis2-node:certificateAuthority": "digicert.com",
+    "wis2-node:certificate": mock_certificate(FQDN),
+}
 
 # key -> (the base it changes from (extra settings), the new value)
 IN_PLACE = {
@@ -32,6 +35,7 @@ IN_PLACE = {
     "wis2-node:memoryAlarmPercent": ({}, 70),
     "wis2-node:diskAlarmPercent": ({}, 70),
     "wis2-node:certificateAlarmDays": ({}, 14),
+    "wis2-node:rebootTime": ({}, "05:00"),  # the runtime parameter; wis2-config rewrites apt's file
     "wis2-node:snapshotRetentionDays": ({}, 30),
     "wis2-node:logRetentionDays": ({}, 90),
     "wis2-node:partners": ({}, [{"cidr": "192.0.2.0/24", "description": "new partner", "ports": [8883]}]),
@@ -51,7 +55,6 @@ IN_PLACE = {
 REPLACES = {
     "wis2-node:fqdn": ({}, "wis2node-other.examplemet.example.org"),
     "wis2-node:tlsMode": ({}, "self-signed"),
-    "wis2-node:rebootTime": ({}, "05:00"),
     "wis2-node:imageId": ({}, "ami-0fedcba9876543210"),
     "wis2-node:subnetId": ({}, "subnet-0fedcba9876543210"),
     "wis2-node:availabilityZone": ({}, "eu-west-1b"),
@@ -64,9 +67,12 @@ IDENTITY = ("wis2-node:centreId", "wis2-node:environment", "wis2-node:hostedZone
 def replacing_inputs(deployment: Deployment) -> dict:
     instance = deployment.one(INSTANCE).inputs
     volume = deployment.one(VOLUME).inputs
-    return {"userDataBase64": instance["userDataBase64"], "ami": instance.get("ami"),
-            "subnetId": instance.get("subnetId"),
-            "volume": {k: volume.get(k) for k in ("availabilityZone", "snapshotId", "encrypted", "type")}}
+    return {
+        "userDataBase64": instance["userDataBase64"],
+        "ami": instance.get("ami"),
+        "subnetId": instance.get("subnetId"),
+        "volume": {k: volume.get(k) for k in ("availabilityZone", "snapshotId", "encrypted", "type")},
+    }
 
 
 def evaluate(extra: dict, key: str | None = None, value=None) -> dict:

@@ -35,9 +35,13 @@ def as_list(value) -> list:
 # -- the uploader role trusts roles, never a whole account ----------------------------------------
 
 WHOLE_ACCOUNT = ["210987654321", "arn:aws:iam::210987654321:root"]
-NOT_A_ROLE = ["arn:aws:iam::210987654321:user/message-switch", "arn:aws:iam::210987654321:group/uploaders",
-              "arn:aws:sts::210987654321:assumed-role/message-switch/session", "message-switch",
-              "arn:aws:iam::210987654321:role/"]
+NOT_A_ROLE = [
+    "arn:aws:iam::210987654321:user/message-switch",
+    "arn:aws:iam::210987654321:group/uploaders",
+    "arn:aws:sts::210987654321:assumed-role/message-switch/session",
+    "message-switch",
+    "arn:aws:iam::210987654321:role/",
+]
 
 
 @pytest.mark.parametrize("principal", WHOLE_ACCOUNT)
@@ -53,8 +57,7 @@ def test_an_uploader_principal_naming_a_whole_account_is_refused(stack_file: Sta
 @pytest.mark.parametrize("principal", NOT_A_ROLE)
 def test_an_uploader_principal_that_is_not_a_role_is_refused(stack_file: StackFile, principal: str):
     with pytest.raises(SettingsError) as refused:
-        NodeSettings.from_config(stack_file.stack, {**stack_file.config,
-                                                    "wis2-node:uploaderPrincipals": [principal]})
+        NodeSettings.from_config(stack_file.stack, {**stack_file.config, "wis2-node:uploaderPrincipals": [principal]})
     message = str(refused.value)
     assert "wis2-node:uploaderPrincipals" in message and principal in message and ":role/" in message, message
 
@@ -63,16 +66,17 @@ def test_the_uploader_role_trusts_exactly_the_listed_roles(stack_file: StackFile
     roles = ["arn:aws:iam::210987654321:role/message-switch", "arn:aws:iam::210987654321:role/ingest/backup"]
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:uploaderPrincipals": roles})
     trust = json.loads(deployment.named("ingest-uploader-role").inputs["assumeRolePolicy"])["Statement"]
-    assert [(s["Effect"], s["Action"], s["Principal"]) for s in trust] == [
-        ("Allow", "sts:AssumeRole", {"AWS": roles})]
+    assert [(s["Effect"], s["Action"], s["Principal"]) for s in trust] == [("Allow", "sts:AssumeRole", {"AWS": roles})]
     for principal in trust[0]["Principal"]["AWS"]:
         assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", principal), principal
 
 
 # -- the instance role ----------------------------------------------------------------------------
 
-def test_the_node_may_create_the_publisher_password_but_never_overwrite_it(stack_file: StackFile,
-                                                                          deployment: Deployment):
+
+def test_the_node_may_create_the_publisher_password_but_never_overwrite_it(
+    stack_file: StackFile, deployment: Deployment
+):
     """A node (or a process that steals its role's credentials) cannot replace the password publishers use."""
     parameter = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/wis2-node/{stack_file.stack}/publisher-password"
     policy = statements(deployment.named("host-policy"))
@@ -81,29 +85,41 @@ def test_the_node_may_create_the_publisher_password_but_never_overwrite_it(stack
     assert [s["Resource"] for s in allows] == [parameter] and not [s for s in allows if "Condition" in s]
     denials = [s for s in puts if s["Effect"] == "Deny"]
     assert [(s["Resource"], s["Condition"]) for s in denials] == [
-        (parameter, {"StringEquals": {"ssm:Overwrite": "true"}})], "PutParameter may overwrite the password"
+        (parameter, {"StringEquals": {"ssm:Overwrite": "true"}})
+    ], "PutParameter may overwrite the password"
 
 
 def test_only_actions_that_take_no_resource_are_granted_on_everything(deployment: Deployment):
-    """"*" only where IAM offers nothing narrower, each named here; the rest names its resources."""
+    """ "*" only where IAM offers nothing narrower, each named here; the rest names its resources."""
     unscoped = {}
     for name in ("host-policy", "ingest-node"):
         for statement in statements(deployment.named(name)):
             if "*" in as_list(statement["Resource"]):
                 assert statement["Effect"] == "Allow"
                 unscoped[statement["Sid"]] = (sorted(as_list(statement["Action"])), statement.get("Condition"))
-    session = sorted(["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
-                      "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
-                      "ssmmessages:OpenDataChannel"])
-    expected = {"SessionManager": (session, None),
-                "Metrics": (["cloudwatch:PutMetricData"],
-                            {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}}),
-                # certbot-dns-route53 lists the hosted zones to find the node's: no resource ARN exists
-                "AcmeFindZone": (["route53:ListHostedZones"], None)}
+    session = sorted(
+        [
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ]
+    )
+    expected = {
+        "SessionManager": (session, None),
+        "Metrics": (
+            ["cloudwatch:PutMetricData"],
+            {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}},
+        ),
+        # certbot-dns-route53 lists the hosted zones to find the node's: no resource ARN exists
+        "AcmeFindZone": (["route53:ListHostedZones"], None),
+    }
     assert unscoped == expected
 
 
 # -- alert topics ---------------------------------------------------------------------------------
+
 
 def test_every_alert_topic_is_encrypted_with_a_key_cloudwatch_may_use(deployment: Deployment):
     keys = {k.inputs["region"]: k for k in deployment.of_type(KEY)}
@@ -125,8 +141,11 @@ def test_every_alert_topic_is_encrypted_with_a_key_cloudwatch_may_use(deployment
 
 def test_health_check_alarms_publish_to_the_encrypted_topic_of_their_region(deployment: Deployment):
     topics = {t.inputs["region"]: t for t in deployment.of_type(TOPIC)}
-    alarms = [a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-              if a.inputs.get("namespace") == "AWS/Route53"]
+    alarms = [
+        a
+        for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a.inputs.get("namespace") == "AWS/Route53"
+    ]
     assert alarms
     for alarm in alarms:
         assert alarm.inputs["region"] == "us-east-1"
@@ -135,12 +154,16 @@ def test_health_check_alarms_publish_to_the_encrypted_topic_of_their_region(depl
 
 # -- ingest bucket --------------------------------------------------------------------------------
 
-def test_an_overwritten_or_deleted_upload_stays_recoverable_and_retention_still_applies(stack_file: StackFile,
-                                                                                        deployment: Deployment):
+
+def test_an_overwritten_or_deleted_upload_stays_recoverable_and_retention_still_applies(
+    stack_file: StackFile, deployment: Deployment
+):
     versioning = deployment.one("aws:s3/bucketVersioning:BucketVersioning").inputs
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
-    rules = {r["id"]: r for r in deployment.one(
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]}
+    rules = {
+        r["id"]: r
+        for r in deployment.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    }
     assert rules["expire-data"]["expiration"]["days"] == stack_file.settings().retention_days
     old_versions = rules["expire-old-versions"]
     assert old_versions["status"] == "Enabled" and not old_versions["filter"].get("prefix")
@@ -155,6 +178,7 @@ def test_an_overwritten_or_deleted_upload_stays_recoverable_and_retention_still_
 
 
 # -- snapshots of the data volume -----------------------------------------------------------------
+
 
 def test_the_data_volume_and_only_it_is_snapshotted_daily(stack_file: StackFile, deployment: Deployment):
     settings = stack_file.settings()
@@ -177,8 +201,9 @@ def test_the_data_volume_and_only_it_is_snapshotted_daily(stack_file: StackFile,
 
 
 def test_two_stacks_never_target_the_same_volumes(deployments: dict[str, Deployment]):
-    targets = [json.dumps(d.one(DLM).inputs["policyDetails"]["targetTags"], sort_keys=True)
-               for d in deployments.values()]
+    targets = [
+        json.dumps(d.one(DLM).inputs["policyDetails"]["targetTags"], sort_keys=True) for d in deployments.values()
+    ]
     assert len(set(targets)) == len(targets)
 
 
@@ -188,16 +213,18 @@ def test_the_snapshot_role_is_dlms_alone(deployment: Deployment):
     assert policy["executionRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/host-snapshots-role"
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert [(s["Effect"], s["Action"], s["Principal"]) for s in trust] == [
-        ("Allow", "sts:AssumeRole", {"Service": "dlm.amazonaws.com"})]
+        ("Allow", "sts:AssumeRole", {"Service": "dlm.amazonaws.com"})
+    ]
     attached = deployment.named("host-snapshots-role-policy").inputs
     assert attached["role"] == "host-snapshots-role"
     assert attached["policyArn"] == "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
 
 
-def test_snapshot_retention_is_a_setting_that_does_not_replace_the_node(stack_file: StackFile,
-                                                                        deployment: Deployment):
-    changed = run_program(stack_file.stack, {**stack_file.config, "wis2-node:snapshotRetentionDays": 30,
-                                             "wis2-node:centreName": "Another name"})
+def test_snapshot_retention_is_a_setting_that_does_not_replace_the_node(stack_file: StackFile, deployment: Deployment):
+    changed = run_program(
+        stack_file.stack,
+        {**stack_file.config, "wis2-node:snapshotRetentionDays": 30, "wis2-node:centreName": "Another name"},
+    )
     assert changed.one(DLM).inputs["policyDetails"]["schedules"][0]["retainRule"]["interval"] == 30
     assert changed.one(INSTANCE).user_data == deployment.one(INSTANCE).user_data
 
@@ -210,8 +237,9 @@ def test_a_bad_snapshot_retention_is_refused(stack_file: StackFile, days):
 
 def test_a_restore_makes_the_data_volume_from_the_snapshot_named(stack_file: StackFile, deployment: Deployment):
     assert "snapshotId" not in deployment.one(VOLUME).inputs
-    restored = run_program(stack_file.stack, {**stack_file.config, "wis2-node:dataVolumeSnapshotId":
-                                              "snap-0123456789abcdef0"})
+    restored = run_program(
+        stack_file.stack, {**stack_file.config, "wis2-node:dataVolumeSnapshotId": "snap-0123456789abcdef0"}
+    )
     volume = restored.one(VOLUME).inputs
     assert volume["snapshotId"] == "snap-0123456789abcdef0" and volume["encrypted"] is True
     # the restored volume is snapshotted like the one it replaces

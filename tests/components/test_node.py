@@ -44,16 +44,24 @@ def declared_sources(deployment: Deployment) -> list[tuple[str, int]]:
         assert rule.inputs["ipProtocol"] == "tcp"
         assert rule.inputs["fromPort"] == rule.inputs["toPort"]
         assert sum(k in rule.inputs for k in ("cidrIpv4", "cidrIpv6", "prefixListId")) == 1
-    return [(r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6") or r.inputs["prefixListId"],
-             int(r.inputs["fromPort"])) for r in rules]
+    return [
+        (r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6") or r.inputs["prefixListId"], int(r.inputs["fromPort"]))
+        for r in rules
+    ]
 
 
 HEALTH_CHECKERS = {("pl-0123456789abcdef0", 443), ("pl-0123456789abcdef0", 8883)}
 
 
 def test_every_stack_evaluates_and_declares_the_node(deployment: Deployment):
-    for type_ in (INSTANCE, "aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation", "aws:ebs/volume:Volume",
-                  "aws:ec2/volumeAttachment:VolumeAttachment", "aws:iam/instanceProfile:InstanceProfile"):
+    for type_ in (
+        INSTANCE,
+        "aws:ec2/eip:Eip",
+        "aws:ec2/eipAssociation:EipAssociation",
+        "aws:ebs/volume:Volume",
+        "aws:ec2/volumeAttachment:VolumeAttachment",
+        "aws:iam/instanceProfile:InstanceProfile",
+    ):
         deployment.one(type_)
 
 
@@ -82,8 +90,9 @@ def test_the_instance_wears_every_security_group(deployment: Deployment):
 
 
 def test_no_port_is_open_to_the_world_unless_asked(stack_file: StackFile, deployment: Deployment):
-    asked = {(cidr, port) for port in stack_file.config.get("wis2-node:openToInternet", [])
-             for cidr in ("0.0.0.0/0", "::/0")}
+    asked = {
+        (cidr, port) for port in stack_file.config.get("wis2-node:openToInternet", []) for cidr in ("0.0.0.0/0", "::/0")
+    }
     assert {s for s in declared_sources(deployment) if s[0] in ("0.0.0.0/0", "::/0")} == asked
 
 
@@ -98,8 +107,7 @@ def test_excluding_an_operator_removes_its_addresses(stack_file: StackFile):
     deployment = run_program(stack_file.stack, config)
     jma = {"35.76.201.251/32", "13.115.11.72/32"}
     assert not jma & {cidr for cidr, _ in declared_sources(deployment)}
-    assert set(declared_sources(deployment)) == expected_sources(
-        StackFile(stack_file.stack, stack_file.path, config))
+    assert set(declared_sources(deployment)) == expected_sources(StackFile(stack_file.stack, stack_file.path, config))
 
 
 def test_route53_health_checkers_are_let_in_on_exactly_the_two_ports(deployment: Deployment):
@@ -108,8 +116,9 @@ def test_route53_health_checkers_are_let_in_on_exactly_the_two_ports(deployment:
 
 
 def test_egress_is_web_only(deployment: Deployment):
-    egress = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"]))
-              for r in deployment.of_type(EGRESS)}
+    egress = {
+        (r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"])) for r in deployment.of_type(EGRESS)
+    }
     assert egress == {("tcp", 443, 443), ("tcp", 80, 80)}
 
 
@@ -155,38 +164,53 @@ def test_a_record_is_the_fqdn_pointing_at_the_elastic_ip(stack_file: StackFile, 
 
 def test_caa_names_the_provided_ca(stack_file: StackFile):
     issued = mock_certificate(stack_file.config["wis2-node:fqdn"], issuer_key=ec.generate_private_key(ec.SECP256R1()))
-    deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:tlsMode": "provided",
-                                                "wis2-node:certificateAuthority": "digicert.com",
-                                                "wis2-node:certificate": issued})
+    deployment = run_program(
+        stack_file.stack,
+        {
+            **stack_file.config,
+            "wis2-node:tlsMode": "provided",
+            "wis2-node:certificateAuthority": "digicert.com",
+            "wis2-node:certificate": issued,
+        },
+    )
     caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
     assert '0 issue "digicert.com"' in caa.inputs["records"]
 
 
 def test_instance_role_is_scoped_to_the_node(stack_file: StackFile, deployment: Deployment):
     # the node's role has no managed policy (the one attachment is Data Lifecycle Manager's role's)
-    assert [a.inputs["role"] for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")] \
-        == ["host-snapshots-role"]
-    statements = {s["Sid"]: s for s in json.loads(deployment.named("host-policy").inputs["policy"])
-                  ["Statement"]}
-    assert all(a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:"))
-               for a in statements.pop("SessionManager")["Action"])
+    assert [a.inputs["role"] for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")] == [
+        "host-snapshots-role"
+    ]
+    statements = {s["Sid"]: s for s in json.loads(deployment.named("host-policy").inputs["policy"])["Statement"]}
+    assert all(
+        a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:"))
+        for a in statements.pop("SessionManager")["Action"]
+    )
     stack = stack_file.stack
-    assert statements.pop("PublisherPassword")["Resource"] == \
-        f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/publisher-password"
+    assert (
+        statements.pop("PublisherPassword")["Resource"]
+        == f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/publisher-password"
+    )
     assert statements.pop("PublisherPasswordCreateOnly")["Effect"] == "Deny"  # test_least_privilege.py
     # letsencrypt stacks: the ACME challenge record of the node's own name, nothing else in the zone
     challenge = statements.pop("AcmeChallengeRecord")
     assert challenge["Resource"] == "arn:aws:route53:::hostedzone/Z0123456789EXAMPLE"
     assert challenge["Condition"]["ForAllValues:StringEquals"] == {
-        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"_acme-challenge.{stack_file.config['wis2-node:fqdn']}"],
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+            f"_acme-challenge.{stack_file.config['wis2-node:fqdn']}"
+        ],
         "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
-        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+    }
     metrics = statements.pop("Metrics")
     assert metrics["Action"] == "cloudwatch:PutMetricData"
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["WIS2Node", "WIS2Node/Host"]}}
     # the runtime configuration it re-reads, and its services' own log groups, nothing else
-    assert statements.pop("RuntimeConfig")["Resource"] == \
-        f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/runtime-config"
+    assert (
+        statements.pop("RuntimeConfig")["Resource"]
+        == f"arn:aws:ssm:eu-west-1:123456789012:parameter/wis2-node/{stack}/runtime-config"
+    )
     logs = statements.pop("Logs")
     assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     groups = {r.inputs["name"] for r in deployment.of_type("aws:cloudwatch/logGroup:LogGroup")}
@@ -242,9 +266,14 @@ def test_registration_names_what_the_stack_has_not_said(stack_file: StackFile):
     assert registration["centre_name"] is None and registration["contact_email"] is None
 
 
-@pytest.mark.parametrize("config_key,value", [("wis2-node:contactEmail", "focal-point-at-example"),
-                                              ("wis2-node:centreName", "Example\nMet"),
-                                              ("wis2-node:centreName", " padded ")])
+@pytest.mark.parametrize(
+    "config_key,value",
+    [
+        ("wis2-node:contactEmail", "focal-point-at-example"),
+        ("wis2-node:centreName", "Example\nMet"),
+        ("wis2-node:centreName", " padded "),
+    ],
+)
 def test_bad_registration_details_are_refused_naming_the_key(stack_file: StackFile, config_key: str, value: str):
     with pytest.raises(pulumi.RunError) as refused:
         run_program(stack_file.stack, {**stack_file.config, config_key: value})
@@ -262,3 +291,23 @@ def test_pinned_image_is_used_as_is(stack_file: StackFile):
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:imageId": "ami-0fedcba9876543210"})
     assert deployment.one(INSTANCE).inputs["ami"] == "ami-0fedcba9876543210"
     assert not [c for c in deployment.calls if c[0] == "aws:ssm/getParameter:getParameter"]
+
+
+def test_the_readme_lists_every_stack_output():
+    """README, "Stack outputs": every output the program exports (the optional ones included), and no other."""
+    from wis2node.stackfile import ROOT, find_stack
+
+    test = find_stack("aq-examplemet-test")
+    fqdn = test.config["wis2-node:fqdn"]
+    everything = {
+        **test.config,
+        "wis2-node:tlsMode": "provided",
+        "wis2-node:certificateAuthority": "digicert.com",
+        "wis2-node:certificate": mock_certificate(fqdn),
+        "wis2-node:uploaderPrincipals": ["arn:aws:iam::210987654321:role/message-switch"],
+    }
+    exported = set(run_program(test.stack, everything).outputs)
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("Stack outputs (`pulumi stack output -s <stack>`):", 1)[1].split("\n\n", 2)[1]
+    listed = {name for line in table.splitlines() for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert listed == exported

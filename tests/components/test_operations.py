@@ -39,8 +39,10 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     assert found["certificate-renewal-failed"]["treatMissingData"] == "notBreaching"
     assert found["heartbeat-missing"]["treatMissingData"] == "breaching"
     assert found["certificate-mqtts-expiring"]["treatMissingData"] == "breaching"  # no figure: nothing served
-    assert {found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
-            for p in ("broker", "web", "agent")} == {"mosquitto", "nginx", "wis2node agent"}
+    assert {
+        found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
+        for p in ("broker", "web", "agent")
+    } == {"mosquitto", "nginx", "wis2node agent"}
     for name, alarm in found.items():
         assert alarm["alarmActions"], name  # every alarm tells someone
         assert alarm["dimensions"], name
@@ -63,11 +65,14 @@ def test_wis2_alarms_and_the_nodes_way_to_the_alert_topic(stack_file: StackFile,
     parameter = deployment.named("monitoring-alerts-topic").inputs
     assert parameter["name"] == settings.parameter_name("alerts-topic") and parameter["type"] == "String"
     assert f"arn:aws:sns:{settings.region}:123456789012:monitoring-alerts-{settings.region}" in json.dumps(
-        parameter["value"])
+        parameter["value"]
+    )
     policy = json.loads(deployment.named("monitoring-node-alerts").inputs["policy"])
     assert {s["Sid"]: s["Action"] for s in policy["Statement"]} == {
-        "Wis2Alerts": "sns:Publish", "Wis2AlertsKey": ["kms:GenerateDataKey*", "kms:Decrypt"],
-        "Wis2AlertsTopicName": "ssm:GetParameter"}
+        "Wis2Alerts": "sns:Publish",
+        "Wis2AlertsKey": ["kms:GenerateDataKey*", "kms:Decrypt"],
+        "Wis2AlertsTopicName": "ssm:GetParameter",
+    }
     assert all(s["Resource"] != "*" for s in policy["Statement"]), "the topic, its key, its parameter only"
     dashboard = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"]["title"] for w in dashboard["widgets"]]
@@ -93,18 +98,26 @@ def test_one_topic_per_region_with_every_address_subscribed(stack_file: StackFil
     subscriptions = deployment.of_type("aws:sns/topicSubscription:TopicSubscription")
     emails = stack_file.config["wis2-node:alertEmails"]
     assert sorted((s.inputs["region"], s.inputs["endpoint"]) for s in subscriptions) == sorted(
-        (region, email) for region in ("eu-west-1", "us-east-1") for email in emails)
+        (region, email) for region in ("eu-west-1", "us-east-1") for email in emails
+    )
     assert all(s.inputs["protocol"] == "email" for s in subscriptions)
 
 
 def test_dashboard_shows_the_vital_signs(deployment: Deployment):
     body = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"]["title"] for w in body["widgets"]]
-    assert titles == ["CPU %", "Memory %", "Disk %", "Processes", "Certificate days left",
-                      "Reachable from outside (1 = yes)", "WIS2 events about the centre",
-                      "Global Brokers relaying (alarm under 2)",
-                      "Relay latency (s) and share copied by the Global Caches (%)",
-                      "Discovery records missing / stale / unknown in the GDCs"]
+    assert titles == [
+        "CPU %",
+        "Memory %",
+        "Disk %",
+        "Processes",
+        "Certificate days left",
+        "Reachable from outside (1 = yes)",
+        "WIS2 events about the centre",
+        "Global Brokers relaying (alarm under 2)",
+        "Relay latency (s) and share copied by the Global Caches (%)",
+        "Discovery records missing / stale / unknown in the GDCs",
+    ]
 
 
 def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deployment: Deployment):
@@ -113,20 +126,30 @@ def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deploymen
     collected = agent["metrics"]["metrics_collected"]
     assert collected["mem"]["measurement"] == ["mem_used_percent"]
     assert collected["disk"]["resources"] == ["/", "/srv/wis2"]
-    assert [p.get("exe") or p.get("pattern") for p in collected["procstat"]] == ["mosquitto", "nginx",
-                                                                                "wis2node agent"]
+    assert [p.get("exe") or p.get("pattern") for p in collected["procstat"]] == ["mosquitto", "nginx", "wis2node agent"]
     assert agent["metrics"]["namespace"] == alarms(deployment)["memory-high"]["namespace"]
     assert "wis2node reporter" in files["/etc/systemd/system/wis2-reporter.service"].decode()
     assert b"OnUnitActiveSec=5min" in files["/etc/systemd/system/wis2-reporter.timer"]
 
 
 def test_security_updates_reboot_in_the_stack_window(stack_file: StackFile):
+    """The reboot time travels in the runtime parameter (a change never replaces the VM); the user
+    data's apt file turns automatic reboots off until the node has written that time
+    (tests/wis2node/test_operator_verbs.py: the node writes it, and apt reads it)."""
+    from tests.components.test_tls import parameters
+
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:rebootTime": "04:15"})
-    files = user_data_files(deployment.one(INSTANCE).user_data)
+    runtime = json.loads(parameters(deployment)["runtime-config"]["plain_value"])
+    assert runtime["upgrades"] == {"reboot_time": "04:15"}
+    instance = deployment.one(INSTANCE)
+    files = user_data_files(instance.user_data)
     upgrades = files["/etc/apt/apt.conf.d/52wis2-unattended-upgrades"].decode()
-    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in upgrades
-    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:15";' in upgrades
     assert 'APT::Periodic::Unattended-Upgrade "1";' in upgrades
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in upgrades
+    assert "04:15" not in instance.user_data and "Automatic-Reboot-Time" not in upgrades
+    node = json.loads(files["/etc/wis2/node.json"])
+    assert node["upgrades"] == {"apt_file": "/etc/apt/apt.conf.d/53wis2-reboot-time"}
+    assert "/etc/apt/apt.conf.d " in files["/etc/systemd/system/wis2-config.service"].decode()
 
 
 def test_the_image_found_first_stays_until_one_is_pinned(stack_file: StackFile, deployment: Deployment):
@@ -146,17 +169,24 @@ def test_what_a_replaced_instance_keeps(stack_file: StackFile, deployment: Deplo
     assert deployment.one("aws:ec2/eip:Eip").options["protect"] is production
     files = user_data_files(instance.user_data)
     broker = files["/etc/mosquitto/mosquitto.conf"].decode()
-    assert "persistence_location /srv/wis2/mosquitto/" in broker          # persistent sessions
-    assert "certfile /srv/wis2/tls/fullchain.pem" in broker                # installed certificates
+    assert "persistence_location /srv/wis2/mosquitto/" in broker  # persistent sessions
+    assert "certfile /srv/wis2/tls/fullchain.pem" in broker  # installed certificates
     setup = files["/usr/local/sbin/wis2-setup"].decode()
-    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in setup          # certbot's state
+    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in setup  # certbot's state
     records = {r.inputs["type"]: r for r in deployment.of_type("aws:route53/record:Record")}
     assert records["A"].inputs["records"] == [DOC_IP]  # the Elastic IP, whichever instance holds it
 
 
-@pytest.mark.parametrize("key,value", [("wis2-node:cpuAlarmPercent", 0), ("wis2-node:memoryAlarmPercent", 101),
-                                       ("wis2-node:diskAlarmPercent", 250), ("wis2-node:alertEmails", ["ops@"]),
-                                       ("wis2-node:rebootTime", "3am")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("wis2-node:cpuAlarmPercent", 0),
+        ("wis2-node:memoryAlarmPercent", 101),
+        ("wis2-node:diskAlarmPercent", 250),
+        ("wis2-node:alertEmails", ["ops@"]),
+        ("wis2-node:rebootTime", "3am"),
+    ],
+)
 def test_bad_monitoring_settings_are_refused_naming_the_key(key, value):
     stack = find_stack("aq-examplemet-prod")
     with pytest.raises(pulumi.RunError) as refused:

@@ -24,10 +24,12 @@ def test_bucket_is_private_encrypted_and_expires_data(stack_file: StackFile, dep
     bucket = deployment.one("aws:s3/bucket:Bucket").inputs
     assert bucket["bucket"] == f"{stack_file.stack}-wis2-ingest-{ACCOUNT}"
     block = deployment.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                                          "restrictPublicBuckets"))
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
     encryption = deployment.one(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs
     assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
     rule = deployment.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"][0]
     assert rule["filter"]["prefix"] == "data/" and rule["status"] == "Enabled"
@@ -69,28 +71,42 @@ def test_no_one_but_s3_for_this_bucket_may_send_to_the_queue(stack_file: StackFi
         assert deny["Action"] == "sqs:SendMessage"
         assert "NotAction" not in deny and "NotPrincipal" not in deny and len(deny["Condition"]) == 1
     # one statement per condition: a sender is denied if EITHER differs (within one statement they would AND)
-    conditions = {(operator, key, value) for deny in denials for operator, pairs in deny["Condition"].items()
-                  for key, value in pairs.items()}
-    assert conditions == {("ArnNotEquals", "aws:SourceArn", bucket_arn),
-                          ("StringNotEquals", "aws:SourceAccount", ACCOUNT)}
+    conditions = {
+        (operator, key, value)
+        for deny in denials
+        for operator, pairs in deny["Condition"].items()
+        for key, value in pairs.items()
+    }
+    assert conditions == {
+        ("ArnNotEquals", "aws:SourceArn", bucket_arn),
+        ("StringNotEquals", "aws:SourceAccount", ACCOUNT),
+    }
     # and the only Allow is S3's, for this bucket of this account
     allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
     assert [(a["Principal"], a["Condition"]) for a in allows] == [
-        ({"Service": "s3.amazonaws.com"},
-         {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": ACCOUNT}})]
+        (
+            {"Service": "s3.amazonaws.com"},
+            {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        )
+    ]
 
 
 def test_uploaders_may_only_put_data(deployment: Deployment):
     statements = policy_of(deployment.one("aws:iam/policy:Policy"))["Statement"]
     assert [(s["Action"], s["Resource"].rsplit(":::", 1)[1]) for s in statements] == [
-        ("s3:PutObject", f"{deployment.one('aws:s3/bucket:Bucket').inputs['bucket']}/data/*")]
+        ("s3:PutObject", f"{deployment.one('aws:s3/bucket:Bucket').inputs['bucket']}/data/*")
+    ]
 
 
 def test_the_node_may_only_read_the_bucket_and_use_its_queues(deployment: Deployment):
     statements = {s["Sid"]: s for s in policy_of(deployment.named("ingest-node"))["Statement"]}
     assert statements["ReadIngest"]["Action"] == ["s3:GetObject", "s3:ListBucket"]
-    assert set(statements["ConsumeEvents"]["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                                        "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+    assert set(statements["ConsumeEvents"]["Action"]) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    }
     assert statements["ParkFailures"]["Action"] == ["sqs:SendMessage"]
     assert not [s for s in statements.values() if s["Resource"] == "*"]
 
@@ -101,8 +117,10 @@ def test_optional_uploader_role_trusts_only_the_listed_principals(stack_file: St
     role = deployment.named("ingest-uploader-role").inputs
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"AWS": [principal]}
     assert deployment.outputs["uploader_role_arn"]
-    attachments = {a.inputs["role"]: a.inputs["policyArn"]
-                   for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    attachments = {
+        a.inputs["role"]: a.inputs["policyArn"]
+        for a in deployment.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
     assert attachments["ingest-uploader-role"] == f"arn:aws:iam::{ACCOUNT}:policy/ingest-uploader"
 
 

@@ -34,8 +34,9 @@ def test_each_declared_alarm_points_at_its_runbook_section(stack_file, deploymen
         assert description.endswith(f"Runbook: README.md#{anchor}"), description
         assert anchor == f"alarm-{label}" and anchor in found, f"no runbook section for {label}"
         text = found[anchor]
-        assert re.search(r"python -m wis2node|`logs|`status|`verify|aws |pulumi |systemctl|journalctl", text), \
+        assert re.search(r"python -m wis2node|`logs|`status|`verify|aws |pulumi |systemctl|journalctl", text), (
             f"the runbook of {label} names no command"
+        )
         assert len(description) <= 1024, "CloudWatch's limit for a description"
 
 

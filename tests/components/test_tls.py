@@ -27,8 +27,7 @@ def policy(deployment: Deployment) -> dict:
 
 
 def provided(stack, **extra):
-    return {**stack.config, "wis2-node:tlsMode": "provided", "wis2-node:certificateAuthority": "digicert.com",
-            **extra}
+    return {**stack.config, "wis2-node:tlsMode": "provided", "wis2-node:certificateAuthority": "digicert.com", **extra}
 
 
 def issued_for(fqdn: str) -> str:
@@ -56,7 +55,9 @@ def assert_key_only_in_ssm(deployment: Deployment, stack: str):
     assert "PRIVATE KEY" not in deployment.one("aws:ec2/instance:Instance").user_data
     assert not any(b"PRIVATE KEY" in content for content in files(deployment).values())
     assert [arn.rsplit(":parameter", 1)[1] for arn in policy(deployment)["TlsKey"]["Resource"]] == [
-        f"/wis2-node/{stack}/tls-private-key", f"/wis2-node/{stack}/tls-certificate"]
+        f"/wis2-node/{stack}/tls-private-key",
+        f"/wis2-node/{stack}/tls-certificate",
+    ]
     instance = deployment.one("aws:ec2/instance:Instance")
     assert instance.options["delete_before_replace"]  # and it boots after both parameters exist (depends_on)
 
@@ -66,8 +67,9 @@ def test_letsencrypt_makes_nothing_in_pulumi_and_uses_staging_on_test_stacks():
         deployment = run_program(stack.stack, stack.config)
         assert not [r for r in deployment.resources if r.type.startswith("tls:")]
         # no secret parameter: the runtime configuration and the alert topic's name (components/monitoring.py)
-        assert sorted(p.inputs["name"] for p in deployment.of_type(PARAMETER)) == sorted([
-            f"/wis2-node/{stack.stack}/runtime-config", f"/wis2-node/{stack.stack}/alerts-topic"])
+        assert sorted(p.inputs["name"] for p in deployment.of_type(PARAMETER)) == sorted(
+            [f"/wis2-node/{stack.stack}/runtime-config", f"/wis2-node/{stack.stack}/alerts-topic"]
+        )
         node = json.loads(files(deployment)["/etc/wis2/node.json"])
         assert node["tls"]["mode"] == "letsencrypt"
         assert ("acme-staging" in node["tls"]["acme_server"]) is staging
@@ -110,10 +112,13 @@ def test_provided_certificate_for_another_key_is_refused():
         run_program(PROD.stack, provided(PROD, **{"wis2-node:certificate": foreign}))
 
 
-@pytest.mark.parametrize("certificate,detail", [
-    (issued_for("other.example.org"), "certificate for other.example.org"),
-    ("not a certificate", "expected PEM certificates"),
-])
+@pytest.mark.parametrize(
+    "certificate,detail",
+    [
+        (issued_for("other.example.org"), "certificate for other.example.org"),
+        ("not a certificate", "expected PEM certificates"),
+    ],
+)
 def test_provided_certificate_must_cover_the_fqdn(certificate, detail):
     with pytest.raises(pulumi.RunError) as refused:
         run_program(PROD.stack, provided(PROD, **{"wis2-node:certificate": certificate}))
@@ -124,5 +129,6 @@ def test_publisher_password_is_never_declared_only_its_parameter_name_is_exporte
     deployment = run_program(PROD.stack, PROD.config)
     assert deployment.outputs["publisher_password_command"] == (
         "aws ssm get-parameter --region eu-west-1 --name /wis2-node/aq-examplemet-prod/publisher-password "
-        "--with-decryption --query Parameter.Value --output text")
+        "--with-decryption --query Parameter.Value --output text"
+    )
     assert not [r for r in deployment.of_type(PARAMETER) if "publisher" in r.inputs["name"]]

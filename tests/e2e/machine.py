@@ -32,8 +32,17 @@ SUITE = "trixie"  # Debian 13: Ubuntu's archive is not reachable from here
 MIRROR = "http://deb.debian.org/debian"
 # What the node's user data installs, and what cloud-init and the harness need inside.
 # chrony and openssh-client are in Ubuntu's image: cloud-init configures NTP and makes host keys.
-MACHINE_PACKAGES = ("cloud-init", "python3-pip", "e2fsprogs", "iproute2", "procps", "curl", "less", "chrony",
-                    "openssh-client")
+MACHINE_PACKAGES = (
+    "cloud-init",
+    "python3-pip",
+    "e2fsprogs",
+    "iproute2",
+    "procps",
+    "curl",
+    "less",
+    "chrony",
+    "openssh-client",
+)
 HOST_PACKAGES = ("debootstrap", "systemd-container", "iproute2", "util-linux", "e2fsprogs", "gnupg", "dpkg-dev")
 
 
@@ -62,24 +71,47 @@ def root_filesystem(packages: tuple[str, ...]) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     building = CACHE / f"building-{key}"
     shutil.rmtree(building, ignore_errors=True)
-    run("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,ca-certificates",
-        SUITE, str(building), MIRROR)
+    run(
+        "debootstrap",
+        "--variant=minbase",
+        "--include=systemd,systemd-sysv,dbus,ca-certificates",
+        SUITE,
+        str(building),
+        MIRROR,
+    )
     # Inside, names resolve and TLS verifies as on this host (its proxy's CA), for the build only.
     shutil.copy("/etc/resolv.conf", building / "etc/resolv.conf")
     hosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
     shutil.copy("/etc/hosts", building / "etc/hosts")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", building / "tmp/host-ca.crt")
     chroot = ("chroot", str(building))
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-           "DEBIAN_FRONTEND": "noninteractive", "PIP_CONFIG_FILE": "/dev/null",
-           **{name: "/tmp/host-ca.crt" for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT")}}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "PIP_CONFIG_FILE": "/dev/null",
+        **{name: "/tmp/host-ca.crt" for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT")},
+    }
     run(*chroot, "apt-get", "update", "-qq", env=env)
-    run(*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages, *MACHINE_PACKAGES,
-        env=env)
+    run(*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages, *MACHINE_PACKAGES, env=env)
     # The wheelhouse: the files PyPI gives the machine's own Python (3.13) for the lock.
     shutil.copy(REPO / "requirements-node.lock", building / "tmp/requirements-node.lock")
-    run(*chroot, "python3", "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-        "--dest", "/var/cache/wis2-wheelhouse", "-r", "/tmp/requirements-node.lock", env=env)
+    run(
+        *chroot,
+        "python3",
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--require-hashes",
+        "--dest",
+        "/var/cache/wis2-wheelhouse",
+        "-r",
+        "/tmp/requirements-node.lock",
+        env=env,
+    )
     (building / "etc/hosts").write_text(hosts)
     _configure(building)
     (building / ".complete").touch()
@@ -90,9 +122,8 @@ def root_filesystem(packages: tuple[str, ...]) -> Path:
 def _configure(root: Path) -> None:
     """cloud-init in a container: NoCloud only, no network, no archive; pip from the wheelhouse."""
     (root / "etc/cloud/cloud.cfg.d/10-boot-test.cfg").write_text(
-        "datasource_list: [ NoCloud, None ]\n"
-        "network: {config: disabled}\n"
-        "apt: {preserve_sources_list: true}\n")
+        "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\napt: {preserve_sources_list: true}\n"
+    )
     for sources in [root / "etc/apt/sources.list", *(root / "etc/apt/sources.list.d").glob("*")]:
         sources.write_text("")
     (root / "etc/pip.conf").write_text("[global]\nno-index = true\nfind-links = /var/cache/wis2-wheelhouse\n")
@@ -105,7 +136,8 @@ def _configure(root: Path) -> None:
     conf = root / "etc/systemd/system.conf.d"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "10-aws.conf").write_text(
-        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n")
+        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n"
+    )
 
 
 @dataclass
@@ -171,8 +203,7 @@ class Machine:
     boots: int = field(default=0)
 
     @classmethod
-    def new_instance(cls, base: Path, root: Path, user_data: bytes, instance_id: str, aws: dict,
-                     **kwargs) -> "Machine":
+    def new_instance(cls, base: Path, root: Path, user_data: bytes, instance_id: str, aws: dict, **kwargs) -> "Machine":
         """A fresh root from the cached one, seeded with this user data and instance-id."""
         if root.exists():
             shutil.rmtree(root)
@@ -183,10 +214,10 @@ class Machine:
         (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: wis2-node\n")
         aws_dir = root / "etc/aws"
         aws_dir.mkdir(parents=True, exist_ok=True)
-        (aws_dir / "config").write_text(
-            f"[default]\nregion = {aws['region']}\nendpoint_url = {aws['endpoint']}\n")
+        (aws_dir / "config").write_text(f"[default]\nregion = {aws['region']}\nendpoint_url = {aws['endpoint']}\n")
         (aws_dir / "credentials").write_text(
-            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+        )
         (aws_dir / "credentials").chmod(0o644)  # the node's unprivileged services read it as a profile
         return cls(root=root, **kwargs)
 
@@ -195,10 +226,25 @@ class Machine:
         self.boots += 1
         console = open(self.log.with_suffix(f".boot{self.boots}.log"), "w")
         self.process = subprocess.Popen(
-            ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-D", str(self.root), "-b",
-             f"--network-namespace-path={self.network.path}", f"--bind={device}:{self.volume_path}",
-             "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "systemd-nspawn",
+                "--register=no",
+                "--keep-unit",
+                "--quiet",
+                "-D",
+                str(self.root),
+                "-b",
+                f"--network-namespace-path={self.network.path}",
+                f"--bind={device}:{self.volume_path}",
+                "--resolv-conf=off",
+                "--timezone=off",
+                "--link-journal=no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     @property
@@ -213,8 +259,13 @@ class Machine:
 
     def sh(self, command: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
         """A shell command inside the machine, as root, with the machine's view of everything."""
-        return subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "/bin/sh", "-c", command],
-                              text=True, capture_output=True, check=check, timeout=timeout)
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid1), "-a", "/bin/sh", "-c", command],
+            text=True,
+            capture_output=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def wait_for_cloud_init(self, timeout: float = 900) -> dict:
         """cloud-init's own account of the boot, once it has finished (status --format json)."""
@@ -243,13 +294,21 @@ class Machine:
     def journal(self, unit: str = "") -> str:
         return self.sh(f"journalctl --no-pager -o short-monotonic {'-u ' + unit if unit else ''}").stdout
 
-    def power_off(self, timeout: float = 60) -> None:
+    def power_off(self, timeout: float = 180) -> bool:
+        """Stop the machine as EC2 does (the init system shuts down), SIGKILL after `timeout`.
+
+        Return whether it stopped cleanly: a killed machine saved nothing at stop (mosquitto writes
+        its sessions then), and a test of what survives a clean stop must not pass or fail on that.
+        """
+        clean = True
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                clean = False
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
         self.volume.detach()
+        return clean

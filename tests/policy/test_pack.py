@@ -16,8 +16,12 @@ from wis2node.stackfile import ROOT
 
 @pytest.fixture(scope="module")
 def analyzer():
-    process = subprocess.Popen([sys.executable, str(ROOT / "policy" / "__main__.py")], cwd=ROOT / "policy",
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "policy" / "__main__.py")],
+        cwd=ROOT / "policy",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     port = int(process.stdout.readline())  # the pack prints its port, as the engine expects
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -39,30 +43,51 @@ def test_the_pack_registers_every_rule_as_mandatory(analyzer):
 def analyze(analyzer, type_: str, name: str, properties: dict):
     props = struct_pb2.Struct()
     props.update(properties)
-    request = analyzer_pb2.AnalyzeRequest(type=type_, name=name, properties=props,
-                                          urn=f"urn:pulumi:s::wis2-node::{type_}::{name}")
+    request = analyzer_pb2.AnalyzeRequest(
+        type=type_, name=name, properties=props, urn=f"urn:pulumi:s::wis2-node::{type_}::{name}"
+    )
     return analyzer.Analyze(request).diagnostics
 
 
 def test_the_pack_reports_a_violation_with_the_resource_named(analyzer):
-    diagnostics = analyze(analyzer, rules.INSTANCE, "host-instance", {
-        "metadataOptions": {"httpTokens": "optional"}, "keyName": "admin",
-        "rootBlockDevice": {"encrypted": True},
-        "tags": {tag: "x" for tag in rules.REQUIRED_TAGS}})
+    diagnostics = analyze(
+        analyzer,
+        rules.INSTANCE,
+        "host-instance",
+        {
+            "metadataOptions": {"httpTokens": "optional"},
+            "keyName": "admin",
+            "rootBlockDevice": {"encrypted": True},
+            "tags": {tag: "x" for tag in rules.REQUIRED_TAGS},
+        },
+    )
     found = {d.policyName: d.message for d in diagnostics}
     assert set(found) == {"imdsv2-required", "no-key-pair"}
     assert all("host-instance" in message for message in found.values())
 
 
 def test_the_pack_passes_a_compliant_rule(analyzer):
-    assert not analyze(analyzer, rules.INGRESS_RULE, "firewall-in-https", {
-        "ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "198.51.100.0/24",
-        "tags": {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"}})
+    assert not analyze(
+        analyzer,
+        rules.INGRESS_RULE,
+        "firewall-in-https",
+        {
+            "ipProtocol": "tcp",
+            "fromPort": 443,
+            "toPort": 443,
+            "cidrIpv4": "198.51.100.0/24",
+            "tags": {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"},
+        },
+    )
 
 
 def test_the_pack_reports_half_the_internet_on_a_port_not_opened(analyzer):
     tags = {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"}
-    diagnostics = analyze(analyzer, rules.INGRESS_RULE, "firewall-in-https-0-0-0-0-1", {
-        "ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/1", "tags": tags})
+    diagnostics = analyze(
+        analyzer,
+        rules.INGRESS_RULE,
+        "firewall-in-https-0-0-0-0-1",
+        {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/1", "tags": tags},
+    )
     assert [d.policyName for d in diagnostics] == ["no-world-ingress-unless-asked"]
     assert "0.0.0.0/1" in diagnostics[0].message

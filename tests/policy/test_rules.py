@@ -17,8 +17,9 @@ def resources(deployment: Deployment) -> list[rules.Resource]:
 
 
 def test_every_example_stack_passes(deployment: Deployment):
-    assert rules.violations(resources(deployment)) == {name: [] for name in
-                                                       [r.name for r in rules.RESOURCE_RULES] + ["no-self-signed-in-production"]}
+    assert rules.violations(resources(deployment)) == {
+        name: [] for name in [r.name for r in rules.RESOURCE_RULES] + ["no-self-signed-in-production"]
+    }
 
 
 def test_an_explicitly_public_port_passes():
@@ -38,9 +39,17 @@ def broken(deployment: Deployment, type_: str, change, name: str | None = None) 
 
 
 def ingress(port=443, cidr="198.51.100.0/24", protocol="tcp", tags=None):
-    return rules.Resource(rules.INGRESS_RULE, "firewall-in-bad", {
-        "ipProtocol": protocol, "fromPort": port, "toPort": port, "cidrIpv4": cidr,
-        "tags": tags or {"wis2-node:open-to-internet": "none"}})
+    return rules.Resource(
+        rules.INGRESS_RULE,
+        "firewall-in-bad",
+        {
+            "ipProtocol": protocol,
+            "fromPort": port,
+            "toPort": port,
+            "cidrIpv4": cidr,
+            "tags": tags or {"wis2-node:open-to-internet": "none"},
+        },
+    )
 
 
 def first(violations: dict, name: str) -> str:
@@ -66,8 +75,12 @@ def test_world_ingress_without_the_setting_is_reported(prod):
 
 
 def test_halves_of_the_internet_are_reported_like_the_whole(prod):
-    halves = [ingress(cidr="0.0.0.0/1"), ingress(cidr="128.0.0.0/1"), ingress(cidr="2000::/3", port=8883),
-              ingress(cidr="64.0.0.0/7")]
+    halves = [
+        ingress(cidr="0.0.0.0/1"),
+        ingress(cidr="128.0.0.0/1"),
+        ingress(cidr="2000::/3", port=8883),
+        ingress(cidr="64.0.0.0/7"),
+    ]
     found = rules.violations(resources(prod) + halves)["no-world-ingress-unless-asked"]
     assert len(found) == 4, found
     assert "0.0.0.0/1" in found[0] and "openToInternet" in found[0]
@@ -78,6 +91,7 @@ def test_halves_of_the_internet_are_reported_like_the_whole(prod):
 def test_a_wide_network_in_an_inline_rule_is_reported(prod):
     def add_inline_half(group):
         group.props["ingress"] = [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/1"]}]
+
     found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_half, name="firewall-sg"))
     assert "firewall-sg" in first(found, "no-world-ingress-unless-asked")
 
@@ -85,6 +99,7 @@ def test_a_wide_network_in_an_inline_rule_is_reported(prod):
 def test_ssh_is_reported_even_inline(prod):
     def add_inline_ssh(group):
         group.props["ingress"] = [{"protocol": "tcp", "fromPort": 20, "toPort": 25, "cidrBlocks": ["198.51.100.0/24"]}]
+
     found = rules.violations(broken(prod, rules.SECURITY_GROUP, add_inline_ssh, name="firewall-sg"))
     assert "firewall-sg" in first(found, "no-ssh")
     all_traffic = rules.violations(resources(prod) + [ingress(protocol="-1")])
@@ -92,15 +107,19 @@ def test_ssh_is_reported_even_inline(prod):
 
 
 def test_imdsv1_is_reported(prod):
-    found = rules.violations(broken(prod, rules.INSTANCE, lambda r: r.props["metadataOptions"].update(
-        httpTokens="optional")))
+    found = rules.violations(
+        broken(prod, rules.INSTANCE, lambda r: r.props["metadataOptions"].update(httpTokens="optional"))
+    )
     assert "host-instance" in first(found, "imdsv2-required")
 
 
-@pytest.mark.parametrize("type_,change", [
-    (rules.VOLUME, lambda r: r.props.update(encrypted=False)),
-    (rules.INSTANCE, lambda r: r.props["rootBlockDevice"].update(encrypted=False)),
-])
+@pytest.mark.parametrize(
+    "type_,change",
+    [
+        (rules.VOLUME, lambda r: r.props.update(encrypted=False)),
+        (rules.INSTANCE, lambda r: r.props["rootBlockDevice"].update(encrypted=False)),
+    ],
+)
 def test_unencrypted_volumes_are_reported(prod, type_, change):
     found = rules.violations(broken(prod, type_, change))
     assert "not encrypted" in first(found, "volumes-encrypted")
@@ -137,12 +156,15 @@ def test_an_alert_topic_without_a_customer_managed_key_is_reported(prod, key):
     assert "monitoring-alerts-" in first(found, "topics-encrypted")
 
 
-@pytest.mark.parametrize("principal", ["210987654321", "arn:aws:iam::210987654321:root", "*",
-                                       ["arn:aws:iam::210987654321:role/ok", "210987654321"]])
+@pytest.mark.parametrize(
+    "principal",
+    ["210987654321", "arn:aws:iam::210987654321:root", "*", ["arn:aws:iam::210987654321:role/ok", "210987654321"]],
+)
 def test_a_role_trusting_a_whole_account_is_reported(principal):
     stack = find_stack("aq-examplemet-prod")
-    deployment = run_program(stack.stack, {**stack.config, "wis2-node:uploaderPrincipals":
-                                           ["arn:aws:iam::210987654321:role/message-switch"]})
+    deployment = run_program(
+        stack.stack, {**stack.config, "wis2-node:uploaderPrincipals": ["arn:aws:iam::210987654321:role/message-switch"]}
+    )
     assert not rules.violations(resources(deployment))["no-account-wide-trust"]
 
     def widen(role):

@@ -33,9 +33,19 @@ MODEL_TOPIC = "data/recommended/weather/prediction/forecast/short-range/determin
 def declare(ingest: LocalIngest, name: str, *folders: str, record_id: str = "") -> str:
     """A record of the tests' own declaring these data folders' topics, put where Pulumi puts records."""
     record_id = record_id or f"urn:wmo:md:{CENTRE}:{name}"
-    ingest.put(f"metadata/{name}.json", json.dumps({"id": record_id, "type": "Feature", "links": [
-        {"rel": "items", "href": f"mqtts://{SETTINGS.fqdn}:8883", "channel": f"{BRANCH}/{folder}"}
-        for folder in folders]}).encode())
+    ingest.put(
+        f"metadata/{name}.json",
+        json.dumps(
+            {
+                "id": record_id,
+                "type": "Feature",
+                "links": [
+                    {"rel": "items", "href": f"mqtts://{SETTINGS.fqdn}:8883", "channel": f"{BRANCH}/{folder}"}
+                    for folder in folders
+                ],
+            }
+        ).encode(),
+    )
     return record_id
 
 
@@ -49,8 +59,9 @@ def ingest(request):
 @pytest.fixture
 def node(tmp_path, ingest):
     with LocalNode(SETTINGS, tmp_path / "node", bucket=ingest.bucket) as running:
-        ingest.ssm.put_parameter(Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString",
-                                 Value=running.publisher_password)
+        ingest.ssm.put_parameter(
+            Name=SETTINGS.parameter_name("publisher-password"), Type="SecureString", Value=running.publisher_password
+        )
         yield running
 
 
@@ -79,12 +90,17 @@ def put_files(ingest: LocalIngest, name: str, count: int) -> list[str]:
     return keys
 
 
-def s3_record(ingest: LocalIngest, event_name: str, key: str, *, bucket: str | None = None,
-              source: str = "aws:s3", size: int = 0) -> dict:
+def s3_record(
+    ingest: LocalIngest, event_name: str, key: str, *, bucket: str | None = None, source: str = "aws:s3", size: int = 0
+) -> dict:
     """An event record as S3 writes it (the key URL-encoded), to send to the queue by hand."""
-    return {"eventVersion": "2.1", "eventSource": source, "awsRegion": SETTINGS.region, "eventName": event_name,
-            "s3": {"bucket": {"name": bucket or ingest.bucket}, "object": {"key": quote_plus(key, safe="/"),
-                                                                            "size": size}}}
+    return {
+        "eventVersion": "2.1",
+        "eventSource": source,
+        "awsRegion": SETTINGS.region,
+        "eventName": event_name,
+        "s3": {"bucket": {"name": bucket or ingest.bucket}, "object": {"key": quote_plus(key, safe="/"), "size": size}},
+    }
 
 
 def messages(reader: Client) -> list[dict]:
@@ -96,12 +112,15 @@ def link(message: dict) -> dict:
 
 
 FILES = {
-    f"{SYNOP}/A_SMAQ01EXMP241200.bufr4": (os.urandom(900), {"metadata-id": RECORD_ID,
-                                                            "datetime": "2026-11-24T12:00:00Z",
-                                                            "geometry": "-62.5,-64.8,10"}),
+    f"{SYNOP}/A_SMAQ01EXMP241200.bufr4": (
+        os.urandom(900),
+        {"metadata-id": RECORD_ID, "datetime": "2026-11-24T12:00:00Z", "geometry": "-62.5,-64.8,10"},
+    ),
     f"{SYNOP}/A_SMAQ01EXMP241300.bufr4": (os.urandom(5000), {"datetime": "2026-11-24T13:00:00Z"}),
     f"{SYNOP}/A_SNAQ01EXMP241200.bufr4": (
-        os.urandom(2000), {"start-datetime": "2026-11-24T11:00:00Z", "end-datetime": "2026-11-24T12:00:00Z"}),
+        os.urandom(2000),
+        {"start-datetime": "2026-11-24T11:00:00Z", "end-datetime": "2026-11-24T12:00:00Z"},
+    ),
     f"{MODEL_TOPIC}/examplemet-2026112400-f006.grib2": (os.urandom(3000), {"cache": "false"}),
 }
 
@@ -119,10 +138,14 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
         # files are settled in parallel: each dataset's record must precede every file of its dataset,
         # and each file carries the metadata_id its topic's record gives it
         for record_id, folder in ((RECORD_ID, SYNOP), (MODEL_ID, MODEL_TOPIC)):
-            record_at = next(n for n, m in enumerate(received)
-                             if topics[n] == f"{BRANCH}/metadata" and m["properties"]["metadata_id"] == record_id)
-            of_dataset = [n for n, m in enumerate(received)
-                          if m["properties"]["metadata_id"] == record_id and n != record_at]
+            record_at = next(
+                n
+                for n, m in enumerate(received)
+                if topics[n] == f"{BRANCH}/metadata" and m["properties"]["metadata_id"] == record_id
+            )
+            of_dataset = [
+                n for n, m in enumerate(received) if m["properties"]["metadata_id"] == record_id and n != record_at
+            ]
             assert of_dataset and record_at < min(of_dataset), "discovery metadata goes out before the data"
             assert all(topics[n] == f"{BRANCH}/{folder}" for n in of_dataset)
         by_key = {link(m)["href"].split("/", 3)[3]: (m, t) for m, t in zip(received, topics)}
@@ -148,7 +171,9 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
         assert synop["properties"]["metadata_id"] == RECORD_ID
         assert synop["properties"]["datetime"] == "2026-11-24T12:00:00Z"
         assert synop["properties"]["gts"] == {"ttaaii": "SMAQ01", "cccc": "EXMP"}  # the dataset's GTS mapping
-        assert base64.b64decode(synop["properties"]["content"]["value"]) == FILES[f"{SYNOP}/A_SMAQ01EXMP241200.bufr4"][0]
+        assert (
+            base64.b64decode(synop["properties"]["content"]["value"]) == FILES[f"{SYNOP}/A_SMAQ01EXMP241200.bufr4"][0]
+        )
         assert "content" not in by_key[f"{SYNOP}/A_SMAQ01EXMP241300.bufr4"][0]["properties"]  # too big to inline
         period = by_key[f"{SYNOP}/A_SNAQ01EXMP241200.bufr4"][0]["properties"]
         assert (period["start_datetime"], period["end_datetime"]) == ("2026-11-24T11:00:00Z", "2026-11-24T12:00:00Z")
@@ -199,8 +224,9 @@ def test_a_new_version_is_an_update_with_its_own_link_and_a_removal_a_deletion(n
         assert pubtimes == sorted(pubtimes) and len(set(pubtimes)) == 4, pubtimes  # each one newer
         hrefs = [link(m)["href"] for m in announced]
         assert hrefs[0] == hrefs[3] == f"https://{SETTINGS.fqdn}/{key}"
-        assert len(set(hrefs[1:3])) == 2 and all("/_versions/" in h and h.endswith(key.rsplit("/", 1)[1])
-                                                   for h in hrefs[1:3])
+        assert len(set(hrefs[1:3])) == 2 and all(
+            "/_versions/" in h and h.endswith(key.rsplit("/", 1)[1]) for h in hrefs[1:3]
+        )
     finally:
         reader.close()
     # (checked after the deletion: each version was served, under its own link, until then)
@@ -257,20 +283,29 @@ def test_bad_input_is_parked_with_its_reason_and_nothing_is_published(node, inge
         for key, (body, metadata) in bad.items():
             ingest.put(key, body, **metadata)
         # an event for an object that is gone by the time the agent reads it
-        ingest.sqs.send_message(QueueUrl=ingest.queue_url, MessageBody=json.dumps({"Records": [
-            s3_record(ingest, "ObjectCreated:Put", f"{SYNOP}/vanished.bufr4", size=3)]}))
+        ingest.sqs.send_message(
+            QueueUrl=ingest.queue_url,
+            MessageBody=json.dumps(
+                {"Records": [s3_record(ingest, "ObjectCreated:Put", f"{SYNOP}/vanished.bufr4", size=3)]}
+            ),
+        )
         parked = ingest.parked(len(bad) + 1)
         reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in parked)
         assert len(reasons) == len(bad) + 1, reasons
-        for needle in ("not a valid WIS2 topic", "over the limit", "over 8192 bytes",
-                       "temp: no discovery metadata record of the node declares it",
-                       f"metadata-id='urn:wmo:md:aq-examplemet-test:unknown', but its topic {BRANCH}/{SYNOP} is the "
-                       f"dataset {RECORD_ID}", "RFC 3339", "unreadable"):
+        for needle in (
+            "not a valid WIS2 topic",
+            "over the limit",
+            "over 8192 bytes",
+            "temp: no discovery metadata record of the node declares it",
+            f"metadata-id='urn:wmo:md:aq-examplemet-test:unknown', but its topic {BRANCH}/{SYNOP} is the "
+            f"dataset {RECORD_ID}",
+            "RFC 3339",
+            "unreadable",
+        ):
             assert any(needle in reason for reason in reasons), (needle, reasons)
         ingest.put(f"{SYNOP}/good.bufr4", b"fine", **{"metadata-id": RECORD_ID})  # one that agrees is fine
         reader.wait_for(3, timeout=30)
-        assert [link(m)["href"].rsplit("/", 1)[1] for m in messages(reader)] == [RECORD.name, "long.json",
-                                                                                "good.bufr4"]
+        assert [link(m)["href"].rsplit("/", 1)[1] for m in messages(reader)] == [RECORD.name, "long.json", "good.bufr4"]
         assert messages(reader)[2]["properties"]["metadata_id"] == RECORD_ID
         assert agent.running
     finally:
@@ -308,12 +343,16 @@ def test_killed_agent_loses_nothing(node, ingest):
         agent.stop()
 
 
-@pytest.mark.parametrize("ingest, outage, files", [
-    pytest.param(5, 3, 30, id="short-outage"),
-    # With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
-    # each event about nine times, and the queue would move it to the dead-letter queue after five.
-    pytest.param(1, 9, 10, id="longer-than-the-redrive"),
-], indirect=["ingest"])  # `ingest` is the queue's visibility timeout
+@pytest.mark.parametrize(
+    "ingest, outage, files",
+    [
+        pytest.param(5, 3, 30, id="short-outage"),
+        # With a 1 s visibility timeout, an agent that kept receiving during a 9 s outage would receive
+        # each event about nine times, and the queue would move it to the dead-letter queue after five.
+        pytest.param(1, 9, 10, id="longer-than-the-redrive"),
+    ],
+    indirect=["ingest"],
+)  # `ingest` is the queue's visibility timeout
 def test_broker_down_while_files_arrive_loses_nothing(node, ingest, agent, outage, files):
     """While the broker is down the agent takes no events, so none reaches maxReceiveCount."""
     reader = subscriber(node, client_id="gb-offline", persistent=True, protocol=V311)

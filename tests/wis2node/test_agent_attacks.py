@@ -9,8 +9,21 @@ import time
 from pathlib import Path
 
 from tests.wis2node.mqtt_clients import Client
-from tests.wis2node.test_agent import (BRANCH, RECORD, RECORD_ID, SETTINGS, SYNOP, agent, declare,  # noqa: F401
-                                       ingest, link, messages, node, s3_record, subscriber)
+from tests.wis2node.test_agent import (
+    BRANCH,
+    RECORD,
+    RECORD_ID,
+    SETTINGS,
+    SYNOP,
+    agent,
+    declare,  # noqa: F401
+    ingest,
+    link,
+    messages,
+    node,
+    s3_record,
+    subscriber,
+)
 from wis2node.local import LocalNode
 from wis2node.localcloud import LocalIngest
 
@@ -20,8 +33,10 @@ EXPERIMENTAL = "data/core/weather/experimental"
 
 def reasons(ingest: LocalIngest, expected: int) -> list[str]:
     """The reasons of what the agent parked (an event the queue moved there after retries has none)."""
-    return sorted(m.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "<no reason>")
-                  for m in ingest.parked(expected))
+    return sorted(
+        m.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "<no reason>")
+        for m in ingest.parked(expected)
+    )
 
 
 def announce_record(node: LocalNode, ingest: LocalIngest) -> Client:
@@ -90,9 +105,13 @@ def test_forged_queue_messages_delete_nothing(node, ingest, agent, tmp_path):
         assert foreign.is_file(), "a forged deletion removed a file the agent never published"
         assert node.get(f"{HOST}/{published}") == (200, b"published by the node")
         assert [link(m)["rel"] for m in messages(reader)] == ["canonical", "canonical"], "a deletion was announced"
-        for needle in (f"only events of the node's bucket '{ingest.bucket}'", "only S3 events (aws:s3)",
-                       "topic level '..' is not allowed", "the node never published it",
-                       "not an S3 event notification"):
+        for needle in (
+            f"only events of the node's bucket '{ingest.bucket}'",
+            "only S3 events (aws:s3)",
+            "topic level '..' is not allowed",
+            "the node never published it",
+            "not an S3 event notification",
+        ):
             assert sum(needle in reason for reason in parked) == 1, (needle, parked)
     finally:
         reader.close()
@@ -108,8 +127,9 @@ def test_nobody_takes_over_the_publishers_client_id(node, ingest, agent):
         deadline = time.monotonic() + 5  # the agent's connection is checked every loop, a second at most
         while time.monotonic() < deadline and "already connected, closing old connection" not in broker_log.read_text():
             time.sleep(0.1)
-        assert "already connected, closing old connection" not in broker_log.read_text(), \
+        assert "already connected, closing old connection" not in broker_log.read_text(), (
             "the intruder took over the publisher's connection"
+        )
         assert intruder.ok
         publish_one(ingest, reader, f"{SYNOP}/after-the-intruder.bufr4", b"still published")
         client_ids = re.findall(r"New client connected from \S+ as (\S+) .*u'wis2-publisher'", broker_log.read_text())
@@ -158,15 +178,22 @@ def test_uploader_metadata_is_checked_and_refused_with_its_reason_at_once(node, 
         for key, (metadata, _) in bad.items():
             ingest.put(key, b"x", **{"metadata-id": RECORD_ID, **metadata})
         for name in ("looks-like-bufr.bufr4", "page.html"):
-            ingest.s3.put_object(Bucket=ingest.bucket, Key=f"{SYNOP}/{name}", Body=b"<script>alert(1)</script>",
-                                 ContentType="text/html", Metadata={"metadata-id": RECORD_ID})
+            ingest.s3.put_object(
+                Bucket=ingest.bucket,
+                Key=f"{SYNOP}/{name}",
+                Body=b"<script>alert(1)</script>",
+                ContentType="text/html",
+                Metadata={"metadata-id": RECORD_ID},
+            )
         parked = ingest.parked(len(bad))
         reader.wait_for(3, timeout=30)
         time.sleep(1)  # anything else would be announced by now
         announced = [(m.topic, strict_json(m.payload)) for m in reader.received]
         assert all(re.fullmatch(r"[a-z0-9/_-]+", topic) for topic, _ in announced), [t for t, _ in announced]
-        assert {link(message)["href"].rsplit("/", 1)[1]: link(message)["type"] for _, message in announced[1:]} == \
-            {"looks-like-bufr.bufr4": "application/bufr", "page.html": "application/octet-stream"}
+        assert {link(message)["href"].rsplit("/", 1)[1]: link(message)["type"] for _, message in announced[1:]} == {
+            "looks-like-bufr.bufr4": "application/bufr",
+            "page.html": "application/octet-stream",
+        }
         by_reason = [m.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "") for m in parked]
         for key, (_, needle) in bad.items():
             assert any(reason.startswith(f"{key}: ") and needle in reason for reason in by_reason), (key, by_reason)

@@ -13,8 +13,9 @@ from wis2node.stackfile import ROOT
 
 
 def test_demo_publishes_receives_and_downloads():
-    run = subprocess.run([sys.executable, "-m", "wis2node", "demo"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("sha512 matches") == 2, run.stdout  # the dataset's record, then the file
     assert "notification for the discovery metadata" in run.stdout and "notification for the data" in run.stdout
@@ -22,9 +23,13 @@ def test_demo_publishes_receives_and_downloads():
 
 
 def test_local_node_runs_until_interrupted_then_stops_both_daemons(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "wis2node", "local", "--stack", "aq-examplemet-test",
-                                "--workdir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wis2node", "local", "--stack", "aq-examplemet-test", "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     node_json = tmp_path / "node.json"
     deadline = time.monotonic() + 30
     while not node_json.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -43,6 +48,10 @@ def test_local_node_runs_until_interrupted_then_stops_both_daemons(tmp_path):
 def test_bad_stack_is_refused_with_the_key_named(tmp_path):
     bad = tmp_path / "Pulumi.bad-test.yaml"
     bad.write_text("config:\n  aws:region: eu-west-1\n  wis2-node:centreId: Bad\n")
-    run = subprocess.run([sys.executable, "-m", "wis2node", "render", "--stack", str(bad), "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "render", "--stack", str(bad), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "wis2-node:centreId = 'Bad'" in run.stderr

@@ -15,9 +15,14 @@ STACK = "aq-examplemet-test"
 
 
 def dead_letters(ingest, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wis2node", "dead-letters", *arguments, "--stack", STACK],
-                          cwd=ROOT, capture_output=True, text=True, env=run_environment(ingest.environment),
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "wis2node", "dead-letters", *arguments, "--stack", STACK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=run_environment(ingest.environment),
+        timeout=120,
+    )
 
 
 def wait_for(condition, timeout: float = 30) -> bool:
@@ -37,8 +42,9 @@ def test_a_refused_file_is_listed_with_its_reason_and_announced_after_the_fix(no
     parked = ingest.parked(1)
     assert parked, "the agent parked nothing"
     for message in parked:  # back where an operator finds it
-        ingest.sqs.change_message_visibility(QueueUrl=ingest.dead_letter_url, ReceiptHandle=message["ReceiptHandle"],
-                                             VisibilityTimeout=0)
+        ingest.sqs.change_message_visibility(
+            QueueUrl=ingest.dead_letter_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
 
     listed = dead_letters(ingest, "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -53,8 +59,7 @@ def test_a_refused_file_is_listed_with_its_reason_and_announced_after_the_fix(no
     assert dead_letters(ingest, "redrive").returncode == 2  # nothing chosen: nothing done
     replayed = dead_letters(ingest, "redrive", entries[0]["id"])
     assert replayed.returncode == 0 and "replayed" in replayed.stdout, replayed.stdout + replayed.stderr
-    assert wait_for(lambda: any(m["properties"]["data_id"].endswith(key.rsplit("/", 1)[1])
-                                for m in messages(reader)))
+    assert wait_for(lambda: any(m["properties"]["data_id"].endswith(key.rsplit("/", 1)[1]) for m in messages(reader)))
     assert json.loads(dead_letters(ingest, "list", "--json").stdout) == []
     assert node.public_dir.joinpath(key).read_bytes() == b"BUFR early"
     reader.close()
@@ -65,8 +70,9 @@ def test_an_event_whose_object_is_gone_is_kept_unless_dropped(node, ingest, agen
     ingest.put(key, b"BUFR", **{"metadata-id": "urn:wmo:md:aq-examplemet-test:no-such-dataset"})
     parked = ingest.parked(1)
     for message in parked:
-        ingest.sqs.change_message_visibility(QueueUrl=ingest.dead_letter_url, ReceiptHandle=message["ReceiptHandle"],
-                                             VisibilityTimeout=0)
+        ingest.sqs.change_message_visibility(
+            QueueUrl=ingest.dead_letter_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
     ingest.s3.delete_object(Bucket=ingest.bucket, Key=key)  # its deletion is refused and parked too
     listing = lambda: json.loads(dead_letters(ingest, "list", "--json").stdout)  # noqa: E731
     assert wait_for(lambda: len(listing()) == 2)

@@ -66,9 +66,15 @@ def tls_connect(node: LocalNode, port: int, source: str = "127.0.0.1", timeout: 
 def websocket_upgrade(node: LocalNode, source: str = "127.0.0.1") -> tuple[ssl.SSLSocket, int]:
     """Open wss://.../mqtt as an MQTT client would; return the socket and nginx's status."""
     sock = tls_connect(node, node.ports.https, source)
-    sock.sendall(("GET /mqtt HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Protocol: mqtt\r\n\r\n").format(SETTINGS.fqdn).encode())
+    sock.sendall(
+        (
+            "GET /mqtt HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+        .format(SETTINGS.fqdn)
+        .encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)
@@ -136,7 +142,8 @@ def test_huge_connect_packets_are_refused_before_login(node, transport):
             sock.close()
     # The broker hung up as soon as the header announced the size, and kept nothing.
     assert all(n < SENT for n in sent) and grown < 8 * MiB, (
-        f"the broker read {[n // MiB for n in sent]} MiB of the CONNECTs and grew by {grown // MiB} MiB")
+        f"the broker read {[n // MiB for n in sent]} MiB of the CONNECTs and grew by {grown // MiB} MiB"
+    )
     probe = Client(node, "everyone", "everyone", transport=transport)
     try:
         assert probe.ok
@@ -190,6 +197,7 @@ def test_the_loopback_listener_caps_its_connections(node):
 
 # -- 5. Sessions and queues are bounded --------------------------------------------------------
 
+
 def collect(client: Client, quiet: float = 2.0, timeout: float = 30.0) -> int:
     """Wait until the client has received nothing new for `quiet` seconds; return how many it got."""
     deadline = time.monotonic() + timeout
@@ -223,7 +231,8 @@ def test_queued_bytes_per_client_are_bounded(node):
     finally:
         subscriber.close()
     assert 0 < received * size <= BROKER_LIMITS["max_queued_bytes"] + 20 * size, (
-        f"{received} queued messages of {size} bytes reached one client")
+        f"{received} queued messages of {size} bytes reached one client"
+    )
 
 
 LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
@@ -237,13 +246,19 @@ def broker_with_a_clock(node, tmp_path):
     clock = tmp_path / "clock"
     clock.write_text("+0\n")
     node.stop_broker()
-    environment = {**os.environ, "OPENSSL_CONF": str(node.path("/etc/mosquitto/openssl.cnf")),
-                   "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1",
-                   "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    environment = {
+        **os.environ,
+        "OPENSSL_CONF": str(node.path("/etc/mosquitto/openssl.cnf")),
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
     log = (node.path("/var/log/wis2") / "mosquitto-faketime.log").open("ab")
     environment.pop("FAKETIME", None)  # it would take precedence over the file
-    broker = subprocess.Popen(["mosquitto", "-c", str(node.path("/etc/mosquitto/mosquitto.conf"))],
-                              stdout=log, stderr=log, env=environment)
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(node.path("/etc/mosquitto/mosquitto.conf"))], stdout=log, stderr=log, env=environment
+    )
     try:
         for port in (node.ports.mqtt_local, node.ports.mqtts, node.ports.websockets):
             _wait_for_port(port, broker, "mosquitto under faketime")
@@ -258,8 +273,15 @@ def test_abandoned_sessions_expire_with_what_they_queued(node, broker_with_a_clo
     """Sessions opened and left (MQTT 5 asking never to expire) are gone, queue and all, after two days."""
     ids = [f"abandoned-{uuid.uuid4().hex}" for _ in range(20)]
     for client_id in ids:
-        client = Client(node, "everyone", "everyone", client_id=client_id, persistent=True, protocol=protocol,
-                        session_expiry=0xFFFFFFFF)
+        client = Client(
+            node,
+            "everyone",
+            "everyone",
+            client_id=client_id,
+            persistent=True,
+            protocol=protocol,
+            session_expiry=0xFFFFFFFF,
+        )
         assert client.ok
         client.subscribe(f"origin/a/wis2/{CENTRE}/#")
         client.close()
@@ -273,8 +295,15 @@ def test_abandoned_sessions_expire_with_what_they_queued(node, broker_with_a_clo
     time.sleep(3)  # the broker checks session expiry once a second
     kept = []
     for client_id in ids[:5]:
-        client = Client(node, "everyone", "everyone", client_id=client_id, persistent=True, protocol=protocol,
-                        session_expiry=0xFFFFFFFF)
+        client = Client(
+            node,
+            "everyone",
+            "everyone",
+            client_id=client_id,
+            persistent=True,
+            protocol=protocol,
+            session_expiry=0xFFFFFFFF,
+        )
         try:
             assert client.ok
             if client.session_present or collect(client, quiet=1.0):
@@ -285,6 +314,7 @@ def test_abandoned_sessions_expire_with_what_they_queued(node, broker_with_a_clo
 
 
 # -- 6. Slowloris ------------------------------------------------------------------------------
+
 
 def healthz(node: LocalNode, timeout: float = 10) -> int:
     with tls_connect(node, node.ports.https, timeout=timeout) as sock:
@@ -330,13 +360,28 @@ def test_unfinished_requests_from_one_address_leave_the_server_reachable(node):
 
 # -- 7. Hidden files ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/data/.git/config", "/data/%2egit/config", "/data/.git/../.git/config",
-                                  "/data/core/.obs.bufr4.partial", "/metadata/.env", "/.git/config",
-                                  "/data/core/.hidden/obs.bufr4"])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/.git/config",
+        "/data/%2egit/config",
+        "/data/.git/../.git/config",
+        "/data/core/.obs.bufr4.partial",
+        "/metadata/.env",
+        "/.git/config",
+        "/data/core/.hidden/obs.bufr4",
+    ],
+)
 def test_hidden_files_are_not_served(node, path):
     public = node.public_dir
-    for hidden in ("data/.git/config", "data/core/.obs.bufr4.partial", "metadata/.env", ".git/config",
-                   "data/core/.hidden/obs.bufr4"):
+    for hidden in (
+        "data/.git/config",
+        "data/core/.obs.bufr4.partial",
+        "metadata/.env",
+        ".git/config",
+        "data/core/.hidden/obs.bufr4",
+    ):
         (public / hidden).parent.mkdir(parents=True, exist_ok=True)
         (public / hidden).write_text("SECRET hidden content\n")
     status, body = node.get(f"https://{SETTINGS.fqdn}{path}")
@@ -347,11 +392,22 @@ def test_hidden_files_are_not_served(node, path):
 
 # -- 10. TLS policy ----------------------------------------------------------------------------
 
-def _handshake(node: LocalNode, port: int, *, cipher: str | None = None, tls13: str | None = None,
-               groups: str | None = None) -> bool:
+
+def _handshake(
+    node: LocalNode, port: int, *, cipher: str | None = None, tls13: str | None = None, groups: str | None = None
+) -> bool:
     """openssl s_client against the port with one cipher or one group offered; True if it connects."""
-    command = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SETTINGS.fqdn,
-               "-CAfile", str(node.ca_file), "-verify_return_error"]
+    command = [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-servername",
+        SETTINGS.fqdn,
+        "-CAfile",
+        str(node.ca_file),
+        "-verify_return_error",
+    ]
     if cipher:
         command += ["-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0"]
     if tls13:
@@ -367,8 +423,14 @@ def test_only_mozilla_intermediate_suites_are_offered(node, listener):
     port = getattr(node.ports, listener)
     assert _handshake(node, port, cipher="ECDHE-ECDSA-AES128-GCM-SHA256")
     # What the review found offered: CBC with SHA-1 and SHA-2, CCM_8, ARIA, Camellia.
-    for cipher in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-CCM8",
-                   "ECDHE-ECDSA-ARIA128-GCM-SHA256", "ECDHE-ECDSA-CAMELLIA256-SHA384", "ECDHE-ECDSA-AES256-CCM"):
+    for cipher in (
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "ECDHE-ECDSA-ARIA128-GCM-SHA256",
+        "ECDHE-ECDSA-CAMELLIA256-SHA384",
+        "ECDHE-ECDSA-AES256-CCM",
+    ):
         assert not _handshake(node, port, cipher=cipher), cipher
     assert not _handshake(node, port, tls13="TLS_AES_128_CCM_8_SHA256:TLS_AES_128_CCM_SHA256")
 
@@ -407,9 +469,13 @@ def test_testssl_finds_nothing_outside_the_profile(node, listener, tmp_path):
 
 # -- Caps the services' file limits allow -------------------------------------------------------
 
+
 def _rendered(path: str) -> str:
     from wis2node.payload import DeployFacts, render_files
-    return next(f.content.decode() for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-0")) if f.path == path)
+
+    return next(
+        f.content.decode() for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-0")) if f.path == path
+    )
 
 
 def _settings(text: str, separator: str) -> dict[str, list[str]]:
@@ -447,14 +513,21 @@ def _install_rsa_certificate(node: LocalNode) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SETTINGS.fqdn)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(SETTINGS.fqdn)]), critical=False)
-                   .sign(key, hashes.SHA256()))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SETTINGS.fqdn)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     (node.tls_dir / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (node.tls_dir / "privkey.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (node.tls_dir / "privkey.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (node.tls_dir / "ca.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     # What the certificate deploy hook does on the VM: mosquitto re-reads on SIGHUP, nginx reloads.
     node.broker.send_signal(1)
@@ -466,9 +539,14 @@ def test_an_rsa_certificate_gets_the_rsa_equivalents_only(tmp_path_factory):
     with LocalNode(SETTINGS, tmp_path_factory.mktemp("rsa")) as rsa_node:
         _install_rsa_certificate(rsa_node)
         for port in (rsa_node.ports.mqtts, rsa_node.ports.https):
-            for cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
-                           "ECDHE-RSA-CHACHA20-POLY1305"):
+            for cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"):
                 assert _handshake(rsa_node, port, cipher=cipher), (port, cipher)
-            for cipher in ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "DHE-RSA-AES128-GCM-SHA256",
-                           "AES128-GCM-SHA256", "ECDHE-RSA-CAMELLIA256-SHA384", "ECDHE-RSA-ARIA128-GCM-SHA256"):
+            for cipher in (
+                "ECDHE-RSA-AES128-SHA",
+                "ECDHE-RSA-AES256-SHA384",
+                "DHE-RSA-AES128-GCM-SHA256",
+                "AES128-GCM-SHA256",
+                "ECDHE-RSA-CAMELLIA256-SHA384",
+                "ECDHE-RSA-ARIA128-GCM-SHA256",
+            ):
                 assert not _handshake(rsa_node, port, cipher=cipher), (port, cipher)

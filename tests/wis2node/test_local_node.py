@@ -76,8 +76,9 @@ def test_everyone_cannot_publish_anywhere(node):
         intruder.close()
 
 
-@pytest.mark.parametrize("username,password", [(None, None), ("everyone", "wrong"), (PUBLISHER_USER, "wrong"),
-                                               ("nobody", "everyone")])
+@pytest.mark.parametrize(
+    "username,password", [(None, None), ("everyone", "wrong"), (PUBLISHER_USER, "wrong"), ("nobody", "everyone")]
+)
 def test_anonymous_and_wrong_passwords_are_refused(node, username, password):
     for protocol in (V311, V5):
         client = Client(node, username, password, protocol=protocol)
@@ -92,8 +93,12 @@ def test_publisher_cannot_write_outside_its_branch(node):
     writer = publisher(node)
     try:
         assert writer.publish(TOPIC, b"ok") in (0, 16)
-        for topic in ("origin/a/wis2/fr-meteofrance/data/core/weather", f"cache/a/wis2/{CENTRE}/data",
-                      f"monitor/a/wis2/{CENTRE}/x", "anything"):
+        for topic in (
+            "origin/a/wis2/fr-meteofrance/data/core/weather",
+            f"cache/a/wis2/{CENTRE}/data",
+            f"monitor/a/wis2/{CENTRE}/x",
+            "anything",
+        ):
             assert writer.publish(topic, b"forged") == 135, topic
     finally:
         writer.close()
@@ -124,8 +129,11 @@ def test_only_tls_1_2_and_1_3_are_accepted(node, listener):
 def test_plain_and_websocket_listeners_are_bound_to_loopback_only(node):
     listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout.split("\n")
     for port in (node.ports.mqtt_local, node.ports.websockets):
-        addresses = [line.split()[3].rsplit(":", 1)[0].strip("[]") for line in listening
-                     if line.split() and line.split()[3].rsplit(":", 1)[1] == str(port)]
+        addresses = [
+            line.split()[3].rsplit(":", 1)[0].strip("[]")
+            for line in listening
+            if line.split() and line.split()[3].rsplit(":", 1)[1] == str(port)
+        ]
         assert addresses, port
         for address in addresses:
             ip = ipaddress.ip_address(address)
@@ -164,10 +172,21 @@ def test_https_serves_data_and_metadata_read_only(node):
     assert response.status == 200 and body == b"ok\n"
 
 
-@pytest.mark.parametrize("path", ["/data/", "/metadata/", "/", "/data/../tls/privkey.pem",
-                                  "/data/%2e%2e/tls/privkey.pem", "/data/..%2ftls/privkey.pem",
-                                  "/tls/privkey.pem", "/mosquitto/", "/../etc/mosquitto/passwd",
-                                  "/data/link-out"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/",
+        "/metadata/",
+        "/",
+        "/data/../tls/privkey.pem",
+        "/data/%2e%2e/tls/privkey.pem",
+        "/data/..%2ftls/privkey.pem",
+        "/tls/privkey.pem",
+        "/mosquitto/",
+        "/../etc/mosquitto/passwd",
+        "/data/link-out",
+    ],
+)
 def test_listing_and_traversal_reveal_nothing(node, path):
     (node.public_dir / "data" / "listed-file.txt").write_text("x")
     link = node.public_dir / "data" / "link-out"

@@ -49,8 +49,12 @@ def test_deploy_hook_renews_without_dropping_subscribers(node, tmp_path):
     try:
         lineage = tmp_path / "live"
         new_ca = write_certificate(lineage, SETTINGS.fqdn)  # what certbot leaves in live/<name>/
-        run = subprocess.run([script(node, "wis2-install-certificate")], capture_output=True, text=True,
-                             env={"RENEWED_LINEAGE": str(lineage), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        run = subprocess.run(
+            [script(node, "wis2-install-certificate")],
+            capture_output=True,
+            text=True,
+            env={"RENEWED_LINEAGE": str(lineage), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
         assert run.returncode == 0, run.stderr
         time.sleep(1)
         new = x509.load_pem_x509_certificates((lineage / "fullchain.pem").read_bytes())[0]
@@ -73,8 +77,9 @@ def test_failed_issuance_keeps_serving_and_says_why(node):
     config["tls"]["acme_server"] = f"https://127.0.0.1:{free_port()}/directory"
     config_path.write_text(json.dumps(config))
     before = served_certificate(node.ports.https)
-    run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [*WIS2NODE, "certificate", str(config_path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert run.returncode == 75, run.stdout + run.stderr  # EX_TEMPFAIL: the timer retries, no crash loop
     assert "issuance for" in run.stderr and "failed" in run.stderr and "still serving" in run.stderr
     assert served_certificate(node.ports.https) == before
@@ -83,22 +88,32 @@ def test_failed_issuance_keeps_serving_and_says_why(node):
 
 def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     from tests.pulumi_harness import mock_certificate
 
     certificate_pem = mock_certificate(SETTINGS.fqdn, key=key)
     config_path = node.path("/etc/wis2/node.json")
     config = json.loads(config_path.read_text())
-    config["tls"].update(mode="self-signed", key_parameter=SETTINGS.parameter_name("tls-private-key"),
-                         certificate_parameter=SETTINGS.parameter_name("tls-certificate"))
+    config["tls"].update(
+        mode="self-signed",
+        key_parameter=SETTINGS.parameter_name("tls-private-key"),
+        certificate_parameter=SETTINGS.parameter_name("tls-certificate"),
+    )
     config_path.write_text(json.dumps(config))
     with moto_server(SETTINGS.region) as aws:
         ssm = client("ssm", aws)
         ssm.put_parameter(Name=config["tls"]["key_parameter"], Type="SecureString", Value=key_pem)
         ssm.put_parameter(Name=config["tls"]["certificate_parameter"], Type="String", Value=certificate_pem)
-        run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
-                             capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
+        run = subprocess.run(
+            [*WIS2NODE, "certificate", str(config_path)],
+            capture_output=True,
+            text=True,
+            env=run_environment(aws),
+            timeout=60,
+            cwd=ROOT,
+        )
     assert run.returncode == 0, run.stdout + run.stderr
     time.sleep(1)
     expected = x509.load_pem_x509_certificate(certificate_pem.encode())
@@ -110,15 +125,25 @@ def test_stack_certificate_and_ssm_key_are_installed(node, tmp_path):
 def test_missing_key_parameter_keeps_the_current_certificate(node):
     config_path = node.path("/etc/wis2/node.json")
     config = json.loads(config_path.read_text())
-    config["tls"].update(mode="provided", key_parameter="/wis2-node/none/tls-private-key",
-                         certificate_parameter="/wis2-node/none/tls-certificate")
+    config["tls"].update(
+        mode="provided",
+        key_parameter="/wis2-node/none/tls-private-key",
+        certificate_parameter="/wis2-node/none/tls-certificate",
+    )
     config_path.write_text(json.dumps(config))
     before = served_certificate(node.ports.mqtts)
     with moto_server(SETTINGS.region) as aws:
-        client("ssm", aws).put_parameter(Name="/wis2-node/none/tls-certificate", Type="String",
-                                         Value="-----BEGIN CERTIFICATE-----\n")
-        run = subprocess.run([*WIS2NODE, "certificate", str(config_path)],
-                             capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
+        client("ssm", aws).put_parameter(
+            Name="/wis2-node/none/tls-certificate", Type="String", Value="-----BEGIN CERTIFICATE-----\n"
+        )
+        run = subprocess.run(
+            [*WIS2NODE, "certificate", str(config_path)],
+            capture_output=True,
+            text=True,
+            env=run_environment(aws),
+            timeout=60,
+            cwd=ROOT,
+        )
     assert run.returncode == 75 and "cannot read the key" in run.stderr
     assert served_certificate(node.ports.mqtts) == before
 
@@ -128,8 +153,14 @@ def test_publisher_password_is_generated_once_into_ssm_and_works(node):
     with moto_server(SETTINGS.region) as aws:
         ssm = client("ssm", aws)
         for _ in range(2):  # a second boot (or a replacement instance) keeps the same password
-            run = subprocess.run([*WIS2NODE, "publisher-credential", node_config(node)],
-                                 capture_output=True, text=True, env=run_environment(aws), timeout=60, cwd=ROOT)
+            run = subprocess.run(
+                [*WIS2NODE, "publisher-credential", node_config(node)],
+                capture_output=True,
+                text=True,
+                env=run_environment(aws),
+                timeout=60,
+                cwd=ROOT,
+            )
             assert run.returncode == 0, run.stderr
             parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
             assert parameter["Type"] == "SecureString" and parameter["Version"] == 1
@@ -156,11 +187,18 @@ def test_publisher_password_never_appears_on_a_command_line(node, tmp_path):
     with moto_server(SETTINGS.region) as aws:
         environment = run_environment(aws)
         environment["PATH"] = f"{shims}:{environment['PATH']}"
-        run = subprocess.run([*WIS2NODE, "publisher-credential", node_config(node)],
-                             capture_output=True, text=True, env=environment, timeout=60, cwd=ROOT)
+        run = subprocess.run(
+            [*WIS2NODE, "publisher-credential", node_config(node)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=60,
+            cwd=ROOT,
+        )
         assert run.returncode == 0, run.stderr
-        password = client("ssm", aws).get_parameter(Name=SETTINGS.parameter_name("publisher-password"),
-                                                    WithDecryption=True)["Parameter"]["Value"]
+        password = client("ssm", aws).get_parameter(
+            Name=SETTINGS.parameter_name("publisher-password"), WithDecryption=True
+        )["Parameter"]["Value"]
     arguments = recorded.read_text()
     assert PUBLISHER_USER in arguments and password not in arguments
     node.broker.send_signal(1)

@@ -32,8 +32,13 @@ def node(tmp_path_factory):
 
 
 def test_a_notice_has_the_shape_of_the_specifications_example_and_validates():
-    event = build(CENTRE, "2026-01-05T14:00:00Z", "2026-01-05T17:00:00+00:00", "Synop missing for 3 hours",
-                  channel=f"origin/a/wis2/{CENTRE}/data/core/weather/surface-based-observations/synop")
+    event = build(
+        CENTRE,
+        "2026-01-05T14:00:00Z",
+        "2026-01-05T17:00:00+00:00",
+        "Synop missing for 3 hours",
+        channel=f"origin/a/wis2/{CENTRE}/data/core/weather/surface-based-observations/synop",
+    )
     assert schema_errors(event) == [] and schema_errors(EXAMPLE) == []
     assert set(event) == set(EXAMPLE) and set(event["data"]) == set(EXAMPLE["data"])
     assert event["source"] == event["subject"] == CENTRE
@@ -46,14 +51,17 @@ def test_a_notice_has_the_shape_of_the_specifications_example_and_validates():
     assert build(CENTRE, "..", "2026-01-05T17:00:00Z", "open start")["data"]["time"]["interval"][0] == ".."
 
 
-@pytest.mark.parametrize("start,end,message,channel,named", [
-    ("yesterday", "2026-01-05T17:00:00Z", "x", "", "--start"),
-    ("2026-01-05T14:00:00", "2026-01-05T17:00:00Z", "x", "", "--start"),  # no time zone
-    ("2026-01-05T18:00:00Z", "2026-01-05T17:00:00Z", "x", "", "--start"),  # after the end
-    ("..", "2026-01-05T17:00:00Z", " ", "", "--message"),
-    ("..", "2026-01-05T17:00:00Z", "x" * 1001, "", "--message"),
-    ("..", "2026-01-05T17:00:00Z", "x", "origin/a/wis2/xx-other/data", "--channel"),
-])
+@pytest.mark.parametrize(
+    "start,end,message,channel,named",
+    [
+        ("yesterday", "2026-01-05T17:00:00Z", "x", "", "--start"),
+        ("2026-01-05T14:00:00", "2026-01-05T17:00:00Z", "x", "", "--start"),  # no time zone
+        ("2026-01-05T18:00:00Z", "2026-01-05T17:00:00Z", "x", "", "--start"),  # after the end
+        ("..", "2026-01-05T17:00:00Z", " ", "", "--message"),
+        ("..", "2026-01-05T17:00:00Z", "x" * 1001, "", "--message"),
+        ("..", "2026-01-05T17:00:00Z", "x", "origin/a/wis2/xx-other/data", "--channel"),
+    ],
+)
 def test_bad_arguments_are_named(start, end, message, channel, named):
     with pytest.raises(SettingsError, match=named):
         build(CENTRE, start, end, message, channel=channel)
@@ -62,16 +70,35 @@ def test_bad_arguments_are_named(start, end, message, channel, named):
 def test_the_notice_goes_out_from_the_node_and_everyone_reads_it(node):
     reader = Client(node, READ_ONLY_USER, READ_ONLY_PASSWORD)  # as a Global Broker, over MQTTS
     reader.subscribe(f"{MONITOR}/#")
-    command = [sys.executable, "-m", "wis2node", "notice", "--stack", SETTINGS.stack, "--start",
-               "2026-01-05T14:00:00Z", "--end", "2026-01-05T17:00:00Z", "--message", "Synop missing",
-               "--host", "127.0.0.1", "--mqtts-port", str(node.ports.mqtts), "--ca-file", str(node.ca_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "wis2node",
+        "notice",
+        "--stack",
+        SETTINGS.stack,
+        "--start",
+        "2026-01-05T14:00:00Z",
+        "--end",
+        "2026-01-05T17:00:00Z",
+        "--message",
+        "Synop missing",
+        "--host",
+        "127.0.0.1",
+        "--mqtts-port",
+        str(node.ports.mqtts),
+        "--ca-file",
+        str(node.ca_file),
+    ]
     try:
         with moto_server(SETTINGS.region) as aws:
-            client("ssm", aws).put_parameter(Name=SETTINGS.parameter_name("publisher-password"),
-                                             Value=node.publisher_password, Type="SecureString")
+            client("ssm", aws).put_parameter(
+                Name=SETTINGS.parameter_name("publisher-password"), Value=node.publisher_password, Type="SecureString"
+            )
             for extra in ([], ["--cancel"]):
-                run = subprocess.run(command + extra, cwd=ROOT, env=run_environment(aws), capture_output=True,
-                                     text=True, timeout=60)
+                run = subprocess.run(
+                    command + extra, cwd=ROOT, env=run_environment(aws), capture_output=True, text=True, timeout=60
+                )
                 assert run.returncode == 0, run.stderr
         notice, withdrawal = [json.loads(m.payload) for m in reader.wait_for(2)]
     finally:

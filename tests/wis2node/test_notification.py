@@ -16,9 +16,14 @@ HREF = "https://wis2node-test.examplemet.example.org/data/core/weather/surface-b
 @pytest.mark.parametrize("size", [10, 3072, 3073, 100_000])
 def test_messages_pass_the_wnm_test_suite(tmp_path, size):
     content = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    message = build_notification(data_id="aq-examplemet-test/synop/x.bufr4", href=HREF, content=content,
-                                 media_type="application/bufr", metadata_id="urn:wmo:md:aq-examplemet-test:synop",
-                                 observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc))
+    message = build_notification(
+        data_id="aq-examplemet-test/synop/x.bufr4",
+        href=HREF,
+        content=content,
+        media_type="application/bufr",
+        metadata_id="urn:wmo:md:aq-examplemet-test:synop",
+        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc),
+    )
     report = ets_validate(message, tmp_path)
     assert report["summary"]["FAILED"] == 0, report
     assert ("content" in message["properties"]) is (size <= INLINE_LIMIT * 3 // 4)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +20,7 @@ from wis2node.__main__ import main as cli_main
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
-from wis2node.payload import RUNTIME_PARAMETER, runtime_config
+from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
@@ -27,8 +29,14 @@ RUNTIME = SETTINGS.parameter_name(RUNTIME_PARAMETER)
 
 
 def wis2node(environment: dict, *arguments: str) -> subprocess.CompletedProcess:
-    run = subprocess.run([sys.executable, "-m", "wis2node", *arguments], cwd=ROOT, env=run_environment(environment),
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", *arguments],
+        cwd=ROOT,
+        env=run_environment(environment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in run.stderr, run.stderr
     return run
 
@@ -119,12 +127,69 @@ def test_a_changed_retention_reaches_the_node_and_reloads_nothing(node, aws):
 def test_a_bad_runtime_document_is_refused_and_the_old_file_kept(node, aws):
     config = str(node.path("/etc/wis2/node.json"))
     before = node.path("/etc/wis2/runtime.json").read_text()
-    for bad in ({"publishing": {"retention_days": "30", "max_file_bytes": 1}, "tls": {"letsencrypt_email": None}},
-                {**runtime_config(SETTINGS), "shell": {"command": "rm -rf /"}}):
+    for bad in (
+        {"publishing": {"retention_days": "30", "max_file_bytes": 1}, "tls": {"letsencrypt_email": None}},
+        {**runtime_config(SETTINGS), "shell": {"command": "rm -rf /"}},
+    ):
         client("ssm", aws).put_parameter(Name=RUNTIME, Type="String", Value=json.dumps(bad), Overwrite=True)
         run = wis2node(aws, "apply-config", config)
         assert run.returncode != 0 and "refused, keeping" in run.stderr, run.stderr
         assert node.path("/etc/wis2/runtime.json").read_text() == before
+
+
+def apt_reboot_settings(parts) -> dict[str, str]:
+    """What apt itself reads from a apt.conf.d folder: unattended-upgrades' reboot settings."""
+    main = parts.parent / "apt.conf"
+    main.write_text(f'Dir::Etc::parts "{parts}/";\n')
+    dump = subprocess.run(
+        ["apt-config", "dump"], env={**os.environ, "APT_CONFIG": str(main)}, capture_output=True, text=True, check=True
+    ).stdout
+    found = re.findall(r'^Unattended-Upgrade::(Automatic-Reboot[A-Za-z-]*) "([^"]*)";$', dump, re.MULTILINE)
+    return dict(found)
+
+
+def test_a_new_reboot_time_reaches_apt_without_a_new_machine(node, aws):
+    """rebootTime travels in the runtime parameter: apply-config writes unattended-upgrades' reboot
+    time where apt reads it (apt-config, the real parser), at the first boot and at each change."""
+    config = str(node.path("/etc/wis2/node.json"))
+    parts = node.path("/etc/apt/apt.conf.d")
+    parts.mkdir(parents=True)
+    rendered = {f.path: f.content for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-0"))}
+    upgrades = "/etc/apt/apt.conf.d/52wis2-unattended-upgrades"
+    (parts / upgrades.rsplit("/", 1)[1]).write_bytes(rendered[upgrades])  # as cloud-init writes it
+    assert apt_reboot_settings(parts) == {"Automatic-Reboot": "false"}, "no reboot before the stack's time is known"
+
+    node.path("/etc/wis2/runtime.json").unlink()  # a machine's first boot: nothing applied yet
+    actions = []
+    done = runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    assert apt_reboot_settings(parts) == {
+        "Automatic-Reboot": "true",
+        "Automatic-Reboot-WithUsers": "true",
+        "Automatic-Reboot-Time": SETTINGS.reboot_time,
+    }, done
+
+    changed = runtime_config(SETTINGS)
+    changed["upgrades"]["reboot_time"] = "05:45"
+    client("ssm", aws).put_parameter(Name=RUNTIME, Type="String", Value=json.dumps(changed), Overwrite=True)
+    run = wis2node(aws, "apply-config", config)
+    assert run.returncode == 0, run.stderr
+    assert f"upgrades.reboot_time '{SETTINGS.reboot_time}' -> '05:45'" in run.stdout
+    assert "53wis2-reboot-time: automatic reboots at 05:45 UTC" in run.stdout
+    assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
+    runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    assert actions == [], "unattended-upgrades reads it at its next run: nothing to reload"
+
+    (parts / "53wis2-reboot-time").write_text('Unattended-Upgrade::Automatic-Reboot-Time "now";\n')
+    assert "automatic reboots at 05:45" in wis2node(aws, "apply-config", config).stdout, "a hand edit is undone"
+    assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
+
+    for bad in ("25:00", '05:45";\nAPT::Update::Pre-Invoke { "touch /tmp/owned"; };//', 545):
+        client("ssm", aws).put_parameter(
+            Name=RUNTIME, Type="String", Overwrite=True, Value=json.dumps({**changed, "upgrades": {"reboot_time": bad}})
+        )
+        refused = wis2node(aws, "apply-config", config)
+        assert refused.returncode != 0 and "upgrades.reboot_time" in refused.stderr, refused.stderr
+        assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
 
 
 def _boto_ssm(aws):
@@ -133,9 +198,16 @@ def _boto_ssm(aws):
 
 # -- logs ----------------------------------------------------------------------------------------
 
+
 def journal_line(unit: str, message, when: datetime.datetime, cursor: str) -> str:
-    return json.dumps({"_SYSTEMD_UNIT": unit, "MESSAGE": message, "__CURSOR": cursor,
-                       "__REALTIME_TIMESTAMP": str(int(when.timestamp() * 1_000_000))})
+    return json.dumps(
+        {
+            "_SYSTEMD_UNIT": unit,
+            "MESSAGE": message,
+            "__CURSOR": cursor,
+            "__REALTIME_TIMESTAMP": str(int(when.timestamp() * 1_000_000)),
+        }
+    )
 
 
 def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
@@ -148,9 +220,15 @@ def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
         journal_line("mosquitto.service", "New client connected", now - datetime.timedelta(minutes=20), "c2"),
         journal_line("sshd.service", "not ours", now - datetime.timedelta(minutes=15), "c3"),
         journal_line("nginx.service", list("bad \xff".encode("latin-1")), now - datetime.timedelta(minutes=10), "c4"),
-        json.dumps({"UNIT": "wis2-agent.service", "_SYSTEMD_UNIT": "init.scope", "MESSAGE": "Started agent",
-                    "__CURSOR": "c5", "__REALTIME_TIMESTAMP": str(int((now - datetime.timedelta(minutes=5))
-                                                                      .timestamp() * 1e6))}),
+        json.dumps(
+            {
+                "UNIT": "wis2-agent.service",
+                "_SYSTEMD_UNIT": "init.scope",
+                "MESSAGE": "Started agent",
+                "__CURSOR": "c5",
+                "__REALTIME_TIMESTAMP": str(int((now - datetime.timedelta(minutes=5)).timestamp() * 1e6)),
+            }
+        ),
         journal_line("wis2-agent.service", "old line", now - datetime.timedelta(hours=3), "c6"),
     ]
     config = json.loads(_rendered_node_json())
@@ -161,7 +239,9 @@ def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
     agent = wis2node(aws, "logs", "--stack", SETTINGS.stack, "--service", "agent", "--since", "1h")
     assert agent.returncode == 0, agent.stderr
     assert [line.split(" ", 3)[3] for line in agent.stdout.splitlines()] == [
-        "published data/core/x.bufr4", "Started agent"], "the last hour only, oldest first"
+        "published data/core/x.bufr4",
+        "Started agent",
+    ], "the last hour only, oldest first"
     everything = wis2node(aws, "logs", "--stack", SETTINGS.stack, "--since", "4h").stdout.splitlines()
     assert [line.split()[2] for line in everything] == ["agent", "agent", "broker", "web", "agent"]
     assert "bad \ufffd" in everything[3], "a non-UTF-8 message arrives, replaced, not dropped"
@@ -188,18 +268,27 @@ def test_the_journal_is_read_after_the_saved_cursor_of_this_machine_only():
     units = journal.units()
     assert journal.journal_command("s=abc", units)[-1] == "--after-cursor=s=abc"
     assert journal.journal_command(None, units)[-1] == "--boot"
-    assert {"wis2-agent.service", "mosquitto.service", "nginx.service", "wis2-certificate.service",
-            "wis2-watcher.service"} <= set(units)
+    assert {
+        "wis2-agent.service",
+        "mosquitto.service",
+        "nginx.service",
+        "wis2-certificate.service",
+        "wis2-watcher.service",
+    } <= set(units)
 
 
 def _rendered_node_json() -> str:
     from wis2node.payload import DeployFacts, render_files
 
-    return next(f.content for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-1"))
-                if f.path == "/etc/wis2/node.json")
+    return next(
+        f.content
+        for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-1"))
+        if f.path == "/etc/wis2/node.json"
+    )
 
 
 # -- the CLI as a whole --------------------------------------------------------------------------
+
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
     captured = {}
@@ -222,8 +311,19 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_option_has_help_and_every_stack_verb_takes_stack():
     commands = _subcommands()
-    node_tools = {"agent", "certificate", "publisher-credential", "retention", "reporter", "apply-config", "ship-logs",
-                  "cloudwatch-agent", "watcher", "republish", "gdc-check"}
+    node_tools = {
+        "agent",
+        "certificate",
+        "publisher-credential",
+        "retention",
+        "reporter",
+        "apply-config",
+        "ship-logs",
+        "cloudwatch-agent",
+        "watcher",
+        "republish",
+        "gdc-check",
+    }
     for name, parser in commands.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):
@@ -240,12 +340,18 @@ def test_version():
 
 
 def test_check_takes_stack_too():
-    run = subprocess.run([sys.executable, "-m", "wis2node", "check", "--stack", "aq-examplemet-test"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "check", "--stack", "aq-examplemet-test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "1 stacks checked" in run.stdout, run.stdout + run.stderr
 
 
 # -- status --------------------------------------------------------------------------------------
+
 
 def test_status_is_one_screen_naming_what_fails(aws, node):
     ssm = client("ssm", aws)
@@ -254,8 +360,20 @@ def test_status_is_one_screen_naming_what_fails(aws, node):
     dead = sqs.create_queue(QueueName=SETTINGS.dead_letter_queue)["QueueUrl"]
     sqs.send_message(QueueUrl=dead, MessageBody="{}")
     assert ssm.get_parameter(Name=PASSWORD)
-    run = wis2node(aws, "status", "--stack", SETTINGS.stack, "--host", "127.0.0.1", "--https-port",
-                   str(node.ports.https), "--mqtts-port", str(node.ports.mqtts), "--ca-file", str(node.ca_file))
+    run = wis2node(
+        aws,
+        "status",
+        "--stack",
+        SETTINGS.stack,
+        "--host",
+        "127.0.0.1",
+        "--https-port",
+        str(node.ports.https),
+        "--mqtts-port",
+        str(node.ports.mqtts),
+        "--ca-file",
+        str(node.ca_file),
+    )
     screen = run.stdout.splitlines()
     assert run.returncode == 1, "nothing deployed in moto: the instance check fails"
     assert screen[0].startswith(f"{SETTINGS.stack}: {SETTINGS.fqdn}")

@@ -39,9 +39,13 @@ def test_user_data_with_a_certificate_passes_and_fits(mode, tmp_path):
     extra = {"wis2-node:tlsMode": mode}
     if mode == "provided":
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        extra.update({"wis2-node:certificateAuthority": "digicert.com",
-                      "wis2-node:certificate": mock_certificate(fqdn, issuer_key=ca_key)
-                      + mock_certificate("Example CA", key=ca_key)})
+        extra.update(
+            {
+                "wis2-node:certificateAuthority": "digicert.com",
+                "wis2-node:certificate": mock_certificate(fqdn, issuer_key=ca_key)
+                + mock_certificate("Example CA", key=ca_key),
+            }
+        )
     instance = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE)
     user_data = instance.user_data
     assert json.loads(user_data_files(user_data)["/etc/wis2/node.json"])["tls"]["certificate_parameter"]
@@ -77,17 +81,28 @@ def test_rendering_is_deterministic(stack_file):
 def test_user_data_carries_every_rendered_file(deployment: Deployment, stack_file):
     files = user_data_files(deployment.one(INSTANCE).user_data)
     settings = stack_file.settings()
-    rendered = render_files(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0",
-                                                  bucket=settings.ingest_bucket(ACCOUNT),
-                                                  package_sha256=node_package().sha256))
+    rendered = render_files(
+        settings,
+        DeployFacts(
+            data_volume_id="vol-0123456789abcdef0",
+            bucket=settings.ingest_bucket(ACCOUNT),
+            package_sha256=node_package().sha256,
+        ),
+    )
     assert files == {f.path: f.content for f in rendered}
 
 
 def test_broker_config_follows_the_wis2_guide(stack_file):
     files = {f.path: f.content.decode() for f in render_files(stack_file.settings(), DeployFacts("vol-1"))}
     broker = files["/etc/mosquitto/mosquitto.conf"].splitlines()
-    for line in ("allow_anonymous false", "persistence true", "max_queued_messages 2000",
-                 "persistence_location /srv/wis2/mosquitto/", "tls_version tlsv1.2", "listener 8883"):
+    for line in (
+        "allow_anonymous false",
+        "persistence true",
+        "max_queued_messages 2000",
+        "persistence_location /srv/wis2/mosquitto/",
+        "tls_version tlsv1.2",
+        "listener 8883",
+    ):
         assert line in broker, line
     acl = files["/etc/mosquitto/acl"]
     centre = stack_file.config["wis2-node:centreId"]
@@ -101,8 +116,9 @@ def test_node_scripts_parse_in_their_language(stack_file, tmp_path):
     for file in scripts:
         script = tmp_path / file.path.rsplit("/", 1)[1]
         script.write_bytes(file.content)
-        checked = subprocess.run([*checkers[file.content.split(b"\n", 1)[0]], str(script)],
-                                 capture_output=True, text=True)
+        checked = subprocess.run(
+            [*checkers[file.content.split(b"\n", 1)[0]], str(script)], capture_output=True, text=True
+        )
         assert checked.returncode == 0, (file.path, checked.stderr)
         assert file.mode == "0755"
 

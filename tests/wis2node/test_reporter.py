@@ -38,9 +38,12 @@ def test_days_left_are_those_of_the_served_certificate(node):
     for days in found.values():
         assert abs(days - expected_days(node)) < 0.01
     write_certificate(node.tls_dir, SETTINGS.fqdn, days=10)  # a certificate about to expire, served...
-    subprocess.run([str(node.path("/usr/local/sbin/wis2-install-certificate"))], check=True,
-                   env={"RENEWED_LINEAGE": str(node.tls_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                   capture_output=True)
+    subprocess.run(
+        [str(node.path("/usr/local/sbin/wis2-install-certificate"))],
+        check=True,
+        env={"RENEWED_LINEAGE": str(node.tls_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+    )
     time.sleep(1)
     for days in measurements(config).values():
         assert 9.9 < days <= 10
@@ -48,8 +51,14 @@ def test_days_left_are_those_of_the_served_certificate(node):
 
 def test_the_reporter_puts_days_left_and_a_heartbeat(node):
     with moto_server(SETTINGS.region) as aws:
-        run = subprocess.run([sys.executable, "-m", "wis2node", "reporter", str(node.path("/etc/wis2/node.json"))],
-                             cwd=ROOT, capture_output=True, text=True, env=run_environment(aws), timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-m", "wis2node", "reporter", str(node.path("/etc/wis2/node.json"))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=run_environment(aws),
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr
         metrics = client("cloudwatch", aws).list_metrics(Namespace="WIS2Node")["Metrics"]
     found = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in metrics}
@@ -57,8 +66,12 @@ def test_the_reporter_puts_days_left_and_a_heartbeat(node):
     # (CertificateRenewalFailed too where systemd can say: on the VM, not here)
     assert found - {("CertificateRenewalFailed", (stack,))} == {
         ("Heartbeat", (stack,)),
-        *((name, (("Endpoint", endpoint), stack)) for name in ("CertificateDaysLeft", "CertificateRenewalOverdue")
-          for endpoint in ("https", "mqtts"))}
+        *(
+            (name, (("Endpoint", endpoint), stack))
+            for name in ("CertificateDaysLeft", "CertificateRenewalOverdue")
+            for endpoint in ("https", "mqtts")
+        ),
+    }
 
 
 def test_a_port_without_a_server_is_reported_by_omission(node):
@@ -69,12 +82,16 @@ def test_a_port_without_a_server_is_reported_by_omission(node):
 
 # -- renewal overdue, relative to the certificate's lifetime (issue 13.6) ---------------------------
 
+
 def install(node: LocalNode, days: int, age_days: float) -> None:
     """Serve a certificate valid `days` in all, issued `age_days` ago, as the deploy hook installs one."""
     write_certificate(node.tls_dir, SETTINGS.fqdn, days=days, age_days=age_days)
-    subprocess.run([str(node.path("/usr/local/sbin/wis2-install-certificate"))], check=True,
-                   env={"RENEWED_LINEAGE": str(node.tls_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                   capture_output=True)
+    subprocess.run(
+        [str(node.path("/usr/local/sbin/wis2-install-certificate"))],
+        check=True,
+        env={"RENEWED_LINEAGE": str(node.tls_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+    )
     time.sleep(1)
 
 
@@ -89,11 +106,17 @@ def fake_systemctl(directory, monkeypatch, *results: str) -> None:
 
 def reported(cloudwatch, name: str, **dimensions: str) -> float:
     found = cloudwatch.get_metric_statistics(
-        Namespace="WIS2Node", MetricName=name, Statistics=["Maximum"], Period=60,
+        Namespace="WIS2Node",
+        MetricName=name,
+        Statistics=["Maximum"],
+        Period=60,
         StartTime=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10),
         EndTime=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1),
-        Dimensions=[{"Name": "Stack", "Value": SETTINGS.stack},
-                    *({"Name": k, "Value": v} for k, v in dimensions.items())])["Datapoints"]
+        Dimensions=[
+            {"Name": "Stack", "Value": SETTINGS.stack},
+            *({"Name": k, "Value": v} for k, v in dimensions.items()),
+        ],
+    )["Datapoints"]
     assert len(found) == 1, found
     return found[0]["Maximum"]
 

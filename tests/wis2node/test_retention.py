@@ -30,12 +30,16 @@ def test_files_past_retention_are_removed(tmp_path):
         os.utime(path, (mtime, mtime))
     config = tmp_path / "node.json"
     config.write_text(json.dumps({"publishing": {"public_dir": str(public), "retention_days": 7}}))
-    run = subprocess.run([sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     remaining = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file())
-    assert remaining == [f"data/core/weather/a/_versions/{'1' * 32}/recent.bufr4", "data/core/weather/a/recent.bufr4",
-                         "metadata/old-record.json"]
+    assert remaining == [
+        f"data/core/weather/a/_versions/{'1' * 32}/recent.bufr4",
+        "data/core/weather/a/recent.bufr4",
+        "metadata/old-record.json",
+    ]
     assert not (public / "data/core/weather/b").exists(), "emptied directories go too"
     assert not (public / f"data/core/weather/a/_versions/{'0' * 32}").exists()
     assert "removed 3 files" in run.stderr
@@ -49,11 +53,21 @@ def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):
     state.rel_for("new-message/0", "data/b.bufr4", deleted=False)
     state.db.execute("UPDATE events SET seen = unixepoch() - 15 * 86400 WHERE event_id = 'old-message/0'")
     config = tmp_path / "node.json"
-    config.write_text(json.dumps({"publishing": {"public_dir": str(tmp_path / "public"), "retention_days": 7,
-                                                 "state_db": str(tmp_path / "state.sqlite")}}))
+    config.write_text(
+        json.dumps(
+            {
+                "publishing": {
+                    "public_dir": str(tmp_path / "public"),
+                    "retention_days": 7,
+                    "state_db": str(tmp_path / "state.sqlite"),
+                }
+            }
+        )
+    )
     (tmp_path / "public" / "data").mkdir(parents=True)
-    run = subprocess.run([sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert "forgot 1 events" in run.stderr
     remaining = [row[0] for row in State(tmp_path / "state.sqlite").db.execute("SELECT event_id FROM events")]

@@ -17,11 +17,20 @@ SYNOP = "data/core/weather/surface-based-observations/synop"
 UTC = datetime.timezone.utc
 
 
-def record(key: str = f"{SYNOP}/A.bufr4", *, source: object = "aws:s3", bucket: object = BUCKET,
-           name: object = "ObjectCreated:Put", size: object = 3) -> dict:
+def record(
+    key: str = f"{SYNOP}/A.bufr4",
+    *,
+    source: object = "aws:s3",
+    bucket: object = BUCKET,
+    name: object = "ObjectCreated:Put",
+    size: object = 3,
+) -> dict:
     """An S3 event record as S3 sends it (keys URL-encoded, + for a space)."""
-    return {"eventSource": source, "eventName": name,
-            "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}}}
+    return {
+        "eventSource": source,
+        "eventName": name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}},
+    }
 
 
 def refused(rule, *args) -> str:
@@ -32,9 +41,11 @@ def refused(rule, *args) -> str:
 
 # -- which events are taken ------------------------------------------------------------------
 
+
 def test_an_s3_event_of_the_nodes_bucket_is_taken_with_its_decoded_key():
-    assert rules.accept_record(record(f"{SYNOP}/A+B%2B.bufr4", size=12), BUCKET) == \
-        Event(key=f"{SYNOP}/A B+.bufr4", deleted=False, size=12)
+    assert rules.accept_record(record(f"{SYNOP}/A+B%2B.bufr4", size=12), BUCKET) == Event(
+        key=f"{SYNOP}/A B+.bufr4", deleted=False, size=12
+    )
     assert rules.accept_record(record(name="ObjectRemoved:Delete", size=None), BUCKET).deleted
 
 
@@ -45,8 +56,7 @@ def test_an_event_from_another_source_is_refused(source):
 
 @pytest.mark.parametrize("bucket", ["someone-elses-bucket", None, {"name": BUCKET}])
 def test_an_event_of_another_bucket_is_refused(bucket):
-    assert f"only events of the node's bucket '{BUCKET}'" in refused(rules.accept_record, record(bucket=bucket),
-                                                                     BUCKET)
+    assert f"only events of the node's bucket '{BUCKET}'" in refused(rules.accept_record, record(bucket=bucket), BUCKET)
 
 
 def test_an_event_without_a_bucket_is_refused():
@@ -81,10 +91,13 @@ def test_a_record_that_is_not_an_object_is_refused(value):
 
 # -- key -> topic ----------------------------------------------------------------------------
 
+
 def test_a_data_key_gives_the_topic_below_the_centre_id():
     assert rules.topic_for(f"{SYNOP}/A_SMAQ01EXMP241200.bufr4", CENTRE) == f"origin/a/wis2/{CENTRE}/{SYNOP}"
-    assert rules.topic_for("data/core/hydrology/experimental/water_level-2/x.csv", CENTRE) == \
-        f"origin/a/wis2/{CENTRE}/data/core/hydrology/experimental/water_level-2"
+    assert (
+        rules.topic_for("data/core/hydrology/experimental/water_level-2/x.csv", CENTRE)
+        == f"origin/a/wis2/{CENTRE}/data/core/hydrology/experimental/water_level-2"
+    )
 
 
 def test_a_metadata_key_gives_the_metadata_topic():
@@ -100,26 +113,30 @@ def test_metadata_below_metadata_is_refused():
     assert "directly under metadata/" in refused(rules.topic_for, "metadata/sub/record.json", CENTRE)
 
 
-@pytest.mark.parametrize("key, level", [
-    ("data/core/weather/experimental/../../../../../../../../etc/cron.d/x", ".."),
-    ("data/core/weather/experimental/../../../../metadata/record.json", ".."),
-    ("data/core/weather/./synop/x.bufr4", "."),
-    ("data/core//weather/x.bufr4", ""),
-    ("data/core/weather/experimental/Été Ñ/x.bufr4", "Été Ñ"),
-    ("data/core/weather/experimental/Synop/x.bufr4", "Synop"),
-    ("data/core/weather/experimental/synop.v2/x.bufr4", "synop.v2"),
-    ("data/core/weather/experimental/-synop/x.bufr4", "-synop"),
-    ("data/core/weather/experimental/synop-/x.bufr4", "synop-"),
-    ("data/core/weather/experimental/a+b/x.bufr4", "a+b"),
-    ("data/core/weather/experimental/#/x.bufr4", "#"),
-])
+@pytest.mark.parametrize(
+    "key, level",
+    [
+        ("data/core/weather/experimental/../../../../../../../../etc/cron.d/x", ".."),
+        ("data/core/weather/experimental/../../../../metadata/record.json", ".."),
+        ("data/core/weather/./synop/x.bufr4", "."),
+        ("data/core//weather/x.bufr4", ""),
+        ("data/core/weather/experimental/Été Ñ/x.bufr4", "Été Ñ"),
+        ("data/core/weather/experimental/Synop/x.bufr4", "Synop"),
+        ("data/core/weather/experimental/synop.v2/x.bufr4", "synop.v2"),
+        ("data/core/weather/experimental/-synop/x.bufr4", "-synop"),
+        ("data/core/weather/experimental/synop-/x.bufr4", "synop-"),
+        ("data/core/weather/experimental/a+b/x.bufr4", "a+b"),
+        ("data/core/weather/experimental/#/x.bufr4", "#"),
+    ],
+)
 def test_a_topic_level_outside_the_pattern_is_refused(key, level):
     reason = refused(rules.topic_for, key, CENTRE)
     assert f"topic level {level!r} is not allowed" in reason
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", ".hidden", ".x.partial", "a b.bufr4", "é.bufr4", "a:b", "a\\b",
-                                  "a\x00b"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", ".hidden", ".x.partial", "a b.bufr4", "é.bufr4", "a:b", "a\\b", "a\x00b"]
+)
 def test_a_file_name_outside_the_pattern_is_refused(name):
     assert f"file name {name!r} is not allowed" in refused(rules.topic_for, f"{SYNOP}/{name}", CENTRE)
 
@@ -135,6 +152,7 @@ def test_file_names_keep_wmo_upper_case_and_dots():
 
 # -- key -> path -----------------------------------------------------------------------------
 
+
 def test_a_key_is_served_from_its_own_path_in_the_public_folder(tmp_path):
     assert rules.public_path(tmp_path, f"{SYNOP}/x.bufr4") == tmp_path.resolve() / SYNOP / "x.bufr4"
 
@@ -149,17 +167,23 @@ def test_a_path_through_a_symbolic_link_out_of_the_public_folder_is_refused(tmp_
     (public / "data").mkdir(parents=True)
     outside.mkdir()
     (public / "data" / "core").symlink_to(outside)
-    assert "not a file of its own inside the public folder" in refused(rules.public_path, public,
-                                                                       "data/core/x.bufr4")
+    assert "not a file of its own inside the public folder" in refused(rules.public_path, public, "data/core/x.bufr4")
 
 
 # -- media type ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, expected", [
-    (f"{SYNOP}/A.bufr4", "application/bufr"), (f"{SYNOP}/A.BUFR", "application/bufr"),
-    ("data/core/weather/prediction/x.grib2", "application/grib"), ("data/x/y/z.csv", "text/csv"),
-    ("data/x/y/z.nc", "application/netcdf"), ("metadata/record.json", "application/geo+json"),
-])
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        (f"{SYNOP}/A.bufr4", "application/bufr"),
+        (f"{SYNOP}/A.BUFR", "application/bufr"),
+        ("data/core/weather/prediction/x.grib2", "application/grib"),
+        ("data/x/y/z.csv", "text/csv"),
+        ("data/x/y/z.nc", "application/netcdf"),
+        ("metadata/record.json", "application/geo+json"),
+    ],
+)
 def test_the_media_type_comes_from_the_file_name(key, expected):
     assert rules.media_type(key) == expected
 
@@ -171,11 +195,14 @@ def test_a_name_off_the_allowlist_is_announced_as_octet_stream(name):
 
 # -- time ------------------------------------------------------------------------------------
 
+
 def test_a_datetime_is_read_as_rfc3339_in_utc():
-    assert rules.observation_time({"datetime": "2026-11-24T12:00:00Z"}) == \
-        {"observed": datetime.datetime(2026, 11, 24, 12, tzinfo=UTC)}
-    assert rules.observation_time({"datetime": "2026-11-24T13:30:00+01:30"}) == \
-        {"observed": datetime.datetime(2026, 11, 24, 12, tzinfo=UTC)}
+    assert rules.observation_time({"datetime": "2026-11-24T12:00:00Z"}) == {
+        "observed": datetime.datetime(2026, 11, 24, 12, tzinfo=UTC)
+    }
+    assert rules.observation_time({"datetime": "2026-11-24T13:30:00+01:30"}) == {
+        "observed": datetime.datetime(2026, 11, 24, 12, tzinfo=UTC)
+    }
     assert rules.observation_time({"datetime": "2026-11-24T12:00:00.123456789"})["observed"].tzinfo == UTC
 
 
@@ -184,14 +211,26 @@ def test_no_time_is_a_null_datetime():
 
 
 def test_a_period_is_read_in_utc():
-    period = rules.observation_time({"start-datetime": "2026-11-24T11:00:00Z",
-                                     "end-datetime": "2026-11-24T13:00:00+01:00"})
-    assert period == {"period": (datetime.datetime(2026, 11, 24, 11, tzinfo=UTC),
-                                 datetime.datetime(2026, 11, 24, 12, tzinfo=UTC))}
+    period = rules.observation_time(
+        {"start-datetime": "2026-11-24T11:00:00Z", "end-datetime": "2026-11-24T13:00:00+01:00"}
+    )
+    assert period == {
+        "period": (datetime.datetime(2026, 11, 24, 11, tzinfo=UTC), datetime.datetime(2026, 11, 24, 12, tzinfo=UTC))
+    }
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2026-11-24", "20261124T120000Z", "2026-11-24T12:00:00 Z",
-                                   "2026-13-01T00:00:00Z", "2026-11-24T12:00:00+2400", "٢٠٢٦-11-24T12:00:00Z"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "2026-11-24",
+        "20261124T120000Z",
+        "2026-11-24T12:00:00 Z",
+        "2026-13-01T00:00:00Z",
+        "2026-11-24T12:00:00+2400",
+        "٢٠٢٦-11-24T12:00:00Z",
+    ],
+)
 def test_a_time_that_is_not_rfc3339_is_refused(value):
     assert "expected an RFC 3339 time" in refused(rules.observation_time, {"datetime": value})
 
@@ -206,11 +245,13 @@ def test_half_a_period_is_refused():
 
 
 def test_a_period_ending_before_it_starts_is_refused():
-    assert "is after end-datetime" in refused(rules.observation_time, {"start-datetime": "2026-11-24T13:00:00Z",
-                                                                       "end-datetime": "2026-11-24T12:00:00Z"})
+    assert "is after end-datetime" in refused(
+        rules.observation_time, {"start-datetime": "2026-11-24T13:00:00Z", "end-datetime": "2026-11-24T12:00:00Z"}
+    )
 
 
 # -- place -----------------------------------------------------------------------------------
+
 
 def test_a_geometry_is_a_point():
     assert rules.point("-62.5,-64.8,10") == {"type": "Point", "coordinates": [-62.5, -64.8, 10.0]}
@@ -229,6 +270,7 @@ def test_a_geometry_out_of_range_or_shape_is_refused(value):
 
 # -- the other attributes --------------------------------------------------------------------
 
+
 def test_cache_false_and_the_default():
     assert rules.cache_flag({"cache": "FALSE"}) is False
     assert rules.cache_flag({"cache": "true"}) is None
@@ -240,8 +282,10 @@ def test_a_cache_value_other_than_true_or_false_is_refused():
 
 
 def test_a_metadata_id_is_printable_ascii():
-    assert rules.metadata_id({"metadata-id": "urn:wmo:md:aq-examplemet-test:synop"}) == \
-        "urn:wmo:md:aq-examplemet-test:synop"
+    assert (
+        rules.metadata_id({"metadata-id": "urn:wmo:md:aq-examplemet-test:synop"})
+        == "urn:wmo:md:aq-examplemet-test:synop"
+    )
     assert rules.metadata_id({}) is None
 
 
@@ -265,6 +309,7 @@ def test_a_record_id_that_is_not_an_identifier_is_refused(content):
 
 
 # -- the wire --------------------------------------------------------------------------------
+
 
 def test_messages_go_out_as_strict_json():
     assert json.loads(rules.to_json({"coordinates": [1.5, 2]})) == {"coordinates": [1.5, 2]}

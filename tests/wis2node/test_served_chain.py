@@ -29,37 +29,70 @@ PEM = serialization.Encoding.PEM
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wis2-node test PKI"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wis2-node test PKI"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _issue(subject: str, key, issuer: x509.Certificate | None, issuer_key, *, ca: bool) -> x509.Certificate:
     """A certificate as a public CA makes it: key identifiers, key usage, and SANs on the leaf."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject))
-               .issuer_name(issuer.subject if issuer else _name(subject)).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=45))
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                              critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.subject if issuer else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=45))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
     if ca:
-        builder = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
-                                         critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                                key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                                decipher_only=False), critical=True))
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True
+        ).add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
-        names = [x509.DNSName(SETTINGS.fqdn), x509.DNSName("localhost"),
-                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = (builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                                key_cert_sign=False, crl_sign=False, encipher_only=False,
-                                                decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                   .add_extension(x509.SubjectAlternativeName(names), critical=False))
+        names = [
+            x509.DNSName(SETTINGS.fqdn),
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -74,24 +107,30 @@ def issue_chain(directory: Path, with_intermediate: bool = True) -> tuple[Path, 
     directory.mkdir(parents=True, exist_ok=True)
     chain = leaf.public_bytes(PEM) + (intermediate.public_bytes(PEM) if with_intermediate else b"")
     (directory / "fullchain.pem").write_bytes(chain)
-    (directory / "privkey.pem").write_bytes(leaf_key.private_bytes(
-        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "privkey.pem").write_bytes(
+        leaf_key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (directory / "root.pem").write_bytes(root.public_bytes(PEM))
     return directory / "root.pem", leaf
 
 
 def install(node: LocalNode, lineage: Path) -> None:
     """The node's deploy hook, as certbot runs it."""
-    run = subprocess.run([str(node.path("/usr/local/sbin/wis2-install-certificate"))], capture_output=True,
-                         text=True, env={"RENEWED_LINEAGE": str(lineage), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    run = subprocess.run(
+        [str(node.path("/usr/local/sbin/wis2-install-certificate"))],
+        capture_output=True,
+        text=True,
+        env={"RENEWED_LINEAGE": str(lineage), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     assert run.returncode == 0, run.stderr
 
 
 def served_leaf(port: int) -> x509.Certificate:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                             server_hostname=SETTINGS.fqdn) as tls:
+    with context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SETTINGS.fqdn
+    ) as tls:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
@@ -101,8 +140,9 @@ def validates(port: int, root: Path) -> str:
     context.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN  # the intermediate is no trust anchor
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     try:
-        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                                 server_hostname=SETTINGS.fqdn):
+        with context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SETTINGS.fqdn
+        ):
             return ""
     except ssl.SSLCertVerificationError as error:
         return error.verify_message

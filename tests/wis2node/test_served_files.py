@@ -28,13 +28,15 @@ def node(tmp_path_factory):
         yield running
 
 
-def request(node: LocalNode, method: str, path: str, headers: dict[str, str] | None = None,
-            body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+def request(
+    node: LocalNode, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
     """One HTTPS request to the node's nginx, as a browser on another site would send it."""
     context = ssl.create_default_context(cafile=str(node.ca_file))
     connection = http.client.HTTPSConnection(SETTINGS.fqdn, node.ports.https, context=context, timeout=10)
-    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", node.ports.https), timeout=10),
-                                          server_hostname=SETTINGS.fqdn)
+    connection.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", node.ports.https), timeout=10), server_hostname=SETTINGS.fqdn
+    )
     try:
         connection.request(method, path, body=body, headers={"Host": SETTINGS.fqdn, **(headers or {})})
         response = connection.getresponse()
@@ -53,11 +55,19 @@ def publish(node: LocalNode, key: str, content: bytes = b"\x00payload\x00") -> s
 
 # Every extension of the table, upper case too (the agent and nginx both lower it), names the
 # table does not know (octet-stream), and a WCMP2 record under metadata/ whatever its name.
-KEYS = ([f"{FOLDER}/sample{suffix}" for suffix in MEDIA_TYPES]
-        + [f"{FOLDER}/A_SMAQ01EXMP241200.BUFR4", f"{FOLDER}/model.GRIB2", f"{FOLDER}/archive.tar.gz",
-           f"{FOLDER}/page.html", f"{FOLDER}/script.js", f"{FOLDER}/image.svg", f"{FOLDER}/noextension",
-           f"{FOLDER}/trailing.", "metadata/urn-wmo-md-aq-examplemet-test-synop.json", "metadata/record.geojson",
-           "metadata/record"])
+KEYS = [f"{FOLDER}/sample{suffix}" for suffix in MEDIA_TYPES] + [
+    f"{FOLDER}/A_SMAQ01EXMP241200.BUFR4",
+    f"{FOLDER}/model.GRIB2",
+    f"{FOLDER}/archive.tar.gz",
+    f"{FOLDER}/page.html",
+    f"{FOLDER}/script.js",
+    f"{FOLDER}/image.svg",
+    f"{FOLDER}/noextension",
+    f"{FOLDER}/trailing.",
+    "metadata/urn-wmo-md-aq-examplemet-test-synop.json",
+    "metadata/record.geojson",
+    "metadata/record",
+]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -69,9 +79,14 @@ def test_each_file_is_served_with_the_type_its_link_announces(node, key):
 
 def test_the_table_covers_what_the_issue_names():
     """WMO's formats and the WCMP2 records are announced with their registered types."""
-    for name, expected in {"a.bufr4": "application/bufr", "a.bufr": "application/bufr",
-                           "a.grib2": "application/grib", "a.grib": "application/grib",
-                           "a.nc": "application/netcdf", "a.html": DEFAULT_MEDIA_TYPE}.items():
+    for name, expected in {
+        "a.bufr4": "application/bufr",
+        "a.bufr": "application/bufr",
+        "a.grib2": "application/grib",
+        "a.grib": "application/grib",
+        "a.nc": "application/netcdf",
+        "a.html": DEFAULT_MEDIA_TYPE,
+    }.items():
         assert media_type(f"{FOLDER}/{name}") == expected
     assert media_type("metadata/x.json") == METADATA_TYPE == "application/geo+json"
 
@@ -95,9 +110,16 @@ def test_data_and_metadata_answer_cross_origin_reads(node, path, method):
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_the_preflight_of_a_read_is_answered(node, path, method):
     publish(node, path.lstrip("/"))
-    status, headers, body = request(node, "OPTIONS", path, {
-        "Origin": ORIGIN, "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": "range,if-none-match"})
+    status, headers, body = request(
+        node,
+        "OPTIONS",
+        path,
+        {
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "range,if-none-match",
+        },
+    )
     assert (status, body) == (204, b"")
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert headers["Access-Control-Allow-Methods"] == "GET, HEAD"
@@ -105,14 +127,22 @@ def test_the_preflight_of_a_read_is_answered(node, path, method):
     assert headers["Strict-Transport-Security"]
 
 
-@pytest.mark.parametrize("method, headers", [
-    ("PUT", {}), ("POST", {}), ("DELETE", {}), ("PATCH", {}), ("PROPFIND", {}), ("TRACE", {}),
-    ("OPTIONS", {}),  # not a preflight
-    ("OPTIONS", {"Access-Control-Request-Method": "PUT"}),
-    ("OPTIONS", {"Access-Control-Request-Method": "DELETE"}),
-    ("OPTIONS", {"Access-Control-Request-Method": "GET, DELETE"}),
-    ("OPTIONS", {"Access-Control-Request-Method": "get"}),
-])
+@pytest.mark.parametrize(
+    "method, headers",
+    [
+        ("PUT", {}),
+        ("POST", {}),
+        ("DELETE", {}),
+        ("PATCH", {}),
+        ("PROPFIND", {}),
+        ("TRACE", {}),
+        ("OPTIONS", {}),  # not a preflight
+        ("OPTIONS", {"Access-Control-Request-Method": "PUT"}),
+        ("OPTIONS", {"Access-Control-Request-Method": "DELETE"}),
+        ("OPTIONS", {"Access-Control-Request-Method": "GET, DELETE"}),
+        ("OPTIONS", {"Access-Control-Request-Method": "get"}),
+    ],
+)
 def test_anything_but_reading_is_still_refused(node, method, headers):
     path = publish(node, f"{FOLDER}/kept.bufr4", b"original")
     status, answer, _ = request(node, method, path, {"Origin": ORIGIN, **headers}, body=b"overwritten")

@@ -40,14 +40,17 @@ def test_the_lock_pins_every_requirement_of_the_node_with_hashes():
 
 def test_the_node_installs_from_the_lock_with_require_hashes():
     settings = find_stack("aq-examplemet-test").settings()
-    files = {f.path: f.content.decode()
-             for f in render_files(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0"))}
+    files = {
+        f.path: f.content.decode() for f in render_files(settings, DeployFacts(data_volume_id="vol-0123456789abcdef0"))
+    }
     installer = files["/usr/local/sbin/wis2-install-software"]
     assert '"--require-hashes", "-r", str(release / "src/requirements-node.lock")' in installer
     names = zipfile.ZipFile(io.BytesIO(node_package().archive)).namelist()
     assert "requirements-node.lock" in names
     # the WMO bundles travel in the package: nothing is synced from GitHub at boot
-    assert "wis2node/data/wmo-home/.pywis-pubsub/wis2-notification-message/wis2-notification-message-bundled.json" in names
+    assert (
+        "wis2node/data/wmo-home/.pywis-pubsub/wis2-notification-message/wis2-notification-message-bundled.json" in names
+    )
     assert not any("sync" in text for path, text in files.items() if path.startswith("/usr/local/sbin/"))
 
 
@@ -60,11 +63,18 @@ def keys(tmp_path_factory) -> dict:
         home = work / name
         home.mkdir(mode=0o700)
         gpg = ["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--pinentry-mode", "loopback"]
-        subprocess.run([*gpg, "--quick-gen-key", f"{name} <{name}@example.org>", "ed25519", "sign", "1d"],
-                       check=True, capture_output=True)
-        fingerprint = next(line.split(":")[9] for line in subprocess.run(
-            [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True).stdout.splitlines()
-            if line.startswith("fpr:"))
+        subprocess.run(
+            [*gpg, "--quick-gen-key", f"{name} <{name}@example.org>", "ed25519", "sign", "1d"],
+            check=True,
+            capture_output=True,
+        )
+        fingerprint = next(
+            line.split(":")[9]
+            for line in subprocess.run(
+                [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True
+            ).stdout.splitlines()
+            if line.startswith("fpr:")
+        )
         package = work / f"{name}.deb"
         package.write_bytes(b"a package " + name.encode())
         subprocess.run([*gpg, "--detach-sign", "--output", f"{package}.sig", str(package)], check=True)

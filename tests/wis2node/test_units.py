@@ -15,33 +15,59 @@ from wis2node.stackfile import find_stack
 SETTINGS = find_stack("aq-examplemet-test").settings()
 FACTS = DeployFacts(data_volume_id="vol-0123456789abcdef0", bucket="wis2-ingest")
 FILES = {f.path: f.content.decode() for f in render_files(SETTINGS, FACTS)}
-UNITS = {Path(path).name: text for path, text in FILES.items()
-         if path.startswith("/etc/systemd/system/wis2-") and path.endswith(".service")}
+UNITS = {
+    Path(path).name: text
+    for path, text in FILES.items()
+    if path.startswith("/etc/systemd/system/wis2-") and path.endswith(".service")
+}
 # The services that keep root, each with what it needs root for.
-ROOT_SERVICES = {"wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP",
-                 "wis2-config.service": "it rewrites the broker's password file, signals mosquitto and restarts "
-                                        "the agent"}
+ROOT_SERVICES = {
+    "wis2-certificate.service": "its deploy hook gives the key to mosquitto's account and sends SIGHUP",
+    "wis2-config.service": "it rewrites the broker's password file, signals mosquitto and restarts the agent",
+}
 # The boot's steps: root by nature (format and mount a volume, write /etc, install software with
 # pip and dpkg, write the broker's password file), each sandboxed as far as its job allows, with
 # systemd-analyze's rating (systemd 252, --offline) as the ceiling.
-BOOT_STEPS = {"wis2-data-volume.service": 7.3, "wis2-setup.service": 4.4, "wis2-node-software.service": 2.7,
-              "wis2-publisher-credential.service": 5.5, "wis2-cloudwatch-agent.service": 7.4}
+BOOT_STEPS = {
+    "wis2-data-volume.service": 7.3,
+    "wis2-setup.service": 4.4,
+    "wis2-node-software.service": 2.7,
+    "wis2-publisher-credential.service": 5.5,
+    "wis2-cloudwatch-agent.service": 7.4,
+}
 # Services whose account needs a group a private user namespace would not map (the journal's).
 HOST_GROUPS = {"wis2-logs.service": "systemd-journal"}
 # Every service; DynamicUser= implies the first four for the reporter.
 SANDBOX = {
-    "ProtectSystem": "strict", "PrivateTmp": "yes", "NoNewPrivileges": "yes", "RestrictSUIDSGID": "yes",
-    "ProtectHome": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
-    "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes", "ProtectProc": "invisible",
-    "RestrictNamespaces": "yes", "LockPersonality": "yes", "MemoryDenyWriteExecute": "yes",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "yes",
+    "NoNewPrivileges": "yes",
+    "RestrictSUIDSGID": "yes",
+    "ProtectHome": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectProc": "invisible",
+    "RestrictNamespaces": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
     "SystemCallArchitectures": "native",
 }
 IMPLIED_BY_DYNAMIC_USER = ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "RestrictSUIDSGID")
 # What systemd-analyze security --offline said of each unit with systemd 252 (0 safe ... 10 unsafe).
-EXPOSURE = {"wis2-agent.service": 1.1, "wis2-retention.service": 0.6, "wis2-reporter.service": 1.5,
-            "wis2-certificate.service": 2.4, "wis2-config.service": 2.4, "wis2-logs.service": 1.7,
-            "wis2-watcher.service": 1.1, "wis2-republish.service": 1.1,
-            "wis2-gdc-check.service": 1.1}
+EXPOSURE = {
+    "wis2-agent.service": 1.1,
+    "wis2-retention.service": 0.6,
+    "wis2-reporter.service": 1.5,
+    "wis2-certificate.service": 2.4,
+    "wis2-config.service": 2.4,
+    "wis2-logs.service": 1.7,
+    "wis2-watcher.service": 1.1,
+    "wis2-republish.service": 1.1,
+    "wis2-gdc-check.service": 1.1,
+}
 
 
 def service(name: str) -> dict[str, list[str]]:
@@ -106,13 +132,20 @@ def test_the_agent_writes_only_its_folders_as_its_own_account():
     # one writable mount (files are renamed from its state into the public tree), the secrets kept out of it;
     # the rest of the data volume belongs to root or mosquitto, and the agent has no capability
     assert agent["ReadWritePaths"] == [DATA_ROOT]
-    assert agent["InaccessiblePaths"][0].split() == [f"-{DATA_ROOT}/tls", f"-{DATA_ROOT}/letsencrypt",
-                                                     f"-{DATA_ROOT}/mosquitto"]
+    assert agent["InaccessiblePaths"][0].split() == [
+        f"-{DATA_ROOT}/tls",
+        f"-{DATA_ROOT}/letsencrypt",
+        f"-{DATA_ROOT}/mosquitto",
+    ]
     assert agent["UMask"] == ["0022"], "nginx (www-data) reads what the agent writes"
-    assert [e for e in agent["Environment"] if e.startswith("HOME=")] == ["HOME=/var/lib/wis2node/current/src/wis2node/data/wmo-home"]
+    assert [e for e in agent["Environment"] if e.startswith("HOME=")] == [
+        "HOME=/var/lib/wis2node/current/src/wis2node/data/wmo-home"
+    ]
     # the one step as root: the folders the bootstrap made (and an older agent's files) become the agent's
-    assert agent["ExecStartPre"] == [f"+/usr/bin/find {DATA_ROOT}/agent {DATA_ROOT}/public/data "
-                                     f"{DATA_ROOT}/public/metadata ! -user wis2-agent -exec chown -h wis2-agent {{}} +"]
+    assert agent["ExecStartPre"] == [
+        f"+/usr/bin/find {DATA_ROOT}/agent {DATA_ROOT}/public/data "
+        f"{DATA_ROOT}/public/metadata ! -user wis2-agent -exec chown -h wis2-agent {{}} +"
+    ]
 
 
 def test_retention_removes_files_as_the_agent_and_has_no_network():
@@ -145,10 +178,18 @@ def test_the_daily_timers_start_their_services():
 def test_the_agents_account_is_declared_in_the_user_data():
     document = yaml.safe_load(render_user_data(SETTINGS, FACTS))
     assert document["users"][0] == "default", "the image's default user stays"
-    assert document["users"][1] == {"name": "wis2-agent", "system": True, "homedir": f"{DATA_ROOT}/agent",
-                                    "shell": "/usr/sbin/nologin"}
-    assert document["users"][2] == {"name": "wis2-reporter", "system": True, "no_create_home": True,
-                                    "shell": "/usr/sbin/nologin"}
+    assert document["users"][1] == {
+        "name": "wis2-agent",
+        "system": True,
+        "homedir": f"{DATA_ROOT}/agent",
+        "shell": "/usr/sbin/nologin",
+    }
+    assert document["users"][2] == {
+        "name": "wis2-reporter",
+        "system": True,
+        "no_create_home": True,
+        "shell": "/usr/sbin/nologin",
+    }
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -158,8 +199,11 @@ def test_systemd_analyze_security_rates_the_unit(name, tmp_path):
     unit = tmp_path / name
     unit.write_text(UNITS[name])
     ceiling = EXPOSURE.get(name) or BOOT_STEPS[name]
-    run = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--threshold={round(ceiling * 10)}",
-                          str(unit)], capture_output=True, text=True)
+    run = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", f"--threshold={round(ceiling * 10)}", str(unit)],
+        capture_output=True,
+        text=True,
+    )
     if "--offline" in run.stderr and "unrecognized" in run.stderr:
         pytest.skip("this systemd-analyze predates --offline (systemd 250)")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

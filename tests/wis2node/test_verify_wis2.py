@@ -84,10 +84,17 @@ def catalogue_file(path, brokers: dict[str, int], catalogues: dict[str, int]):
 def watcher_reported(aws: dict, *, connected: float | None = 2, relaying: float | None = 2, events=()) -> None:
     """What the node's watcher would have put in CloudWatch: its figures, and its log shipped."""
     dimensions = [{"Name": "Stack", "Value": SETTINGS.stack}]
-    figures = {"GlobalBrokersConnected": connected, "BrokersRelaying": relaying, "RelayLatency": 0.4 if relaying
-               else None, "CacheCopiedShare": 100.0 if relaying else None}
-    data = [{"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dimensions}
-            for name, value in figures.items() if value is not None]
+    figures = {
+        "GlobalBrokersConnected": connected,
+        "BrokersRelaying": relaying,
+        "RelayLatency": 0.4 if relaying else None,
+        "CacheCopiedShare": 100.0 if relaying else None,
+    }
+    data = [
+        {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dimensions}
+        for name, value in figures.items()
+        if value is not None
+    ]
     if data:
         client("cloudwatch", aws).put_metric_data(Namespace="WIS2Node", MetricData=data)
     if events:
@@ -96,8 +103,10 @@ def watcher_reported(aws: dict, *, connected: float | None = 2, relaying: float 
         logs.create_log_group(logGroupName=group)
         logs.create_log_stream(logGroupName=group, logStreamName="i-0123")
         now = int(time.time() * 1000)
-        lines = [{"timestamp": now - 60_000 * (len(events) - index), "message": f"INFO {line}"}
-                 for index, line in enumerate(events)]
+        lines = [
+            {"timestamp": now - 60_000 * (len(events) - index), "message": f"INFO {line}"}
+            for index, line in enumerate(events)
+        ]
         lines.insert(1, {"timestamp": lines[0]["timestamp"] + 1, "message": "INFO gb-one: connected again after 3 s"})
         logs.put_log_events(logGroupName=group, logStreamName="i-0123", logEvents=lines)
 
@@ -113,8 +122,13 @@ class Publishing:
 
     def _run(self) -> None:
         while not self.stop.wait(0.5):
-            message = {"id": str(uuid.uuid4()), "type": "Feature", "geometry": None, "links": [],
-                       "properties": {"data_id": f"{CENTRE}/x.bufr", "pubtime": "2026-01-01T00:00:00Z"}}
+            message = {
+                "id": str(uuid.uuid4()),
+                "type": "Feature",
+                "geometry": None,
+                "links": [],
+                "properties": {"data_id": f"{CENTRE}/x.bufr", "pubtime": "2026-01-01T00:00:00Z"},
+            }
             self.client.publish(DATA_TOPIC, json.dumps(message).encode())
 
     def close(self) -> None:
@@ -124,31 +138,56 @@ class Publishing:
 
 
 def run_verify(aws: dict, node: LocalNode, *extra: str, command: str = "verify") -> subprocess.CompletedProcess:
-    run = subprocess.run([sys.executable, "-m", "wis2node", command, "--stack", SETTINGS.stack, "--host", "127.0.0.1",
-                          "--https-port", str(node.ports.https), "--mqtts-port", str(node.ports.mqtts), "--ca-file",
-                          str(node.ca_file), *extra], cwd=ROOT, env=run_environment(aws), capture_output=True,
-                         text=True, timeout=180)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wis2node",
+            command,
+            "--stack",
+            SETTINGS.stack,
+            "--host",
+            "127.0.0.1",
+            "--https-port",
+            str(node.ports.https),
+            "--mqtts-port",
+            str(node.ports.mqtts),
+            "--ca-file",
+            str(node.ca_file),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=run_environment(aws),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert "Traceback" not in run.stderr, run.stderr
     return run
 
 
 def wis2_lines(result: dict) -> list[tuple[str, str, str]]:
-    return [("skip" if c["skipped"] else "ok" if c["ok"] else "FAIL", c["name"], c["detail"])
-            for c in result["checks"] if c["name"].startswith("wis2-")]
+    return [
+        ("skip" if c["skipped"] else "ok" if c["ok"] else "FAIL", c["name"], c["detail"])
+        for c in result["checks"]
+        if c["name"].startswith("wis2-")
+    ]
 
 
 def test_the_wis2_section_names_relays_catalogues_and_alerts_and_unreachable_services_do_not_fail(
-        aws, node, brokers, black_hole, tmp_path):
+    aws, node, brokers, black_hole, tmp_path
+):
     one, two = brokers
     current = StandInCatalogue([record(i, "2026-12-31T00:00:00Z") for i in DECLARED])
     events = [example("wmem-gm-report", CENTRE), example("wmem-gb-wnm-report", CENTRE)]
-    watcher_reported(aws, events=[event_line(parse(json.dumps(e).encode()), "fr-meteofrance-global-broker")
-                                  for e in events])
-    endpoints = catalogue_file(tmp_path / "endpoints.csv",
-                               {"gb-one": one.port, "gb-two": two.port, "gb-refusing": free_port(),
-                                "gb-silent": black_hole},
-                               {"gdc-current": current.server_address[1], "gdc-refusing": free_port(),
-                                "gdc-silent": black_hole})
+    watcher_reported(
+        aws, events=[event_line(parse(json.dumps(e).encode()), "fr-meteofrance-global-broker") for e in events]
+    )
+    endpoints = catalogue_file(
+        tmp_path / "endpoints.csv",
+        {"gb-one": one.port, "gb-two": two.port, "gb-refusing": free_port(), "gb-silent": black_hole},
+        {"gdc-current": current.server_address[1], "gdc-refusing": free_port(), "gdc-silent": black_hole},
+    )
     publishing = Publishing(node)
     try:
         run = run_verify(aws, node, "--json", "--global-endpoints", str(endpoints), "--wis2-wait", "20")
@@ -158,6 +197,7 @@ def test_the_wis2_section_names_relays_catalogues_and_alerts_and_unreachable_ser
     result = json.loads(run.stdout)
     lines = wis2_lines(result)
     assert run.returncode == 0, lines
+
     def line(state: str, name: str, prefix: str) -> str:
         found = [d for s, n, d in lines if (s, n) == (state, name) and d.startswith(prefix)]
         assert len(found) == 1, (state, name, prefix, lines)
@@ -166,12 +206,15 @@ def test_the_wis2_section_names_relays_catalogues_and_alerts_and_unreachable_ser
     relayed = "relayed the node's message"
     assert relayed in line("ok", "wis2-broker", "gb-one-global-broker:")
     assert relayed in line("ok", "wis2-broker", "gb-two-global-broker:")
-    assert "not reachable from here: ConnectionRefusedError" in line("skip", "wis2-broker",
-                                                                     "gb-refusing-global-broker (mqtt://127.0.0.1:")
+    assert "not reachable from here: ConnectionRefusedError" in line(
+        "skip", "wis2-broker", "gb-refusing-global-broker (mqtt://127.0.0.1:"
+    )
     assert line("skip", "wis2-broker", "gb-silent-global-broker (").endswith(
-        "not reachable from here: no answer within 10 s")
+        "not reachable from here: no answer within 10 s"
+    )
     assert line("ok", "wis2-gdc", "gdc-current-global-discovery-catalogue:").endswith(
-        f"the {len(DECLARED)} records are there and current")
+        f"the {len(DECLARED)} records are there and current"
+    )
     assert "not reachable from here" in line("skip", "wis2-gdc", "gdc-refusing-global-discovery-catalogue (http")
     assert "timed out" in line("skip", "wis2-gdc", "gdc-silent-global-discovery-catalogue (http")
     watcher = [(s, d) for s, n, d in lines if n == "wis2-watcher"]
@@ -183,8 +226,9 @@ def test_the_wis2_section_names_relays_catalogues_and_alerts_and_unreachable_ser
     assert alerts[0][1].endswith(f"ERROR from {events[1]['source']}: Global Broker WMN report"), "newest first"
     assert alerts[1][1].endswith(f"ERROR from {events[0]['source']}: WIS2 Node disconnected from all Global Brokers!")
     names = [n for _, n, _ in lines]
-    assert names == sorted(names, key=["wis2-watcher", "wis2-relay", "wis2-broker", "wis2-gdc",
-                                       "wis2-alerts"].index), "one order, every time"
+    assert names == sorted(names, key=["wis2-watcher", "wis2-relay", "wis2-broker", "wis2-gdc", "wis2-alerts"].index), (
+        "one order, every time"
+    )
 
     table = run_verify(aws, node, "--global-endpoints", str(endpoints), "--wis2-wait", "0")
     assert table.returncode == 0
@@ -201,8 +245,9 @@ def test_a_broker_that_does_not_relay_and_a_catalogue_behind_fail(aws, node, bro
     kept, dropped = sorted(DECLARED)
     behind = StandInCatalogue([record(kept, "2026-12-31T00:00:00Z")])
     watcher_reported(aws, connected=None, relaying=1)
-    endpoints = catalogue_file(tmp_path / "endpoints.csv", {"gb-one": one.port, "gb-two": two.port},
-                               {"gdc-behind": behind.server_address[1]})
+    endpoints = catalogue_file(
+        tmp_path / "endpoints.csv", {"gb-one": one.port, "gb-two": two.port}, {"gdc-behind": behind.server_address[1]}
+    )
     publishing = Publishing(node)
     try:
         run = run_verify(aws, node, "--json", "--global-endpoints", str(endpoints), "--wis2-wait", "20")
@@ -212,8 +257,9 @@ def test_a_broker_that_does_not_relay_and_a_catalogue_behind_fail(aws, node, bro
     result = json.loads(run.stdout)
     assert run.returncode == 1
     failed = [(n, d) for s, n, d in wis2_lines(result) if s == "FAIL"]
-    assert [f"{c['name']}: {c['detail']}" for c in result["checks"] if not c["ok"] and not
-            c["name"].startswith("wis2-")] == [], "the rest of the node is fine"
+    assert [
+        f"{c['name']}: {c['detail']}" for c in result["checks"] if not c["ok"] and not c["name"].startswith("wis2-")
+    ] == [], "the rest of the node is fine"
     assert [n for n, _ in failed] == ["wis2-watcher", "wis2-relay", "wis2-broker", "wis2-gdc"]
     details = dict(failed)
     assert details["wis2-watcher"].startswith("no figure from the node's watcher for 3 hours: is wis2-watcher running?")
@@ -231,17 +277,23 @@ def test_a_quiet_node_is_no_failure_and_no_wis2_leaves_the_section_out(aws, node
     run = run_verify(aws, node, "--json", "--global-endpoints", str(endpoints), "--wis2-wait", "1")
     lines = wis2_lines(json.loads(run.stdout))
     assert run.returncode == 0, lines
-    assert ("ok", "wis2-broker", "gb-one-global-broker: subscribed as everyone (no message of the node in 1 s to "
-                                 "follow)") in lines
-    assert ("skip", "wis2-relay", "no relay figure from the watcher for 3 hours (it puts one only while the node "
-                                  "publishes)") in lines
+    assert (
+        "ok",
+        "wis2-broker",
+        "gb-one-global-broker: subscribed as everyone (no message of the node in 1 s to follow)",
+    ) in lines
+    assert (
+        "skip",
+        "wis2-relay",
+        "no relay figure from the watcher for 3 hours (it puts one only while the node publishes)",
+    ) in lines
     assert ("skip", "wis2-gdc", f"no discovery records in stacks/{SETTINGS.stack}/metadata to look for") not in lines
     without = run_verify(aws, node, "--json", "--no-wis2")
     assert wis2_lines(json.loads(without.stdout)) == [] and without.returncode == 0
 
 
 def test_status_shows_what_the_watcher_reported(aws, node):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     event = example("wmem-gc-404-report", CENTRE)
     watcher_reported(aws, events=[event_line(parse(json.dumps(event).encode()), "gb-one")])
     run = run_verify(aws, node, command="status")
@@ -258,23 +310,34 @@ def test_status_shows_what_the_watcher_reported(aws, node):
 def test_the_shipped_catalogue_gives_one_broker_per_operator_wss_first(tmp_path):
     brokers, catalogues = global_endpoints()
     assert {b.name: (b.transport, b.port) for b in brokers} == {
-        "fr-meteofrance-global-broker": ("wss", 443), "br-inmet-global-broker": ("wss", 443),
-        "cn-cma-global-broker": ("mqtts", 8883), "us-noaa-global-broker": ("mqtts", 8883)}
+        "fr-meteofrance-global-broker": ("wss", 443),
+        "br-inmet-global-broker": ("wss", 443),
+        "cn-cma-global-broker": ("mqtts", 8883),
+        "us-noaa-global-broker": ("mqtts", 8883),
+    }
     assert catalogues == gdc.catalogues({})
 
 
-@pytest.mark.parametrize("row,named", [
-    ("global-broker,xx,gb.example.org,1883,mqtt,", "plain mqtt ('gb.example.org') is for loopback only"),
-    ("global-broker,xx,gb.example.org,443,ftp,", "transport 'ftp', expected wss or mqtts"),
-    ("global-broker,xx,gb.example.org,port,wss,/mqtt", "port 'port', expected a number"),
-    ("global-discovery-catalogue,xx,gdc.example.org,80,http,/", "'http://gdc.example.org/' is not an https URL"),
-])
+@pytest.mark.parametrize(
+    "row,named",
+    [
+        ("global-broker,xx,gb.example.org,1883,mqtt,", "plain mqtt ('gb.example.org') is for loopback only"),
+        ("global-broker,xx,gb.example.org,443,ftp,", "transport 'ftp', expected wss or mqtts"),
+        ("global-broker,xx,gb.example.org,port,wss,/mqtt", "port 'port', expected a number"),
+        ("global-discovery-catalogue,xx,gdc.example.org,80,http,/", "'http://gdc.example.org/' is not an https URL"),
+    ],
+)
 def test_a_bad_catalogue_is_refused_naming_the_row(tmp_path, row, named):
     path = tmp_path / "endpoints.csv"
     path.write_text(f"service,operator,host,port,transport,path\n{row}\n")
     with pytest.raises(SettingsError, match="--global-endpoints") as refused:
         Wis2Options.from_catalogue(path)
     assert named in str(refused.value)
-    run = subprocess.run([sys.executable, "-m", "wis2node", "verify", "--stack", SETTINGS.stack, "--global-endpoints",
-                          str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "wis2node", "verify", "--stack", SETTINGS.stack, "--global-endpoints", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and named in run.stderr and "Traceback" not in run.stderr

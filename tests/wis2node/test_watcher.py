@@ -17,7 +17,16 @@ from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.stackfile import ROOT, find_stack
-from wis2node.watcher import EVENT_PATTERN, Connection, Relays, Watcher, brokers_of, client_id, event_line, global_brokers
+from wis2node.watcher import (
+    EVENT_PATTERN,
+    Connection,
+    Relays,
+    Watcher,
+    brokers_of,
+    client_id,
+    event_line,
+    global_brokers,
+)
 from wis2node.wis2events import parse
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
@@ -47,17 +56,26 @@ def config_for(node: LocalNode, brokers, state_dir, **wis2) -> dict:
 
 
 def notification(data_id: str) -> dict:
-    return {"id": str(uuid.uuid4()), "type": "Feature", "geometry": None,
-            "properties": {"data_id": data_id, "pubtime": "2026-01-01T00:00:00Z"}, "links": []}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "Feature",
+        "geometry": None,
+        "properties": {"data_id": data_id, "pubtime": "2026-01-01T00:00:00Z"},
+        "links": [],
+    }
 
 
 class WatcherProcess:
     def __init__(self, config: dict, path, environment, log):
         path.write_text(json.dumps(config))
         self.log = log
-        self.process = subprocess.Popen([sys.executable, "-m", "wis2node", "watcher", str(path)], cwd=ROOT,
-                                        env=run_environment(environment), stdout=log.open("ab"),
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wis2node", "watcher", str(path)],
+            cwd=ROOT,
+            env=run_environment(environment),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_for_log(self, text: str, count: int = 1, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
@@ -78,8 +96,9 @@ def alerts(sqs, queue_url, expected: int, timeout: float = 15) -> list[dict]:
     found: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(found) < expected:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1).get("Messages", []):
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
             found.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     time.sleep(1.5)  # and nothing more comes
@@ -112,7 +131,9 @@ def test_events_about_the_centre_reach_sns_once_each_and_outages_lose_nothing(no
             one.publish(MONITOR, {**example("wmem-gm-report", CENTRE), "data": {"severity": "LOUD"}})
             received = alerts(sqs, queue, 2)
             assert sorted(m["Subject"] for m in received) == [
-                "WIS2 ERROR: Global Broker WMN report", "WIS2 ERROR: WIS2 Node disconnected from all Global Brokers!"]
+                "WIS2 ERROR: Global Broker WMN report",
+                "WIS2 ERROR: WIS2 Node disconnected from all Global Brokers!",
+            ]
             by_title = {m["Subject"]: m["Message"] for m in received}
             report = by_title["WIS2 ERROR: Global Broker WMN report"]
             assert "Said by:     io-wis2dev-global-broker" in report
@@ -129,16 +150,23 @@ def test_events_about_the_centre_reach_sns_once_each_and_outages_lose_nothing(no
             after = example("wmem-gc-alert-report", CENTRE, source="de-dwd-global-cache")
             one.publish(MONITOR, after)
             received = alerts(sqs, queue, 2)
-            assert sorted(m["Subject"] for m in received) == ["WIS2 CRITICAL: Metadata archive is older than 24 hours",
-                                                             "WIS2 ERROR: Cannot download data granule: "
-                                                             "https://example.org/404"]
+            assert sorted(m["Subject"] for m in received) == [
+                "WIS2 CRITICAL: Metadata archive is older than 24 hours",
+                "WIS2 ERROR: Cannot download data granule: https://example.org/404",
+            ]
             log = watcher.wait_for_log("gb-one: disconnected")
-            assert len([line for line in log.splitlines() if "gb-one:" in line and "retrying" in line]) == 1, \
+            assert len([line for line in log.splitlines() if "gb-one:" in line and "retrying" in line]) == 1, (
                 "one line per outage, not one per attempt"
+            )
 
             metrics = client("cloudwatch", aws).list_metrics(Namespace="WIS2Node")["Metrics"]
-            severities = {d["Value"] for m in metrics if m["MetricName"] == "WIS2Events" for d in m["Dimensions"]
-                          if d["Name"] == "Severity"}
+            severities = {
+                d["Value"]
+                for m in metrics
+                if m["MetricName"] == "WIS2Events"
+                for d in m["Dimensions"]
+                if d["Name"] == "Severity"
+            }
             assert severities == {"ERROR", "CRITICAL"}
             assert any(m["MetricName"] == "WIS2EventsAlarming" for m in metrics)
         finally:
@@ -152,7 +180,8 @@ def test_events_about_the_centre_reach_sns_once_each_and_outages_lose_nothing(no
             fresh = example("wmem-gm-report", CENTRE)
             two.publish(MONITOR, fresh)
             assert [m["Subject"] for m in alerts(sqs, queue, 1)] == [
-                "WIS2 ERROR: WIS2 Node disconnected from all Global Brokers!"]
+                "WIS2 ERROR: WIS2 Node disconnected from all Global Brokers!"
+            ]
         finally:
             watcher.stop()
 
@@ -220,11 +249,13 @@ def test_a_threaded_watcher_stops_on_request(node, brokers, tmp_path):
 
         session = boto3.session.Session(region_name=SETTINGS.region)
         import os
+
         saved = {k: os.environ.get(k) for k in aws}
         os.environ.update(aws)
         try:
-            runner = threading.Thread(target=module.run, args=(config,), kwargs={"session": session, "stop": stop,
-                                                                                 "interval": 0.2})
+            runner = threading.Thread(
+                target=module.run, args=(config,), kwargs={"session": session, "stop": stop, "interval": 0.2}
+            )
             runner.start()
             time.sleep(1)
             stop.set()

@@ -52,10 +52,17 @@ def test_every_served_record_is_announced_again(node, tmp_path):
     config_path.write_text(json.dumps(node_config(node)))
     try:
         with moto_server(SETTINGS.region) as aws:
-            client("ssm", aws).put_parameter(Name=SETTINGS.parameter_name("publisher-password"),
-                                             Value=node.publisher_password, Type="SecureString")
-            run = subprocess.run([sys.executable, "-m", "wis2node", "republish", str(config_path)], cwd=ROOT,
-                                 env=run_environment(aws), capture_output=True, text=True, timeout=120)
+            client("ssm", aws).put_parameter(
+                Name=SETTINGS.parameter_name("publisher-password"), Value=node.publisher_password, Type="SecureString"
+            )
+            run = subprocess.run(
+                [sys.executable, "-m", "wis2node", "republish", str(config_path)],
+                cwd=ROOT,
+                env=run_environment(aws),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         assert run.returncode == 0, run.stderr
         assert "broken.json: skipped" in run.stderr
         received = [json.loads(m.payload) for m in subscriber.wait_for(len(RECORDS))]
@@ -67,8 +74,10 @@ def test_every_served_record_is_announced_again(node, tmp_path):
         link = message["links"][0]
         path = IDS[message["properties"]["data_id"].rsplit("/", 1)[1]]
         assert link["rel"] == "update" and link["href"] == f"https://{SETTINGS.fqdn}/metadata/{path.name}"
-        assert message["properties"]["integrity"]["value"] == base64.b64encode(
-            hashlib.sha512(path.read_bytes()).digest()).decode()
+        assert (
+            message["properties"]["integrity"]["value"]
+            == base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+        )
 
 
 class StandInCatalogue(http.server.ThreadingHTTPServer):
@@ -95,15 +104,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         matching = [f for f in self.server.features if query.get("q", "") in json.dumps(f)]
         limit, offset = min(int(query.get("limit", 10)), 1), int(query.get("offset", 0))  # one a page: paging
-        page = matching[offset:offset + limit]
+        page = matching[offset : offset + limit]
         links = [{"rel": "self", "type": "application/geo+json", "href": f"{self.server.url}{self.path[1:]}"}]
         if offset + limit < len(matching):
             following = urllib.parse.urlencode({**query, "offset": offset + limit})
-            links.append({"rel": "next", "type": "application/geo+json",
-                          "href": f"{self.server.url}collections/wis2-discovery-metadata/items?{following}"})
-        body = json.dumps({"type": "FeatureCollection", "features": page, "numberMatched": len(matching),
-                           "numberReturned": len(page), "links": links,
-                           "timeStamp": "2026-11-26T06:00:00Z"}).encode()
+            links.append(
+                {
+                    "rel": "next",
+                    "type": "application/geo+json",
+                    "href": f"{self.server.url}collections/wis2-discovery-metadata/items?{following}",
+                }
+            )
+        body = json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": page,
+                "numberMatched": len(matching),
+                "numberReturned": len(page),
+                "links": links,
+                "timeStamp": "2026-11-26T06:00:00Z",
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/geo+json")
         self.send_header("Content-Length", str(len(body)))
@@ -115,21 +136,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def record(record_id: str, updated: str) -> dict:
-    return {"id": record_id, "type": "Feature", "geometry": None,
-            "properties": {"title": record_id, "created": "2026-01-01T00:00:00Z", "updated": updated},
-            "links": []}
+    return {
+        "id": record_id,
+        "type": "Feature",
+        "geometry": None,
+        "properties": {"title": record_id, "created": "2026-01-01T00:00:00Z", "updated": updated},
+        "links": [],
+    }
 
 
 def test_the_gdc_check_finds_missing_stale_and_unknown_records(node, tmp_path):
     synop, model = sorted(IDS, key=lambda i: "synop" not in i)
-    features = [record(synop, "2026-11-01T00:00:00Z"),  # older than the node's: stale
-                record(f"urn:wmo:md:{CENTRE}:withdrawn-dataset", "2026-01-01T00:00:00Z"),  # no longer served
-                record("urn:wmo:md:xx-other:dataset", "2026-01-01T00:00:00Z")]  # someone else's
+    features = [
+        record(synop, "2026-11-01T00:00:00Z"),  # older than the node's: stale
+        record(f"urn:wmo:md:{CENTRE}:withdrawn-dataset", "2026-01-01T00:00:00Z"),  # no longer served
+        record("urn:wmo:md:xx-other:dataset", "2026-01-01T00:00:00Z"),
+    ]  # someone else's
     current = StandInCatalogue([record(synop, "2026-11-24T00:00:00Z"), record(model, "2026-11-25T00:00:00Z")])
     behind = StandInCatalogue(features)
-    config = node_config(node, catalogues=[{"name": "current-gdc", "url": current.url},
-                                           {"name": "behind-gdc", "url": behind.url},
-                                           {"name": "down-gdc", "url": f"http://127.0.0.1:{free_port()}/"}])
+    config = node_config(
+        node,
+        catalogues=[
+            {"name": "current-gdc", "url": current.url},
+            {"name": "behind-gdc", "url": behind.url},
+            {"name": "down-gdc", "url": f"http://127.0.0.1:{free_port()}/"},
+        ],
+    )
     try:
         findings = {f.catalogue: f for f in gdc.check(config)}
         assert findings["current-gdc"].ok
@@ -146,20 +178,28 @@ def test_the_gdc_check_finds_missing_stale_and_unknown_records(node, tmp_path):
             queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-            client("ssm", aws).put_parameter(Name=config["wis2"]["alerts_topic_parameter"], Value=topic,
-                                             Type="String")
+            client("ssm", aws).put_parameter(Name=config["wis2"]["alerts_topic_parameter"], Value=topic, Type="String")
             config_path.write_text(json.dumps(config))
-            run = subprocess.run([sys.executable, "-m", "wis2node", "gdc-check", str(config_path)], cwd=ROOT,
-                                 env=run_environment(aws), capture_output=True, text=True, timeout=120)
+            run = subprocess.run(
+                [sys.executable, "-m", "wis2node", "gdc-check", str(config_path)],
+                cwd=ROOT,
+                env=run_environment(aws),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert run.returncode == 0, run.stderr
             messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5)["Messages"]
             metrics = client("cloudwatch", aws).list_metrics(Namespace="WIS2Node")["Metrics"]
         alert = json.loads(messages[0]["Body"])
         assert alert["Subject"] == "WIS2 WARNING: GDC check, 2 catalogue(s) differ"
-        assert f"behind-gdc: missing: {model}; stale: {synop}; unknown: urn:wmo:md:{CENTRE}:withdrawn-dataset" \
+        assert (
+            f"behind-gdc: missing: {model}; stale: {synop}; unknown: urn:wmo:md:{CENTRE}:withdrawn-dataset"
             in alert["Message"]
-        names = {(m["MetricName"], next(d["Value"] for d in m["Dimensions"] if d["Name"] == "Catalogue"))
-                 for m in metrics}
+        )
+        names = {
+            (m["MetricName"], next(d["Value"] for d in m["Dimensions"] if d["Name"] == "Catalogue")) for m in metrics
+        }
         assert ("GDCRecordsMissing", "behind-gdc") in names and ("GDCUnreachable", "down-gdc") in names
     finally:
         for server in (current, behind):

@@ -18,10 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def message() -> dict:
-    return build_notification(data_id="aq-examplemet-test/data/core/weather/x.bufr4",
-                              href="https://node.example.org/data/core/weather/x.bufr4", content=b"x" * 100,
-                              media_type="application/bufr", metadata_id="urn:wmo:md:aq-examplemet-test:synop",
-                              observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc))
+    return build_notification(
+        data_id="aq-examplemet-test/data/core/weather/x.bufr4",
+        href="https://node.example.org/data/core/weather/x.bufr4",
+        content=b"x" * 100,
+        media_type="application/bufr",
+        metadata_id="urn:wmo:md:aq-examplemet-test:synop",
+        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc),
+    )
 
 
 def test_a_valid_notification_passes_as_it_goes_on_the_wire():

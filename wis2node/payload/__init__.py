@@ -33,7 +33,7 @@ USER_DATA_LIMIT = 16 * 1024
 # X25519, P-256 and P-384 (README: TLS policy).
 TLS_POLICY = {
     "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
     "groups": "X25519:prime256v1:secp384r1",
 }
 # The broker's bounds (mosquitto.conf) and the files its service may open (LimitNOFILE), which
@@ -111,8 +111,11 @@ class Layout:
         https = self.ports.https
         if not self.public_host:
             return {"mqtts": f"{self.ports.mqtts}", "https_v4": f"{https}", "https_v6": f"[::]:{https}"}
-        return {"mqtts": f"{self.ports.mqtts} {self.public_host}", "https_v4": f"{self.public_host}:{https}",
-                "https_v6": f"[::1]:{https}"}
+        return {
+            "mqtts": f"{self.ports.mqtts} {self.public_host}",
+            "https_v4": f"{self.public_host}:{https}",
+            "https_v6": f"[::1]:{https}",
+        }
 
     @property
     def paths(self) -> dict[str, str]:
@@ -186,25 +189,45 @@ _FILES = (
 )
 
 # Files the local node runs (the rest are the VM's boot and systemd plumbing).
-LOCAL_FILES = ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/acl", "/etc/mosquitto/openssl.cnf",
-               "/etc/nginx/nginx.conf",
-               "/etc/wis2/node.json", "/usr/local/sbin/wis2-install-certificate")
-_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53",
-             "gnupg")
+LOCAL_FILES = (
+    "/etc/mosquitto/mosquitto.conf",
+    "/etc/mosquitto/acl",
+    "/etc/mosquitto/openssl.cnf",
+    "/etc/nginx/nginx.conf",
+    "/etc/wis2/node.json",
+    "/usr/local/sbin/wis2-install-certificate",
+)
+_PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53", "gnupg")
 # Each step of the node is a unit of its own that systemd orders and retries (none stops the
 # others); every boot starts them the same way. The units the node enables, in start order:
-UNITS = ("wis2-data-volume.service", "wis2-setup.service", "mosquitto.service", "nginx.service",
-         "wis2-node-software.service", "wis2-publisher-credential.service", "wis2-config.service",
-         "wis2-agent.service", "wis2-watcher.service", "wis2-certificate.timer", "wis2-retention.timer",
-         "wis2-reporter.timer", "wis2-config.timer", "wis2-logs.timer", "wis2-republish.timer",
-         "wis2-gdc-check.timer", "wis2-cloudwatch-agent.service")
+UNITS = (
+    "wis2-data-volume.service",
+    "wis2-setup.service",
+    "mosquitto.service",
+    "nginx.service",
+    "wis2-node-software.service",
+    "wis2-publisher-credential.service",
+    "wis2-config.service",
+    "wis2-agent.service",
+    "wis2-watcher.service",
+    "wis2-certificate.timer",
+    "wis2-retention.timer",
+    "wis2-reporter.timer",
+    "wis2-config.timer",
+    "wis2-logs.timer",
+    "wis2-republish.timer",
+    "wis2-gdc-check.timer",
+    "wis2-cloudwatch-agent.service",
+)
 # The first boot: the packages started mosquitto and nginx on their defaults; restart them on the
 # node's files (which pulls in the data volume and the set-up) and start the rest, without waiting.
-_COMMANDS = ("systemctl daemon-reload",
-             "systemctl enable " + " ".join(UNITS),
-             "systemctl restart --no-block mosquitto.service nginx.service",
-             "systemctl start --no-block " + " ".join(UNITS),
-             "systemctl start --no-block wis2-certificate.service")
+_COMMANDS = (
+    "systemctl daemon-reload",
+    "systemctl enable " + " ".join(UNITS),
+    "systemctl restart --no-block mosquitto.service nginx.service",
+    "systemctl start --no-block " + " ".join(UNITS),
+    "systemctl start --no-block wis2-certificate.service",
+)
 # Amazon's CloudWatch agent: the version the node installs and the fingerprint of the key Amazon
 # signs its packages with (AWS documentation, "Verify the signature of the CloudWatch agent package").
 CLOUDWATCH_AGENT = {"version": "1.300072.0b1766", "signer": "937616F3450B7D806CBD9725D58167303B789C72"}
@@ -232,8 +255,10 @@ class NodePackage:
 def node_package(root: Path = PACKAGE_ROOT) -> NodePackage:
     """A deterministic zip (fixed times, sorted) of wis2node/ and its pinned requirements."""
     files = [root / "requirements-node.txt", root / "requirements-node.lock"] + sorted(
-        path for path in (root / "wis2node").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+        path
+        for path in (root / "wis2node").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in files:
@@ -267,7 +292,6 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "package_key": PACKAGE_KEY,
             "package_sha256": facts.package_sha256,
         },
-        "reboot_time": settings.reboot_time,
         "cloudwatch_agent": CLOUDWATCH_AGENT,
         "units": UNITS if layout == VM else (),
         "tls_policy": TLS_POLICY,
@@ -284,9 +308,12 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "mode": settings.tls_mode,
             # Test stacks use Let's Encrypt's staging CA: same protocol, no rate limits, untrusted.
             "acme_server": LETSENCRYPT_PRODUCTION if settings.is_production else LETSENCRYPT_STAGING,
-            "key_parameter": settings.parameter_name("tls-private-key") if settings.uses_private_key_parameter else None,
-            "certificate_parameter": (settings.parameter_name("tls-certificate")
-                                      if settings.uses_private_key_parameter else None),
+            "key_parameter": settings.parameter_name("tls-private-key")
+            if settings.uses_private_key_parameter
+            else None,
+            "certificate_parameter": (
+                settings.parameter_name("tls-certificate") if settings.uses_private_key_parameter else None
+            ),
         },
     }
 
@@ -298,10 +325,10 @@ def runtime_config(settings: NodeSettings) -> dict:
     """What the node can change without a new machine (nodeconfig.RUNTIME_KEYS), as the SSM
     parameter carries it to the node's wis2-config unit. Never in user data."""
     return {
-        "publishing": {"retention_days": settings.retention_days,
-                       "max_file_bytes": settings.max_file_mb * 1024 * 1024},
+        "publishing": {"retention_days": settings.retention_days, "max_file_bytes": settings.max_file_mb * 1024 * 1024},
         "tls": {"letsencrypt_email": settings.alert_emails[0] if settings.alert_emails else None},
         "monitoring": {"certificate_alarm_days": settings.certificate_alarm_days},
+        "upgrades": {"reboot_time": settings.reboot_time},
     }
 
 
@@ -309,8 +336,12 @@ def render_files(settings: NodeSettings, facts: DeployFacts, layout: Layout = VM
     """Every file the node gets, at its path in the layout, in a stable order."""
     context = _context(settings, facts, layout)
     files = [
-        NodeFile(path=layout.path(path), mode=mode, owner=owner,
-                 content=_ENV.get_template(path.lstrip("/")).render(context).encode("utf-8"))
+        NodeFile(
+            path=layout.path(path),
+            mode=mode,
+            owner=owner,
+            content=_ENV.get_template(path.lstrip("/")).render(context).encode("utf-8"),
+        )
         for path, mode, owner in _FILES
     ]
     return files
