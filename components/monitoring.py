@@ -457,7 +457,10 @@ def _wis2_widgets(settings: NodeSettings, widget) -> list[dict]:
     )
     relays = widget(
         "Global Brokers relaying (alarm under 2)",
-        [[METRIC_NAMESPACE, "BrokersRelaying", *stack, {"stat": "Minimum"}]],
+        [
+            [METRIC_NAMESPACE, "BrokersRelaying", *stack, {"stat": "Minimum"}],
+            [METRIC_NAMESPACE, "GlobalBrokersConnected", *stack, {"stat": "Minimum", "label": "heard by the watcher"}],
+        ],
         8,
         12,
     )

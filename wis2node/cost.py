@@ -127,6 +127,16 @@ def agent_metrics(settings: NodeSettings) -> int:
     return count
 
 
+def wis2_metrics() -> int:
+    """Metrics the WIS2 watcher and the GDC check put all month: WIS2EventsAlarming and
+    GlobalBrokersConnected every minute, BrokersRelaying, RelayLatency and CacheCopiedShare while the
+    node publishes, four a Global Discovery Catalogue every day. WIS2Events (one a severity) only in
+    the hours an event comes, billed pro rata: not counted."""
+    from wis2node.watcher import catalogue
+
+    return 2 + 3 + 4 * len(catalogue("global-discovery-catalogue"))
+
+
 def declared(settings: NodeSettings) -> Counts:
     """The counts of what components/ declares for these settings (kept equal to it by the tests)."""
     region = settings.region
@@ -143,7 +153,7 @@ def declared(settings: NodeSettings) -> Counts:
         public_ipv4=1,
         health_checks=HEALTH_CHECKS,
         alarms=alarm_regions,
-        custom_metrics=agent_metrics(settings) + 3 + 2 * len(REPORTED_ENDPOINTS),
+        custom_metrics=agent_metrics(settings) + 3 + 2 * len(REPORTED_ENDPOINTS) + wis2_metrics(),
         dashboards=1,
         topics=topics,
         email_subscriptions=len(topics) * len(settings.alert_emails),
@@ -278,7 +288,7 @@ def estimate(
                 )
     _line(
         out,
-        f"CloudWatch custom metrics x{counts.custom_metrics} (agent and reporter)",
+        f"CloudWatch custom metrics x{counts.custom_metrics} (agent, reporter, WIS2 watcher and GDC check)",
         "cloudwatch:metric",
         region,
         counts.custom_metrics,

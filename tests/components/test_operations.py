@@ -77,6 +77,8 @@ def test_wis2_alarms_and_the_nodes_way_to_the_alert_topic(stack_file: StackFile,
     dashboard = json.loads(deployment.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"]["title"] for w in dashboard["widgets"]]
     assert "WIS2 events about the centre" in titles and "Global Brokers relaying (alarm under 2)" in titles
+    relaying = next(w for w in dashboard["widgets"] if w["properties"]["title"].startswith("Global Brokers relaying"))
+    assert [m[1] for m in relaying["properties"]["metrics"]] == ["BrokersRelaying", "GlobalBrokersConnected"]
 
 
 def test_health_checks_watch_both_endpoints_from_us_east_1(stack_file: StackFile, deployment: Deployment):

@@ -95,7 +95,7 @@ def from_program(deployment: Deployment, settings) -> cost.Counts:
         public_ipv4=len(deployment.of_type("aws:ec2/eip:Eip")),
         health_checks=tuple(h.inputs["type"] for h in deployment.of_type("aws:route53/healthCheck:HealthCheck")),
         alarms=alarms,
-        custom_metrics=cost.agent_metrics(settings) + 3 + 2 * len(cost.REPORTED_ENDPOINTS),
+        custom_metrics=cost.agent_metrics(settings) + 3 + 2 * len(cost.REPORTED_ENDPOINTS) + cost.wis2_metrics(),
         dashboards=len(deployment.of_type("aws:cloudwatch/dashboard:Dashboard")),
         topics=tuple(t.inputs.get("region", region) for t in deployment.of_type("aws:sns/topic:Topic")),
         email_subscriptions=sum(
@@ -130,7 +130,7 @@ def test_counts_follow_the_settings_as_the_program_does():
     settings = StackFile(US_EAST.stack, US_EAST.path, config).settings()
     here = declared(settings)
     assert comparable(here) == comparable(from_program(run_program(US_EAST.stack, config), settings))
-    assert here.alarms == {"us-east-1": {"standard": 18, "high-resolution": 0}} and here.topics == ("us-east-1",)
+    assert here.alarms == {"us-east-1": {"standard": 19, "high-resolution": 0}} and here.topics == ("us-east-1",)
 
 
 def test_the_program_declares_nothing_the_estimate_does_not_know(deployment):
@@ -150,7 +150,7 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
         "public IPv4 address x1",
         "Route 53 health checks x2 (HTTPS, TCP)",
         "CloudWatch alarms",
-        "CloudWatch custom metrics x13",
+        "CloudWatch custom metrics x30",
         "CloudWatch dashboard x1",
         "SNS topics x2",
         "S3 PUT",
@@ -287,4 +287,18 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
         == (len(collected["mem"]["measurement"]) + len(collected["disk"]["resources"]) + len(collected["procstat"]))
     )
     # + CertificateRenewalFailed and UnitsFailing, which need systemd and the VM's unit list
-    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent) + 2
+    assert cost.declared(settings).custom_metrics == cost.agent_metrics(settings) + len(sent) + 2 + cost.wis2_metrics()
+
+
+def test_the_wis2_metrics_are_those_the_watcher_and_the_gdc_check_put(tmp_path):
+    from wis2node import gdc
+    from wis2node.watcher import Watcher
+
+    config = {"centre_id": "aq-examplemet", "stack": "s", "wis2": {"state_dir": str(tmp_path)}}
+    watcher = Watcher(config, alert=lambda *a: None, put=lambda data: None, clock=lambda: 10_000.0)
+    watcher.listening = lambda: 2
+    watcher.relays.published("m-1", "d-1", True, 9_000.0)  # settled, cacheable: every relay figure
+    watcher.relays.relayed("gb-one", "m-1", 9_000.5)
+    put = {d["MetricName"] for d in watcher.tick()}  # no event came: no WIS2Events (not counted, pro rata)
+    daily = gdc.metrics(config, [gdc.Finding(name) for name, _ in gdc.catalogues({})])
+    assert cost.wis2_metrics() == len(put) + len({(d["MetricName"], str(d["Dimensions"])) for d in daily})

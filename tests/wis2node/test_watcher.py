@@ -168,7 +168,17 @@ def test_events_about_the_centre_reach_sns_once_each_and_outages_lose_nothing(no
                 if d["Name"] == "Severity"
             }
             assert severities == {"ERROR", "CRITICAL"}
-            assert any(m["MetricName"] == "WIS2EventsAlarming" for m in metrics)
+            alarming = client("cloudwatch", aws).get_metric_statistics(
+                Namespace="WIS2Node",
+                MetricName="WIS2EventsAlarming",
+                Dimensions=[{"Name": "Stack", "Value": SETTINGS.stack}],
+                StartTime=time.time() - 600,
+                EndTime=time.time() + 60,
+                Period=60,
+                Statistics=["Maximum"],
+            )["Datapoints"]
+            assert max(p["Maximum"] for p in alarming) >= 1, "ERROR and CRITICAL raise the wis2-events alarm"
+            assert any(m["MetricName"] == "GlobalBrokersConnected" for m in metrics)
         finally:
             watcher.stop()
 
