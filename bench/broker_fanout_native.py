@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: E402
-from wis2node.local import LocalNode, _stop, _wait_for_port, free_port  # noqa: E402
-from wis2node.notification import build_notification  # noqa: E402
-from wis2node.payload import BROKER_LIMITS  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.local import LocalNode, _stop, _wait_for_port, free_port
+from wis2node.notification import build_notification
+from wis2node.payload import BROKER_LIMITS
+from wis2node.stackfile import find_stack
 
 STOCK_QUEUE_LIMIT = 1000  # mosquitto's default max_queued_messages
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -9,7 +9,6 @@ long CA chain never pushes the user data over EC2's limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -34,14 +33,14 @@ class Certificates(pulumi.ComponentResource):
         super().__init__("wis2-node:index:Certificates", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        self.private_key: Optional[tls.PrivateKey] = None
-        self.self_signed: Optional[tls.SelfSignedCert] = None
-        self.signing_request: Optional[tls.CertRequest] = None
-        self.key_parameter: Optional[aws.ssm.Parameter] = None
-        self.certificate_parameter: Optional[aws.ssm.Parameter] = None
+        self.private_key: tls.PrivateKey | None = None
+        self.self_signed: tls.SelfSignedCert | None = None
+        self.signing_request: tls.CertRequest | None = None
+        self.key_parameter: aws.ssm.Parameter | None = None
+        self.certificate_parameter: aws.ssm.Parameter | None = None
         # The certificate the VM installs; None when certbot makes it on the VM.
-        self.certificate_pem: Optional[pulumi.Output[str]] = None
-        self.csr_pem: Optional[pulumi.Output[str]] = None
+        self.certificate_pem: pulumi.Output[str] | None = None
+        self.csr_pem: pulumi.Output[str] | None = None
 
         if settings.uses_private_key_parameter:
             self.private_key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)

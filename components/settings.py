@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -121,7 +121,7 @@ def look_up_platform(settings: NodeSettings) -> Platform:
     )
 
 
-def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> str:
+def _ubuntu_architecture(instance_type: str, supported: list[str] | None) -> str:
     for ec2_name, ubuntu_name in UBUNTU_ARCHITECTURES.items():
         if ec2_name in (supported or []):
             return ubuntu_name

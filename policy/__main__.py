@@ -3,6 +3,7 @@
 pulumi preview --policy-pack policy
 """
 
+import rules
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -12,8 +13,6 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-
-import rules
 
 
 def _resource_policy(rule: rules.Rule) -> ResourceValidationPolicy:

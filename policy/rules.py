@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 WIS2_PORTS = {443, 8883}
 WORLD = {"0.0.0.0/0", "::/0"}

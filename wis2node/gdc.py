@@ -25,7 +25,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from wis2node.republish import records
 
@@ -44,7 +43,7 @@ class Finding:
     missing: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
-    error: Optional[str] = None
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,11 +93,11 @@ def _get(url: str, context: ssl.SSLContext) -> dict:
     return document
 
 
-def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContext] = None) -> dict[str, str]:
+def catalogue_records(base: str, centre_id: str, context: ssl.SSLContext | None = None) -> dict[str, str]:
     """The centre's records in one GDC: id -> updated (or created), following the `next` links."""
     context = context or ssl.create_default_context()
     prefix = f"urn:wmo:md:{centre_id}:"
-    url: Optional[str] = (
+    url: str | None = (
         base.rstrip("/") + "/" + COLLECTION + "?" + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"})
     )
     found: dict[str, str] = {}
@@ -123,12 +122,12 @@ def catalogue_records(base: str, centre_id: str, context: Optional[ssl.SSLContex
     return found
 
 
-def _moment(text: str) -> Optional[datetime.datetime]:
+def _moment(text: str) -> datetime.datetime | None:
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def compare(name: str, served: dict[str, str], listed: dict[str, str]) -> Finding:
@@ -154,7 +153,7 @@ def served_records(config: dict) -> dict[str, str]:
     }
 
 
-def check(config: dict, context: Optional[ssl.SSLContext] = None) -> list[Finding]:
+def check(config: dict, context: ssl.SSLContext | None = None) -> list[Finding]:
     served = served_records(config)
     findings = []
     for name, url in catalogues(config):

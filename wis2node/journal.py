@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 # The services operators read (`python -m wis2node logs --service NAME`), each from its units.
 SERVICES: dict[str, tuple[str, ...]] = {

@@ -14,9 +14,8 @@ lower: certbot renews with a third of the lifetime left, so a healthy cycle neve
 
 from __future__ import annotations
 
-import json
-import logging
 import datetime
+import logging
 import shutil
 import socket
 import ssl

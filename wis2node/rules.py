@@ -16,7 +16,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 from urllib.parse import unquote_plus
 
 from wis2node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
@@ -154,7 +153,7 @@ def observation_time(attributes: dict) -> dict:
     return {"observed": _moment(attributes, "datetime")}
 
 
-def _moment(attributes: dict, name: str) -> Optional[datetime.datetime]:
+def _moment(attributes: dict, name: str) -> datetime.datetime | None:
     value = attributes.get(name)
     if not value:
         return None
@@ -164,8 +163,8 @@ def _moment(attributes: dict, name: str) -> Optional[datetime.datetime]:
     try:
         moment = datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         if not moment.tzinfo:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.astimezone(datetime.timezone.utc)
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.astimezone(datetime.UTC)
     except (ValueError, OverflowError):  # a 13th month, or a time that leaves years 1-9999 in UTC
         raise Rejected(f"{expected}, within years 1 to 9999 in UTC") from None
 
@@ -187,7 +186,7 @@ def point(value: str) -> dict:
     return {"type": "Point", "coordinates": coordinates}
 
 
-def cache_flag(attributes: dict) -> Optional[bool]:
+def cache_flag(attributes: dict) -> bool | None:
     """The cache attribute: false keeps Global Caches from caching the file; true or absent is the default."""
     value = attributes.get("cache")
     if value is None or value.lower() == "true":
@@ -197,7 +196,7 @@ def cache_flag(attributes: dict) -> Optional[bool]:
     raise Rejected(f"object metadata cache={_shown(value)}: expected true or false")
 
 
-def metadata_id(attributes: dict) -> Optional[str]:
+def metadata_id(attributes: dict) -> str | None:
     """The dataset a data file belongs to (its discovery metadata record's id), if it says."""
     value = attributes.get("metadata-id")
     if value is None:

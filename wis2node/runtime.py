@@ -23,7 +23,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wis2node.nodeconfig import RUNTIME_KEYS
 

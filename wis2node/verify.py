@@ -13,8 +13,8 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 from wis2node.alarms import HEALTH_CHECK_ALARMS, HEALTH_CHECK_REGION, NODE_ALARMS, alarm_name
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
@@ -38,7 +38,7 @@ class Endpoints:
     host: str
     https_port: int = HTTPS_PORT
     mqtts_port: int = MQTTS_PORT
-    ca_file: Optional[str] = None  # default: the system's trusted CAs
+    ca_file: str | None = None  # default: the system's trusted CAs
 
 
 class Verifier:
@@ -48,7 +48,7 @@ class Verifier:
         self.settings = settings
         self.session = session or boto3.session.Session(region_name=settings.region)
         self.checks: list[Check] = []
-        self.address: Optional[str] = None  # the Elastic IP, once the elastic-ip check has found it
+        self.address: str | None = None  # the Elastic IP, once the elastic-ip check has found it
 
     def add(self, name: str, ok: bool, detail: str) -> None:
         self.checks.append(Check(name, ok, detail))
@@ -85,7 +85,7 @@ class Verifier:
             except (BotoCoreError, ClientError) as err:
                 self.add(name, False, f"cannot check: {err}")
 
-    def _instance(self, ec2) -> Optional[dict]:
+    def _instance(self, ec2) -> dict | None:
         reservations = ec2.describe_instances(
             Filters=[
                 {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
@@ -153,7 +153,7 @@ class Verifier:
         if not extra and not missing:
             self.add("firewall", True, f"ingress is exactly the declared {len(expected)} rules on 443/8883")
 
-    def _health_checkers(self, ec2) -> Optional[str]:
+    def _health_checkers(self, ec2) -> str | None:
         lists = ec2.describe_managed_prefix_lists(
             Filters=[
                 {"Name": "prefix-list-name", "Values": [f"com.amazonaws.{self.settings.region}.route53-healthchecks"]}
@@ -331,7 +331,7 @@ class Verifier:
         return context
 
 
-def verify(settings: NodeSettings, endpoints: Optional[Endpoints], session=None) -> list[Check]:
+def verify(settings: NodeSettings, endpoints: Endpoints | None, session=None) -> list[Check]:
     verifier = Verifier(settings, session)
     verifier.run_aws()
     if endpoints is not None:

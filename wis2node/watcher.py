@@ -27,12 +27,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-from wis2node.catalogue import DATA
 from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.catalogue import DATA
 from wis2node.wis2events import ALARMING, Event, Malformed, parse
 
 LOG = logging.getLogger("wis2node.watcher")
@@ -57,10 +57,10 @@ class Broker:
     path: str = ""
     username: str = READ_ONLY_USER
     password: str = READ_ONLY_PASSWORD
-    ca_file: Optional[str] = None  # default: the system's trusted CAs
+    ca_file: str | None = None  # default: the system's trusted CAs
 
     @classmethod
-    def from_dict(cls, item: dict) -> "Broker":
+    def from_dict(cls, item: dict) -> Broker:
         transport = str(item.get("transport", ""))
         if transport not in ("mqtt", "mqtts", "wss"):
             raise ValueError(f"broker {item.get('name')!r}: transport {transport!r}, expected mqtt, mqtts or wss")
@@ -151,8 +151,8 @@ class Relays:
     def __init__(self, grace: float = RELAY_GRACE, cache_grace: float = CACHE_GRACE):
         self.grace, self.cache_grace = grace, cache_grace
         self._lock = threading.Lock()
-        self._messages: "OrderedDict[str, dict]" = OrderedDict()  # id -> {at, data_id, cacheable, relays}
-        self._cached: "OrderedDict[str, float]" = OrderedDict()  # data_id -> first seen on cache/
+        self._messages: OrderedDict[str, dict] = OrderedDict()  # id -> {at, data_id, cacheable, relays}
+        self._cached: OrderedDict[str, float] = OrderedDict()  # data_id -> first seen on cache/
         self._latencies: list[float] = []
 
     def published(self, message_id: str, data_id: str, cacheable: bool, now: float) -> None:
@@ -324,7 +324,7 @@ class Connection:
 
         self.broker, self.watcher = broker, watcher
         self.connected = threading.Event()
-        self.down_since: Optional[float] = None
+        self.down_since: float | None = None
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -410,7 +410,7 @@ def alerts_topic(config: dict, session) -> str:
     )
 
 
-def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, interval: float = 60) -> None:
+def run(config: dict, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
     import boto3
 
     session = session or boto3.session.Session(region_name=config["region"])

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALARMING = ("ERROR", "CRITICAL")
@@ -109,23 +108,23 @@ def schema_errors(message: dict) -> list[str]:
 
 
 def _timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def outage_notice(
     centre_id: str,
-    start: Optional[datetime.datetime],
+    start: datetime.datetime | None,
     end: datetime.datetime,
     message: str,
     channel: str = "",
-    now: Optional[datetime.datetime] = None,
+    now: datetime.datetime | None = None,
     ref: str = "",
 ) -> dict:
     """A WME like the specification's examples/wmem-wis2node-outage.json (source = subject = the centre).
 
     With ref: the notice that withdraws the earlier one of that id.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     content = {"title": CANCELLED_TITLE if ref else OUTAGE_TITLE, "description": message}
     if channel:
         content["channel"] = channel

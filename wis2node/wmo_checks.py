@@ -8,8 +8,8 @@ import importlib.util
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 from wis2node.rules import Rejected, to_json
 

@@ -26,7 +26,8 @@ import pytest
 from tests.e2e.machine import CACHE, Machine, Network, Volume, root_filesystem
 from tests.wis2node.mqtt_clients import Client
 from tests.wmo import ets_validate
-from wis2node.localcloud import ACCOUNT, LocalIngest, client, moto_server
+from wis2node.localcloud import LocalIngest, client, moto_server
+from wis2node.metadata import metadata_dir
 from wis2node.payload import (
     _PACKAGES,
     DATA_ROOT,
@@ -38,7 +39,6 @@ from wis2node.payload import (
     render_user_data,
     runtime_config,
 )
-from wis2node.metadata import metadata_dir
 from wis2node.stackfile import find_stack
 
 pytestmark = [

@@ -11,13 +11,12 @@ import pytest
 import yaml
 
 from tests.pulumi_harness import Deployment, run_program
+from tests.wis2node.test_reporter import node  # noqa: F401  (the local node whose certificates are measured)
 from wis2node import cost
-from wis2node.alarms import HEALTH_CHECK_REGION
 from wis2node.cost import Assumptions, declared, estimate, report
 from wis2node.errors import SettingsError
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.stackfile import ROOT, StackFile, stack_files
-from tests.wis2node.test_reporter import node  # noqa: F401  (the local node whose certificates are measured)
 
 # What the program may declare that costs nothing by itself (or is priced through another line:
 # the root volume is the instance's block device, the bucket's traffic is the S3 lines). A new
@@ -260,7 +259,7 @@ def test_check_prints_the_monthly_total_in_one_line_per_stack():
         assert any(f"{expected:.2f} USD" in line and stack_file.stack in line for line in lines), lines
 
 
-def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_reporter_sends(node):  # noqa: F811
+def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_reporter_sends(node):
     settings = EXAMPLES["aq-examplemet-test"].settings()
     with moto_server(settings.region) as aws:
         run = subprocess.run(

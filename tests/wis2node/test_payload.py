@@ -8,13 +8,12 @@ import os
 import subprocess
 import sys
 
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import ACCOUNT, Deployment, mock_certificate, run_program, user_data_files
-from wis2node.stackfile import find_stack
 from wis2node.payload import USER_DATA_LIMIT, DeployFacts, node_package, pack_user_data, render_files, render_user_data
+from wis2node.stackfile import find_stack
 
 INSTANCE = "aws:ec2/instance:Instance"
 

@@ -24,7 +24,7 @@ def message() -> dict:
         content=b"x" * 100,
         media_type="application/bufr",
         metadata_id="urn:wmo:md:aq-examplemet-test:synop",
-        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc),
+        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.UTC),
     )
 
 
