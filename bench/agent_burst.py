@@ -191,7 +191,7 @@ def main() -> int:
             client.tls_set_context(context)
 
             def on_message(c, u, message):
-                href = next(l["href"] for l in json.loads(message.payload)["links"])
+                href = next(link["href"] for link in json.loads(message.payload)["links"])
                 received[href.split("/", 3)[3]] = time.perf_counter()
 
             client.on_message = on_message

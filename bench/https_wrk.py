@@ -141,7 +141,8 @@ def main() -> int:
                     result = wrk(port, args.connections, args.seconds)
                     runs[name].append(result)
                     print(
-                        f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, p99 {result['p99_ms']:7.1f} ms,"
+                        f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, "
+                        f"p99 {result['p99_ms']:7.1f} ms,"
                         f" non-2xx {result['non_2xx']}",
                         flush=True,
                     )

@@ -289,7 +289,7 @@ def test_the_checker_reports_missing_keys_as_the_cli_does():
         validate_stack_config_and_apply_project_config("dev", PULUMI_TEST_PROJECT, read_stack(""))
     assert str(refused.value) == "Stack 'dev' is missing configuration values 'hello', 'values' and 'world'"
     one = {"name": "test", "config": {"values": {"type": "array", "items": {"type": "string"}}}}
-    with pytest.raises(CliError, match="^Stack 'dev' is missing configuration value 'values'$"):
+    with pytest.raises(CliError, match=r"^Stack 'dev' is missing configuration value 'values'$"):
         validate_stack_config_and_apply_project_config("dev", one, read_stack(""))
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -192,7 +193,7 @@ def test_the_reviewers_guard_runs_before_anything_gets_credentials():
 
 
 class _GitHub(http.server.BaseHTTPRequestHandler):
-    environments: dict = {}
+    environments: ClassVar[dict] = {}
 
     def do_GET(self):
         name = self.path.rsplit("/", 1)[-1]

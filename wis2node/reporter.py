@@ -78,7 +78,7 @@ def renewal_failed(config: dict) -> bool | None:
         LOG.error("systemctl show %s: %s", " ".join(units), run.stderr.strip())
         return None
     results = [line.strip() for line in run.stdout.splitlines() if line.strip()]
-    failed = [unit for unit, result in zip(units, results) if result != "success"]
+    failed = [unit for unit, result in zip(units, results, strict=False) if result != "success"]
     if failed:
         LOG.error("renewal failed: %s (see journalctl -u %s)", ", ".join(failed), failed[0])
     return bool(failed)

@@ -107,7 +107,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     try:
         document = validate(json.loads(raw))
     except ValueError as err:  # keep what runs; say why
-        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}")
+        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}") from err
     current = _read_json(runtime["file"])
     changes = changed_keys(current, document)
     if changes:

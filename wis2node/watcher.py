@@ -138,7 +138,7 @@ class SeenEvents:
             rows = self._db.execute(
                 "SELECT at, severity, title, source, brokers FROM seen ORDER BY at DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [dict(zip(("at", "severity", "title", "source", "brokers"), row)) for row in rows]
+        return [dict(zip(("at", "severity", "title", "source", "brokers"), row, strict=True)) for row in rows]
 
     def forget(self, now: float, days: float = EVENT_MEMORY_DAYS) -> None:
         with self._lock:

@@ -135,7 +135,8 @@ def _configure(root: Path) -> None:
     conf = root / "etc/systemd/system.conf.d"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "10-aws.conf").write_text(
-        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n"
+        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config "
+        "AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n"
     )
 
 
@@ -223,7 +224,7 @@ class Machine:
     def boot(self) -> Machine:
         device = self.volume.attach()
         self.boots += 1
-        console = open(self.log.with_suffix(f".boot{self.boots}.log"), "w")
+        console = open(self.log.with_suffix(f".boot{self.boots}.log"), "w")  # noqa: SIM115  (the console for the life of the machine)
         self.process = subprocess.Popen(
             [
                 "systemd-nspawn",

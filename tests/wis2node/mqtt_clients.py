@@ -87,7 +87,7 @@ class Client:
         return self.connected.is_set() and self.reason == 0 and self.client.is_connected()
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, mid = self.client.subscribe(topic, qos)
+        result, _mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
         time.sleep(0.2)
 
