@@ -233,6 +233,7 @@ class Agent:
     def _announce(self, event: Event, event_id: str, topic: str, target: Path, dataset: Dataset | None) -> None:
         key, deleted = event.key, event.deleted
         before = self.state.announced(key)
+        attributes: dict[str, str]
         if deleted:
             content, attributes = self._published_file(key, target), {}
         else:
@@ -248,7 +249,7 @@ class Agent:
                 return
             legacy = f"{self.centre_id}/metadata/{metadata_id}"
             # WNM 1.4 (draft): data_id starts with the metadata identifier; the record's is the identifier
-            data_id = self._data_id(key, before, metadata_id, fresh=metadata_id, legacy=legacy)
+            data_id = self._data_id(key, before, metadata_id, fresh=metadata_id or legacy, legacy=legacy)
             gts = None
         else:
             given = rules.metadata_id(attributes)

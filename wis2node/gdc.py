@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wis2node.jsonobject import json_object
 from wis2node.republish import records
 
 LOG = logging.getLogger("wis2node.gdc")
@@ -107,7 +108,7 @@ def catalogue_records(base: str, centre_id: str, context: ssl.SSLContext | None 
         document = _get(url, context)
         for feature in document["features"]:
             if isinstance(feature, dict) and isinstance(feature.get("id"), str) and feature["id"].startswith(prefix):
-                properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+                properties = json_object(feature.get("properties"))
                 found[feature["id"]] = str(properties.get("updated") or properties.get("created") or "")
         url = next(
             (

@@ -19,7 +19,7 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -92,14 +92,15 @@ class LocalNode:
 
     settings: NodeSettings
     workdir: Path
-    ports: Ports | None = None
+    ports: Ports = field(
+        default_factory=lambda: Ports(
+            mqtts=free_port(), https=free_port(), mqtt_local=free_port(), websockets=free_port()
+        )
+    )
     bucket: str = ""  # the ingest bucket the local agent reads (tests: one in moto)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
-        self.ports = self.ports or Ports(
-            mqtts=free_port(), https=free_port(), mqtt_local=free_port(), websockets=free_port()
-        )
         user = getpass.getuser()
         self.layout = Layout(
             prefix=str(self.workdir), ports=self.ports, public_host="127.0.0.1", broker_user=user, web_user=user
@@ -223,13 +224,16 @@ class LocalNode:
     def get(self, href: str) -> tuple[int, bytes]:
         """GET a link of this node (https://<fqdn>/...), sending the FQDN (SNI and Host) to its loopback port."""
         url = urlsplit(href)
+        if not url.hostname:
+            raise ValueError(f"{href!r}: expected a link https://<fqdn>/...")
+        host = url.hostname
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        connection = http.client.HTTPSConnection(url.hostname, self.ports.https, context=context, timeout=10)
+        connection = http.client.HTTPSConnection(host, self.ports.https, context=context, timeout=10)
         connection.sock = context.wrap_socket(
-            socket.create_connection(("127.0.0.1", self.ports.https), timeout=10), server_hostname=url.hostname
+            socket.create_connection(("127.0.0.1", self.ports.https), timeout=10), server_hostname=host
         )
         try:
-            connection.request("GET", url.path, headers={"Host": url.hostname})
+            connection.request("GET", url.path, headers={"Host": host})
             response = connection.getresponse()
             return response.status, response.read()
         finally:

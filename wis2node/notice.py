@@ -100,8 +100,16 @@ def send(
     client.tls_set_context(ssl.create_default_context(cafile=ca_file))  # the certificate must name the host
     connected, acked = threading.Event(), threading.Event()
     result: dict[str, int] = {}
-    client.on_connect = lambda c, u, f, reason, p: (result.__setitem__("connect", reason.value), connected.set())
-    client.on_publish = lambda c, u, mid, reason, p: (result.__setitem__("publish", reason.value), acked.set())
+
+    def on_connect(c, u, f, reason, p):  # paho's callback signature
+        result["connect"] = reason.value
+        connected.set()
+
+    def on_publish(c, u, mid, reason, p):
+        result["publish"] = reason.value
+        acked.set()
+
+    client.on_connect, client.on_publish = on_connect, on_publish
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:

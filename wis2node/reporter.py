@@ -43,7 +43,10 @@ def served_certificate(port: int, fqdn: str, host: str = "127.0.0.1") -> bytes:
         socket.create_connection((host, port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname=fqdn) as tls,
     ):
-        return tls.getpeercert(binary_form=True)
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"no certificate served on port {port}")
+    return der
 
 
 def overdue_threshold(lifetime_days: float, alarm_days: float = DEFAULT_ALARM_DAYS) -> float:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_plus
 
+from wis2node.jsonobject import json_object
 from wis2node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
 
 # A topic level, as WMO's conventions (wmo-im/wis2-topic-hierarchy, /req/core/conventions) and its
@@ -63,14 +64,14 @@ def accept_record(record: object, bucket: str) -> Event:
     source = record.get("eventSource")
     if source != "aws:s3":
         raise Rejected(f"eventSource={_shown(source)}: only S3 events (aws:s3) are taken")
-    s3 = record.get("s3") if isinstance(record.get("s3"), dict) else {}
-    name = (s3.get("bucket") or {}).get("name") if isinstance(s3.get("bucket"), dict) else None
+    s3 = json_object(record.get("s3"))
+    name = json_object(s3.get("bucket")).get("name")
     if name != bucket:
         raise Rejected(f"bucket={_shown(name)}: only events of the node's bucket {bucket!r} are taken")
     event_name = record.get("eventName")
     if not isinstance(event_name, str) or not event_name.startswith(("ObjectCreated:", "ObjectRemoved:")):
         raise Rejected(f"eventName={_shown(event_name)}: expected ObjectCreated:* or ObjectRemoved:*")
-    obj = s3.get("object") if isinstance(s3.get("object"), dict) else {}
+    obj = json_object(s3.get("object"))
     raw_key = obj.get("key")
     if not isinstance(raw_key, str) or not raw_key:
         raise Rejected(f"s3.object.key={_shown(raw_key)}: expected the object's key")

@@ -36,7 +36,7 @@ def validate(document: Any) -> dict[str, dict[str, Any]]:
     """The runtime document as the node accepts it, or ValueError naming the key and what is expected."""
     if not isinstance(document, dict):
         raise ValueError("expected a JSON object with sections publishing and tls")
-    known = {}
+    known: dict[str, set[str]] = {}
     for section, name in RUNTIME_KEYS:
         known.setdefault(section, set()).add(name)
     for section, values in document.items():
@@ -117,7 +117,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
             + ", ".join(f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes)
         )
         if current:  # at first boot nothing runs yet that would need a reload
-            for action in dict.fromkeys(RUNTIME_KEYS[k] for k in changes if RUNTIME_KEYS[k]):
+            for action in dict.fromkeys(action for k in changes if (action := RUNTIME_KEYS[k])):
                 act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
                 done.append(f"applied: {action}")
 

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_origin
+from typing import TYPE_CHECKING, Any, Final, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from wis2node.metadata import MetadataRecord
 
 PROJECT = "wis2-node"
-HTTPS_PORT = 443
-MQTTS_PORT = 8883
+HTTPS_PORT: Final = 443
+MQTTS_PORT: Final = 8883
 WIS2_PORTS = (HTTPS_PORT, MQTTS_PORT)
 Port = Literal[443, 8883]
 
@@ -513,7 +513,7 @@ class NodeSettings(BaseModel):
 
     def _quota_problems(self) -> list[tuple[str, Any, str]]:
         """The security groups that AWS's default inbound rule quota would refuse, and what to change."""
-        problems = []
+        problems: list[tuple[str, Any, str]] = []
         counts = self.inbound_rule_counts()
         for version in (4, 6):
             needed = counts.get(CATALOGUE_GROUP, {}).get(version, 0)
@@ -635,7 +635,7 @@ class NodeSettings(BaseModel):
         for service in catalogue.global_services():
             if service.operator in self.exclude_operators:
                 continue
-            port = MQTTS_PORT if service.service == "global-broker" else HTTPS_PORT
+            port: Port = MQTTS_PORT if service.service == "global-broker" else HTTPS_PORT
             rule_key = (f"{service.ip}/32", port)
             label = f"WIS2 {service.service} {service.operator}"
             if rule_key in rules:  # one address may serve two operators on the same port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 
 def read_chain(pem: str) -> list[x509.Certificate]:
@@ -23,7 +22,7 @@ def read_chain(pem: str) -> list[x509.Certificate]:
 def names(certificate: x509.Certificate) -> list[str]:
     """The DNS names a certificate is valid for (subject alternative names)."""
     try:
-        extension = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
     return extension.value.get_values_for_type(x509.DNSName)

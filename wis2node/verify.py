@@ -67,13 +67,14 @@ class Verifier:
         except (BotoCoreError, ClientError) as err:
             self.add("aws", False, f"cannot query EC2: {err}")
             return
+        found: dict = instance or {}  # read only by the steps that run when there is an instance
         steps: list[tuple[str, Callable]] = [
-            ("imdsv2", lambda: self._imdsv2(instance)),
-            ("volumes-encrypted", lambda: self._volumes(ec2, instance)),
-            ("firewall", lambda: self._firewall(ec2, instance)),
-            ("elastic-ip", lambda: self._address(ec2, instance)),
+            ("imdsv2", lambda: self._imdsv2(found)),
+            ("volumes-encrypted", lambda: self._volumes(ec2, found)),
+            ("firewall", lambda: self._firewall(ec2, found)),
+            ("elastic-ip", lambda: self._address(ec2, found)),
             ("dns", lambda: self._dns()),
-            ("ssm-online", lambda: self._ssm(instance)),
+            ("ssm-online", lambda: self._ssm(found)),
             ("alarms", lambda: self._alarms()),
         ]
         for name, step in steps:
@@ -236,7 +237,7 @@ class Verifier:
 
     def _resolves(self) -> None:
         try:
-            found = sorted({info[4][0] for info in socket.getaddrinfo(self.settings.fqdn, None, socket.AF_INET)})
+            found = sorted({str(info[4][0]) for info in socket.getaddrinfo(self.settings.fqdn, None, socket.AF_INET)})
         except OSError as err:
             self.add("dns-resolves", False, f"{self.settings.fqdn} does not resolve: {err}")
             return
@@ -257,7 +258,10 @@ class Verifier:
                 socket.create_connection((endpoints.host, port), timeout=10) as raw,
                 self._context(endpoints).wrap_socket(raw, server_hostname=self.settings.fqdn) as tls,
             ):
-                left = days_left(tls.getpeercert(binary_form=True))
+                der = tls.getpeercert(binary_form=True)
+            if der is None:
+                raise ssl.SSLError("no certificate served")
+            left = days_left(der)
             self.add(f"certificate-{label}", True, f"valid for {self.settings.fqdn}, {left:.0f} days left")
         except (OSError, ssl.SSLError) as err:
             self.add(f"certificate-{label}", False, f"port {port}: {err}")
@@ -272,12 +276,20 @@ class Verifier:
         client.tls_set_context(context)
         events = {"connected": threading.Event(), "subscribed": threading.Event(), "acked": threading.Event()}
         results: dict = {}
-        client.on_connect = lambda c, u, f, reason, p: (results.update(connect=reason.value), events["connected"].set())
-        client.on_subscribe = lambda c, u, mid, reasons, p: (
-            results.update(subscribe=reasons[0].value),
-            events["subscribed"].set(),
-        )
-        client.on_publish = lambda c, u, mid, reason, p: (results.update(publish=reason.value), events["acked"].set())
+
+        def on_connect(c, u, f, reason, p):  # paho's callback signatures
+            results.update(connect=reason.value)
+            events["connected"].set()
+
+        def on_subscribe(c, u, mid, reasons, p):
+            results.update(subscribe=reasons[0].value)
+            events["subscribed"].set()
+
+        def on_publish(c, u, mid, reason, p):
+            results.update(publish=reason.value)
+            events["acked"].set()
+
+        client.on_connect, client.on_subscribe, client.on_publish = on_connect, on_subscribe, on_publish
         try:
             client.connect(endpoints.host, endpoints.mqtts_port, keepalive=10)
         except (OSError, ssl.SSLError) as err:

@@ -340,7 +340,9 @@ class Connection:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = lambda client, userdata: self._down("cannot connect")
-        self.client.on_message = lambda c, u, message: watcher.on_message(broker.name, message.topic, message.payload)
+        self.client.on_message = lambda c, u, message: watcher.on_message(
+            broker.name, message.topic, bytes(message.payload)
+        )
 
     def start(self) -> None:
         import paho.mqtt.client as mqtt
