@@ -61,28 +61,22 @@ def load_records(
             "`venv/bin/pywcmp bundle sync` once (it needs internet), then check again"
         )
     registered = centre_registered(settings.centre_id)
-    records, documents = [], {}
+    records, documents, problems = [], {}, []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        name = f"{directory.parent.name}/metadata/{path.name}"
-        try:
-            record = json.loads(path.read_bytes())
-        except json.JSONDecodeError as err:
-            raise SettingsError(f"{name}: not JSON ({err})") from None
-        if not isinstance(record, dict):
-            raise SettingsError(f"{name}: expected a WCMP2 record (a JSON object)")
-        _check_centre_id(name, record, settings.centre_id)
-        failures = validate_record(record)
-        if not registered:
-            pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
-            failures = [f for f in failures if f not in pending]
-            if warnings is not None:
-                warnings.extend(f"{name}: {f} (expected until WMO registers {settings.centre_id})" for f in pending)
-        if failures:
-            raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
+        name = f"stacks/{directory.parent.name}/metadata/{path.name}"
+        try:  # every record's problems at once, not one record per run
+            record = _load_record(path, name, settings.centre_id, registered, warnings)
+            records.append(
+                MetadataRecord(
+                    path=path, id=record["id"], content=path.read_bytes(), gts_mapping=_gts_mapping(path, name)
+                )
+            )
+        except SettingsError as err:
+            problems.append(str(err))
+            continue
         documents[name] = record
-        records.append(
-            MetadataRecord(path=path, id=record["id"], content=path.read_bytes(), gts_mapping=_gts_mapping(path, name))
-        )
+    if problems:
+        raise SettingsError("\n".join(problems))
     problems = conflicts(documents)
     if problems:
         raise SettingsError("\n".join(problems))
@@ -91,6 +85,26 @@ def load_records(
     if duplicates:
         raise SettingsError(f"{directory}: the same record id in more than one file: {', '.join(duplicates)}")
     return records
+
+
+def _load_record(path: Path, name: str, centre_id: str, registered: bool, warnings: list[str] | None) -> dict:
+    """One record, parsed and validated; SettingsError names the file and what is wrong."""
+    try:
+        record = json.loads(path.read_bytes())
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"{name}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise SettingsError(f"{name}: expected a WCMP2 record (a JSON object)")
+    _check_centre_id(name, record, centre_id)
+    failures = validate_record(record)
+    if not registered:
+        pending = [f for f in failures if "centre_id" in f or "centre-id" in f]
+        failures = [f for f in failures if f not in pending]
+        if warnings is not None:
+            warnings.extend(f"{name}: {f} (expected until WMO registers {centre_id})" for f in pending)
+    if failures:
+        raise SettingsError(f"{name}: invalid WCMP2 record:\n  " + "\n  ".join(failures))
+    return record
 
 
 def _gts_mapping(path: Path, name: str) -> bytes | None:

@@ -20,6 +20,9 @@ RUNTIME_KEYS: dict[tuple[str, str], str | None] = {
     ("publishing", "max_file_bytes"): "restart-agent",  # read when the agent starts
     ("tls", "letsencrypt_email"): "certbot-account",  # certbot's ACME account
     ("monitoring", "certificate_alarm_days"): None,  # read by each run of wis2-reporter
+    # unattended-upgrades' reboot time: apply-config keeps upgrades.apt_file in line at every run,
+    # and unattended-upgrades reads it when it runs.
+    ("upgrades", "reboot_time"): None,
 }
 
 

@@ -6,7 +6,9 @@ SSM parameters of the stack:
 - the runtime configuration (`/wis2-node/<stack>/runtime-config`, JSON, written by `pulumi up`):
   validated, written to the runtime file (nodeconfig.RUNTIME_KEYS), and only what changed is
   reloaded (the agent restarted for a new file size limit; certbot's ACME account for a new
-  address; nothing for the retention, whose timer reads it at each run);
+  address; nothing for the retention, whose timer reads it at each run); the reboot time of
+  unattended-upgrades goes into its own apt configuration file (node.json's upgrades.apt_file),
+  rewritten whenever it differs, first boot included;
 - the publisher password (SecureString, changed by `python -m wis2node rotate-publisher-password`):
   when its version differs from the one applied, the broker's password file gets it and
   mosquitto re-reads its accounts (SIGHUP: connected clients stay connected).
@@ -29,13 +31,18 @@ from typing import Any
 from wis2node.nodeconfig import RUNTIME_KEYS
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 MAX_FILE_BYTES = 5 * 1024**3  # an S3 single PUT's limit
+# The apt configuration file the reboot time goes into (the template is the file it becomes).
+APT_REBOOT_TEMPLATE = os.path.join(
+    os.path.dirname(__file__), "payload", "templates", "etc", "apt", "apt.conf.d", "53wis2-reboot-time"
+)
 
 
 def validate(document: Any) -> dict[str, dict[str, Any]]:
     """The runtime document as the node accepts it, or ValueError naming the key and what is expected."""
     if not isinstance(document, dict):
-        raise ValueError("expected a JSON object with sections publishing and tls")
+        raise ValueError("expected a JSON object with sections " + ", ".join(sorted({s for s, _ in RUNTIME_KEYS})))
     known: dict[str, set[str]] = {}
     for section, name in RUNTIME_KEYS:
         known.setdefault(section, set()).add(name)
@@ -57,7 +64,40 @@ def validate(document: Any) -> dict[str, dict[str, Any]]:
     email = document["tls"]["letsencrypt_email"]
     if email is not None and (not isinstance(email, str) or not EMAIL.match(email)):
         raise ValueError(f"tls.letsencrypt_email: {email!r}, expected an e-mail address or null")
+    alarm_days = document["monitoring"]["certificate_alarm_days"]
+    if type(alarm_days) is not int or not 1 <= alarm_days <= 90:
+        raise ValueError(f"monitoring.certificate_alarm_days: {alarm_days!r}, expected a whole number of days 1..90")
+    reboot_time = document["upgrades"]["reboot_time"]
+    if not isinstance(reboot_time, str) or not TIME_OF_DAY.match(reboot_time):
+        raise ValueError(f"upgrades.reboot_time: {reboot_time!r}, expected a time of day HH:MM (UTC)")
     return document
+
+
+def apt_reboot_config(reboot_time: str) -> str:
+    """unattended-upgrades' reboot settings for a validated time of day, from their template."""
+    with open(APT_REBOOT_TEMPLATE) as handle:
+        template = handle.read()
+    if "{{ reboot_time }}" not in template or not TIME_OF_DAY.match(reboot_time):
+        raise ValueError(f"cannot write reboot time {reboot_time!r} into {APT_REBOOT_TEMPLATE}")
+    return template.replace("{{ reboot_time }}", reboot_time)
+
+
+def _write_text(path: str, text: str, mode: int) -> bool:
+    """Write path atomically when its content differs; whether it was written."""
+    try:
+        with open(path) as handle:
+            if handle.read() == text:
+                return False
+    except OSError:
+        pass
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".wis2-")
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)  # readers see the old file or the new one, never half of one
+    return True
 
 
 def changed_keys(old: dict, new: dict) -> list[tuple[str, str]]:
@@ -65,14 +105,7 @@ def changed_keys(old: dict, new: dict) -> list[tuple[str, str]]:
 
 
 def _write_json(path: str, value: dict, mode: int) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".wis2-")
-    with os.fdopen(handle, "w") as out:
-        json.dump(value, out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)  # readers see the old file or the new one, never half of one
+    _write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n", mode)
 
 
 def _read_json(path: str) -> dict:
@@ -120,6 +153,11 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
             for action in dict.fromkeys(action for k in changes if (action := RUNTIME_KEYS[k])):
                 act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
                 done.append(f"applied: {action}")
+    # Kept in line at every run, not only on a change: the first boot of a machine writes it, and
+    # a hand edit is undone. unattended-upgrades reads it when it next runs: nothing to reload.
+    apt_file = node["upgrades"]["apt_file"]
+    if _write_text(apt_file, apt_reboot_config(document["upgrades"]["reboot_time"]), 0o644):
+        done.append(f"{apt_file}: automatic reboots at {document['upgrades']['reboot_time']} UTC")
 
     state = _read_json(runtime["state"])
     try:

@@ -35,6 +35,7 @@ IN_PLACE = {
     "wis2-node:memoryAlarmPercent": ({}, 70),
     "wis2-node:diskAlarmPercent": ({}, 70),
     "wis2-node:certificateAlarmDays": ({}, 14),
+    "wis2-node:rebootTime": ({}, "05:00"),  # the runtime parameter; wis2-config rewrites apt's file
     "wis2-node:snapshotRetentionDays": ({}, 30),
     "wis2-node:logRetentionDays": ({}, 90),
     "wis2-node:partners": ({}, [{"cidr": "192.0.2.0/24", "description": "new partner", "ports": [8883]}]),
@@ -54,7 +55,6 @@ IN_PLACE = {
 REPLACES = {
     "wis2-node:fqdn": ({}, "wis2node-other.examplemet.example.org"),
     "wis2-node:tlsMode": ({}, "self-signed"),
-    "wis2-node:rebootTime": ({}, "05:00"),
     "wis2-node:imageId": ({}, "ami-0fedcba9876543210"),
     "wis2-node:subnetId": ({}, "subnet-0fedcba9876543210"),
     "wis2-node:availabilityZone": ({}, "eu-west-1b"),

@@ -291,3 +291,23 @@ def test_pinned_image_is_used_as_is(stack_file: StackFile):
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:imageId": "ami-0fedcba9876543210"})
     assert deployment.one(INSTANCE).inputs["ami"] == "ami-0fedcba9876543210"
     assert not [c for c in deployment.calls if c[0] == "aws:ssm/getParameter:getParameter"]
+
+
+def test_the_readme_lists_every_stack_output():
+    """README, "Stack outputs": every output the program exports (the optional ones included), and no other."""
+    from wis2node.stackfile import ROOT, find_stack
+
+    test = find_stack("aq-examplemet-test")
+    fqdn = test.config["wis2-node:fqdn"]
+    everything = {
+        **test.config,
+        "wis2-node:tlsMode": "provided",
+        "wis2-node:certificateAuthority": "digicert.com",
+        "wis2-node:certificate": mock_certificate(fqdn),
+        "wis2-node:uploaderPrincipals": ["arn:aws:iam::210987654321:role/message-switch"],
+    }
+    exported = set(run_program(test.stack, everything).outputs)
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("Stack outputs (`pulumi stack output -s <stack>`):", 1)[1].split("\n\n", 2)[1]
+    listed = {name for line in table.splitlines() for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert listed == exported

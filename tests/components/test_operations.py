@@ -129,12 +129,23 @@ def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deploymen
 
 
 def test_security_updates_reboot_in_the_stack_window(stack_file: StackFile):
+    """The reboot time travels in the runtime parameter (a change never replaces the VM); the user
+    data's apt file turns automatic reboots off until the node has written that time
+    (tests/wis2node/test_operator_verbs.py: the node writes it, and apt reads it)."""
+    from tests.components.test_tls import parameters
+
     deployment = run_program(stack_file.stack, {**stack_file.config, "wis2-node:rebootTime": "04:15"})
-    files = user_data_files(deployment.one(INSTANCE).user_data)
+    runtime = json.loads(parameters(deployment)["runtime-config"]["plain_value"])
+    assert runtime["upgrades"] == {"reboot_time": "04:15"}
+    instance = deployment.one(INSTANCE)
+    files = user_data_files(instance.user_data)
     upgrades = files["/etc/apt/apt.conf.d/52wis2-unattended-upgrades"].decode()
-    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in upgrades
-    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:15";' in upgrades
     assert 'APT::Periodic::Unattended-Upgrade "1";' in upgrades
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in upgrades
+    assert "04:15" not in instance.user_data and "Automatic-Reboot-Time" not in upgrades
+    node = json.loads(files["/etc/wis2/node.json"])
+    assert node["upgrades"] == {"apt_file": "/etc/apt/apt.conf.d/53wis2-reboot-time"}
+    assert "/etc/apt/apt.conf.d " in files["/etc/systemd/system/wis2-config.service"].decode()
 
 
 def test_the_image_found_first_stays_until_one_is_pinned(stack_file: StackFile, deployment: Deployment):

@@ -179,16 +179,6 @@ def node():
         network.down()
 
 
-def settle_broker(node: BootedNode) -> None:
-    """Past mosquitto's autosave_interval (30 s) since the last change of its sessions.
-
-    mosquitto also saves on a clean stop; one CI run nevertheless came back without a session
-    subscribed just before the power-off (not reproduced alone): until that is understood, the
-    test gives the broker its autosave so that the other guarantees are measured, and the note says so.
-    """
-    time.sleep(35)
-
-
 def new_instance(node: BootedNode, number: int, volume: Volume) -> None:
     """Boot a fresh root filesystem with a new instance-id on this volume (the old machine is off)."""
     old = node.machine
@@ -362,10 +352,16 @@ def test_the_cloudwatch_agent_installs_only_with_a_good_signature(node):
 
 
 def test_a_runtime_change_reaches_the_node_without_a_new_machine(node):
-    """retentionDays changed: Pulumi updates the SSM parameter, not the user data; the node applies it."""
+    """retentionDays and rebootTime changed: Pulumi updates the SSM parameter, not the user data; the
+    node applies it (the reboot time where apt reads it)."""
+    reboot = "apt-config dump | grep '^Unattended-Upgrade::Automatic-Reboot'"
+    assert f'Automatic-Reboot-Time "{SETTINGS.reboot_time}";' in node.machine.sh(reboot).stdout, (
+        node.machine.sh(reboot).stdout + node.machine.journal("wis2-config.service")[-2000:]
+    )
     ssm = client("ssm", node.environment)
     changed = runtime_config(SETTINGS)
     changed["publishing"]["retention_days"] = SETTINGS.retention_days + 7
+    changed["upgrades"]["reboot_time"] = "05:45"
     boots = node.machine.sh("journalctl --list-boots --no-pager | wc -l").stdout
     ssm.put_parameter(
         Name=SETTINGS.parameter_name(RUNTIME_PARAMETER),
@@ -375,11 +371,16 @@ def test_a_runtime_change_reaches_the_node_without_a_new_machine(node):
     )
     applied = node.machine.wait_until(
         f"grep -q '\"retention_days\": {SETTINGS.retention_days + 7}' /etc/wis2/runtime.json && "
+        "apt-config dump | grep -q 'Automatic-Reboot-Time \"05:45\"' && "
         "cat /etc/wis2/runtime.json",
         timeout=150,
         interval=5,
     )
     assert json.loads(applied)["publishing"]["retention_days"] == SETTINGS.retention_days + 7
+    applied_reboot = node.machine.sh(reboot).stdout
+    assert 'Automatic-Reboot "true";' in applied_reboot and 'Automatic-Reboot-Time "05:45";' in applied_reboot, (
+        applied_reboot + node.machine.journal("wis2-config.service")[-2000:]
+    )
     assert node.machine.sh("journalctl --list-boots --no-pager | wc -l").stdout == boots  # no reboot
     assert node.machine.sh("systemctl is-active wis2-agent.service").stdout.strip() == "active"
 
@@ -393,8 +394,7 @@ def test_reboot_brings_everything_back_and_an_offline_subscriber_gets_what_it_mi
     put(node.ingest, "WIGOS_0-20000-0-10002_20261204T010000.bufr4", body)
     # The agent has published it once the file is served.
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10002*' | grep -q .", timeout=120)
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     node.machine.boot()
     node.wait_until_up()
     reader = node.client(client_id=persistent_id, persistent=True)
@@ -418,8 +418,7 @@ def test_a_replaced_instance_keeps_certificate_sessions_files_state_and_password
     put(node.ingest, "WIGOS_0-20000-0-10003_20261204T020000.bufr4", body)
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10003*' | grep -q .", timeout=120)
     published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     # A new instance: a fresh root filesystem and instance-id, the same user data and data volume.
     new_instance(node, 2, node.machine.volume)
     everything = node.client()
@@ -474,7 +473,8 @@ def test_memory_of_the_node_after_a_burst(node):
 
 
 def test_a_restore_from_a_snapshot_brings_the_node_back(node):
-    """A new machine on a copy of the data volume (the snapshot): certificate, sessions, files."""
+    """A new machine on a copy of the data volume (the snapshot): certificate, sessions, files and
+    the agent's state."""
     certificate = node.served_certificate(443)
     persistent_id = "gb-boot-test-restore"
     reader = node.client(client_id=persistent_id, persistent=True)
@@ -484,11 +484,12 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     put(node.ingest, "WIGOS_0-20000-0-10005_20261204T050000.bufr4", body)
     node.machine.wait_until(f"find {DATA_ROOT}/public/data -name 'WIGOS_0-20000-0-10005*' | grep -q .", timeout=120)
     published = node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout
-    settle_broker(node)
-    node.machine.power_off()
+    assert node.machine.power_off(), "the machine did not stop cleanly"
     snapshot = node.work / "snapshot.img"
     shutil.copyfile(node.machine.volume.file, snapshot)
     new_instance(node, 3, Volume(snapshot))
+    everything = node.client()
+    everything.subscribe(f"{BRANCH}/#")
     assert node.machine.sh(f"findmnt -n -o SOURCE {DATA_ROOT}").stdout.strip() == "/dev/xvdf"  # the copy
     assert node.served_certificate(443) == certificate
     assert node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout == published
@@ -496,4 +497,12 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     assert reader.session_present
     [message] = data_messages(reader, 1, timeout=30)
     assert node.download(canonical(message)["href"]) == body
+    # The agent's state came along: the restored node publishes the next file, and nothing again.
+    name = "WIGOS_0-20000-0-10006_20261204T060000.bufr4"
+    put(node.ingest, name, b"after the restore")
+    data_messages(everything, 1, timeout=120)
+    time.sleep(5)
+    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
+    assert len(announced) == 1 and announced[0].endswith(name), announced
     reader.close()
+    everything.close()

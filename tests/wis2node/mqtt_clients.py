@@ -37,6 +37,7 @@ class Client:
         self.reason: int | None = None
         self.session_present: bool | None = None
         self.acks: dict[int, int] = {}
+        self.subacks: dict[int, list[int]] = {}
         self._acked = threading.Condition()
         client_id = client_id or f"test-{uuid.uuid4().hex[:8]}"
         kwargs = {}
@@ -60,6 +61,7 @@ class Client:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, message: self.received.append(message)
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
         port = {"mqtts": node.ports.mqtts, "wss": node.ports.https, "mqtt": node.ports.mqtt_local}[transport]
         properties = None
         connect_kwargs = {}
@@ -82,14 +84,25 @@ class Client:
             self.acks[mid] = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
             self._acked.notify_all()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._acked:
+            self.subacks[mid] = [code.value if hasattr(code, "value") else int(code) for code in reason_codes]
+            self._acked.notify_all()
+
     @property
     def ok(self) -> bool:
         return self.connected.is_set() and self.reason == 0 and self.client.is_connected()
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, _mid = self.client.subscribe(topic, qos)
+        """Subscribe and, when connected, wait for the broker's SUBACK: a session closed before it
+        may hold no subscription at all (a loaded machine took longer than a fixed pause)."""
+        result, mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
-        time.sleep(0.2)
+        if not self.ok:
+            time.sleep(0.2)
+            return
+        with self._acked:
+            assert self._acked.wait_for(lambda: mid in self.subacks, timeout=10), f"no SUBACK for {topic}"
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
         """Publish and wait for the broker's acknowledgement; return its reason code (MQTT 5)."""

@@ -145,7 +145,8 @@ def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
     broken.write_text("\n".join(lines) + "\n")
     run = run_check(str(broken))
     assert run.returncode != 0 and "Traceback" not in run.stderr
-    assert f"{broken}:{index + 1}:" in run.stderr and "not valid YAML" in run.stderr, run.stderr
+    column = lines[index].index("wis2node: ") + len("wis2node") + 1  # the second colon, counted from 1
+    assert f"{broken}:{index + 1}:{column}: not valid YAML" in run.stderr, run.stderr
 
 
 def test_an_instance_type_that_does_not_exist_is_caught_offline():
@@ -173,3 +174,28 @@ def test_a_record_of_another_centre_is_named_with_our_own_words(tmp_path, monkey
     centre = BASE.config["wis2-node:centreId"]
     assert "other.json" in result.problems[0] and f"origin/a/wis2/{centre}/..." in result.problems[0]
     assert "centre identifiers do not match" not in result.problems[0]
+
+
+def test_a_copied_metadata_folder_is_named_record_by_record_in_one_run(tmp_path, monkeypatch):
+    """A centre copies the example test stack and its metadata folder: one run names every record
+    still carrying the example's centre-id, each with its path, not one record per run."""
+    import shutil
+
+    from wis2node import metadata as metadata_module
+    from wis2node.metadata import metadata_dir
+    from wis2node.stackfile import find_stack
+
+    example = find_stack("aq-examplemet-test")
+    stack = "aq-newmet-test"
+    shutil.copytree(metadata_dir(example.stack), tmp_path / stack / "metadata")
+    records = sorted(p.name for p in (tmp_path / stack / "metadata").glob("*.json"))
+    assert len(records) >= 2
+    monkeypatch.setattr(metadata_module, "metadata_dir", lambda name, stacks=tmp_path: stacks / name / "metadata")
+    config = {**example.config, "wis2-node:centreId": stack, "wis2-node:fqdn": "newmet-test.examplemet.example.org"}
+    result = check_stacks([StackFile(stack, example.path, config)])
+    problems = "\n".join(result.problems)
+    for name in records:
+        assert (
+            f"stacks/{stack}/metadata/{name}: id 'urn:wmo:md:aq-examplemet-test:" in problems
+            and f"must start with urn:wmo:md:{stack}:" in problems
+        ), problems

@@ -142,7 +142,7 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
     result = estimate(settings)
     labels = " | ".join(line.label for line in result.lines)
     for item in (
-        "instance t4g.small",
+        f"instance {settings.instance_type}",
         "root volume gp3 16 GB",
         f"data volume gp3 {settings.data_volume_gb} GB",
         "public IPv4 address x1",
@@ -159,7 +159,8 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
     assert result.total == round(sum(line.monthly for line in result.lines if line.monthly is not None), 2)
     assert result.total > 0
     instance = next(line for line in result.lines if line.label.startswith("instance"))
-    assert instance.monthly == round(730 * 0.0184, 2)  # t4g.small in eu-west-1, from the table
+    hourly = {"t4g.small": 0.0184, "t4g.micro": 0.0092}[settings.instance_type]  # eu-west-1, from the table
+    assert instance.monthly == round(730 * hourly, 2)
     ipv4 = next(line for line in result.lines if line.label.startswith("public IPv4"))
     assert ipv4.monthly == round(730 * 0.005, 2)
     # The Route 53 alarms live in us-east-1 and are priced there; the table's figure for the node's region.
@@ -218,7 +219,7 @@ def test_the_traffic_assumptions_move_the_s3_sqs_and_transfer_lines():
     assert bigger["S3 PUT requests"] == base["S3 PUT requests"]
     assert subscribed["data transfer out"] > base["data transfer out"]
     assert subscribed["S3 storage"] == base["S3 storage"]
-    for unchanged in ("instance t4g.small", "public IPv4 address x1"):
+    for unchanged in ("instance t4g.micro", "public IPv4 address x1"):
         assert base[unchanged] == more_files[unchanged] == bigger[unchanged] == subscribed[unchanged]
 
 

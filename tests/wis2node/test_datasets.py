@@ -53,7 +53,7 @@ def test_check_refuses_two_records_claiming_one_topic(tmp_path, monkeypatch):
     result = check_stacks([STACK])
     assert not result.ok
     assert any(
-        "surface-based-observations-synop.json and aq-examplemet-test/metadata/synop-again.json" in p
+        "surface-based-observations-synop.json and stacks/aq-examplemet-test/metadata/synop-again.json" in p
         for p in result.problems
     ), result.problems
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +20,7 @@ from wis2node.__main__ import main as cli_main
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
-from wis2node.payload import RUNTIME_PARAMETER, runtime_config
+from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
@@ -133,6 +135,61 @@ def test_a_bad_runtime_document_is_refused_and_the_old_file_kept(node, aws):
         run = wis2node(aws, "apply-config", config)
         assert run.returncode != 0 and "refused, keeping" in run.stderr, run.stderr
         assert node.path("/etc/wis2/runtime.json").read_text() == before
+
+
+def apt_reboot_settings(parts) -> dict[str, str]:
+    """What apt itself reads from a apt.conf.d folder: unattended-upgrades' reboot settings."""
+    main = parts.parent / "apt.conf"
+    main.write_text(f'Dir::Etc::parts "{parts}/";\n')
+    dump = subprocess.run(
+        ["apt-config", "dump"], env={**os.environ, "APT_CONFIG": str(main)}, capture_output=True, text=True, check=True
+    ).stdout
+    found = re.findall(r'^Unattended-Upgrade::(Automatic-Reboot[A-Za-z-]*) "([^"]*)";$', dump, re.MULTILINE)
+    return dict(found)
+
+
+def test_a_new_reboot_time_reaches_apt_without_a_new_machine(node, aws):
+    """rebootTime travels in the runtime parameter: apply-config writes unattended-upgrades' reboot
+    time where apt reads it (apt-config, the real parser), at the first boot and at each change."""
+    config = str(node.path("/etc/wis2/node.json"))
+    parts = node.path("/etc/apt/apt.conf.d")
+    parts.mkdir(parents=True)
+    rendered = {f.path: f.content for f in render_files(SETTINGS, DeployFacts(data_volume_id="vol-0"))}
+    upgrades = "/etc/apt/apt.conf.d/52wis2-unattended-upgrades"
+    (parts / upgrades.rsplit("/", 1)[1]).write_bytes(rendered[upgrades])  # as cloud-init writes it
+    assert apt_reboot_settings(parts) == {"Automatic-Reboot": "false"}, "no reboot before the stack's time is known"
+
+    node.path("/etc/wis2/runtime.json").unlink()  # a machine's first boot: nothing applied yet
+    actions = []
+    done = runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    assert apt_reboot_settings(parts) == {
+        "Automatic-Reboot": "true",
+        "Automatic-Reboot-WithUsers": "true",
+        "Automatic-Reboot-Time": SETTINGS.reboot_time,
+    }, done
+
+    changed = runtime_config(SETTINGS)
+    changed["upgrades"]["reboot_time"] = "05:45"
+    client("ssm", aws).put_parameter(Name=RUNTIME, Type="String", Value=json.dumps(changed), Overwrite=True)
+    run = wis2node(aws, "apply-config", config)
+    assert run.returncode == 0, run.stderr
+    assert f"upgrades.reboot_time '{SETTINGS.reboot_time}' -> '05:45'" in run.stdout
+    assert "53wis2-reboot-time: automatic reboots at 05:45 UTC" in run.stdout
+    assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
+    runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    assert actions == [], "unattended-upgrades reads it at its next run: nothing to reload"
+
+    (parts / "53wis2-reboot-time").write_text('Unattended-Upgrade::Automatic-Reboot-Time "now";\n')
+    assert "automatic reboots at 05:45" in wis2node(aws, "apply-config", config).stdout, "a hand edit is undone"
+    assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
+
+    for bad in ("25:00", '05:45";\nAPT::Update::Pre-Invoke { "touch /tmp/owned"; };//', 545):
+        client("ssm", aws).put_parameter(
+            Name=RUNTIME, Type="String", Overwrite=True, Value=json.dumps({**changed, "upgrades": {"reboot_time": bad}})
+        )
+        refused = wis2node(aws, "apply-config", config)
+        assert refused.returncode != 0 and "upgrades.reboot_time" in refused.stderr, refused.stderr
+        assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
 
 
 def _boto_ssm(aws):

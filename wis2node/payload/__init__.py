@@ -292,7 +292,6 @@ def _context(settings: NodeSettings, facts: DeployFacts, layout: Layout) -> dict
             "package_key": PACKAGE_KEY,
             "package_sha256": facts.package_sha256,
         },
-        "reboot_time": settings.reboot_time,
         "cloudwatch_agent": CLOUDWATCH_AGENT,
         "units": UNITS if layout == VM else (),
         "tls_policy": TLS_POLICY,
@@ -329,6 +328,7 @@ def runtime_config(settings: NodeSettings) -> dict:
         "publishing": {"retention_days": settings.retention_days, "max_file_bytes": settings.max_file_mb * 1024 * 1024},
         "tls": {"letsencrypt_email": settings.alert_emails[0] if settings.alert_emails else None},
         "monitoring": {"certificate_alarm_days": settings.certificate_alarm_days},
+        "upgrades": {"reboot_time": settings.reboot_time},
     }
 
 
