@@ -1,15 +1,15 @@
-# The two commands of the README: `make demo` and `make test`. Both set up what they need:
-# Debian packages (mosquitto, nginx, cloud-init's schema checker) and a virtualenv with the
-# pinned Python requirements.
+# The two commands of the README, `make demo` and `make test`, and the developers' `make lint`. Each
+# sets up what it needs: Debian packages (mosquitto, nginx, cloud-init's schema checker, shellcheck)
+# and a virtualenv with the pinned Python requirements.
 PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := mosquitto nginx cloud-init certbot python3-certbot-dns-route53 iproute2 procps testssl.sh faketime mosquitto-clients wrk \
-	debootstrap systemd-container gnupg
+	debootstrap systemd-container gnupg shellcheck
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system clean venv
+.PHONY: demo test lint system clean venv
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,6 +39,17 @@ demo: system $(STAMP)
 
 test: system $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The gates (docs/DEVELOPING.md): lint and format, types, the node's shell scripts as rendered, the
+# workflows (actionlint also runs shellcheck over their run: steps). .ci/run runs it before the tests.
+lint: system $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	MYPYPATH=policy $(VENV)/bin/mypy policy/__main__.py
+	$(PY) -m scripts.shellcheck_node
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	@echo "lint: OK"
 
 clean:
 	rm -rf $(VENV)

@@ -24,8 +24,8 @@ import statistics
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote_plus
 
@@ -33,10 +33,10 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wis2node.local import LocalNode  # noqa: E402
-from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home  # noqa: E402
-from wis2node.metadata import metadata_dir  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from wis2node.local import LocalNode
+from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home
+from wis2node.metadata import metadata_dir
+from wis2node.stackfile import find_stack
 
 TOPIC = "data/core/weather/surface-based-observations/synop"
 
@@ -191,7 +191,7 @@ def main() -> int:
             client.tls_set_context(context)
 
             def on_message(c, u, message):
-                href = next(l["href"] for l in json.loads(message.payload)["links"])
+                href = next(link["href"] for link in json.loads(message.payload)["links"])
                 received[href.split("/", 3)[3]] = time.perf_counter()
 
             client.on_message = on_message

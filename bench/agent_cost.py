@@ -276,7 +276,8 @@ def main() -> int:
         type=Path,
         metavar="FILE",
         help="also record the agent's burst with py-spy (pip install py-spy; not in the requirements) "
-        "as collapsed stacks in FILE (threads holding the GIL only: CPU in Python, not waits); its sampling adds to the agent's CPU",
+        "as collapsed stacks in FILE (threads holding the GIL only: CPU in Python, not waits); "
+        "its sampling adds to the agent's CPU",
     )
     args = parser.parse_args()
     settings = find_stack("aq-examplemet-test").settings()
@@ -323,12 +324,14 @@ def main() -> int:
     )
     print("client CPU per file (from the first upload until the last event is deleted; moto apart):")
     print(
-        f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  (system {plain['system'] / args.files * 1000:.2f}; "
+        f"  plain boto3 loop (receive, read, delete): {plain_ms:5.2f} ms  "
+        f"(system {plain['system'] / args.files * 1000:.2f}; "
         f"{plain['seconds']:.1f} s, "
         f"moto {plain['moto'] / args.files * 1000:.1f} ms a file)"
     )
     print(
-        f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  (system {agent['system'] / args.files * 1000:.2f}; "
+        f"  agent (also write, check, publish):       {agent_ms:5.2f} ms  "
+        f"(system {agent['system'] / args.files * 1000:.2f}; "
         f"{agent['seconds']:.1f} s, "
         f"moto {agent['moto'] / args.files * 1000:.1f} ms a file; {agent['announced']} of {args.files} announced)"
     )

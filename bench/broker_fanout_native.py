@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: E402
-from wis2node.local import LocalNode, _stop, _wait_for_port, free_port  # noqa: E402
-from wis2node.notification import build_notification  # noqa: E402
-from wis2node.payload import BROKER_LIMITS  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.local import LocalNode, _stop, _wait_for_port, free_port
+from wis2node.notification import build_notification
+from wis2node.payload import BROKER_LIMITS
+from wis2node.stackfile import find_stack
 
 STOCK_QUEUE_LIMIT = 1000  # mosquitto's default max_queued_messages
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -127,7 +127,7 @@ def run(
         if time.monotonic() > deadline or any(sub.poll() is not None for sub in subs):
             failed = next(
                 output
-                for output, sub in zip(outputs, subs)
+                for output, sub in zip(outputs, subs, strict=True)
                 if sub.poll() is not None or b"received SUBACK" not in output.read_bytes()
             )
             raise RuntimeError(f"{broker.name}: a subscriber did not subscribe: {failed.read_text()[-500:]}")
@@ -262,7 +262,8 @@ def main() -> int:
             rate = statistics.median(r.deliveries_per_s for r in runs)
             cpu = statistics.median(1e6 * r.cpu_s / (subscribers * args.messages) for r in runs)
             print(
-                f"  {name:9} {subscribers:4} subscribers   {rate:12.0f} {statistics.median(r.p99_ms for r in runs):8.1f}"
+                f"  {name:9} {subscribers:4} subscribers   {rate:12.0f} "
+                f"{statistics.median(r.p99_ms for r in runs):8.1f}"
                 f" {sum(r.lost for r in runs):5d} {cpu:23.2f} {max(r.peak_rss_mib for r in runs):13.1f}"
             )
         node_rate = statistics.median(r.deliveries_per_s for r in results[("node", subscribers)])

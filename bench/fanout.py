@@ -25,10 +25,10 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wis2node.endpoints import PUBLISHER_USER  # noqa: E402
-from wis2node.local import LocalNode, free_port  # noqa: E402
-from wis2node.notification import build_notification  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from wis2node.endpoints import PUBLISHER_USER
+from wis2node.local import LocalNode, free_port
+from wis2node.notification import build_notification
+from wis2node.stackfile import find_stack
 
 
 def wnm_sized_payload(fqdn: str) -> bytes:

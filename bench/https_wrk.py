@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wis2node.local import LocalNode, _stop, _wait_for_port, free_port  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from wis2node.local import LocalNode, _stop, _wait_for_port, free_port
+from wis2node.stackfile import find_stack
 
 FILE = "data/core/weather/surface-based-observations/synop/bench-100k.bufr4"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -141,7 +141,8 @@ def main() -> int:
                     result = wrk(port, args.connections, args.seconds)
                     runs[name].append(result)
                     print(
-                        f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, p99 {result['p99_ms']:7.1f} ms,"
+                        f"  round {round_ + 1} {name:5}: {result['rps']:8.0f} requests/s, "
+                        f"p99 {result['p99_ms']:7.1f} ms,"
                         f" non-2xx {result['non_2xx']}",
                         flush=True,
                     )

@@ -9,13 +9,13 @@ long CA chain never pushes the user data over EC2's limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from wis2node.settings import NodeSettings, key
 
@@ -34,51 +34,52 @@ class Certificates(pulumi.ComponentResource):
         super().__init__("wis2-node:index:Certificates", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        self.private_key: Optional[tls.PrivateKey] = None
-        self.self_signed: Optional[tls.SelfSignedCert] = None
-        self.signing_request: Optional[tls.CertRequest] = None
-        self.key_parameter: Optional[aws.ssm.Parameter] = None
-        self.certificate_parameter: Optional[aws.ssm.Parameter] = None
+        self.private_key: tls.PrivateKey | None = None
+        self.self_signed: tls.SelfSignedCert | None = None
+        self.signing_request: tls.CertRequest | None = None
+        self.key_parameter: aws.ssm.Parameter | None = None
+        self.certificate_parameter: aws.ssm.Parameter | None = None
         # The certificate the VM installs; None when certbot makes it on the VM.
-        self.certificate_pem: Optional[pulumi.Output[str]] = None
-        self.csr_pem: Optional[pulumi.Output[str]] = None
+        self.certificate_pem: pulumi.Output[str] | None = None
+        self.csr_pem: pulumi.Output[str] | None = None
 
         if settings.uses_private_key_parameter:
-            self.private_key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            private_key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            self.private_key = private_key
             self.key_parameter = aws.ssm.Parameter(
                 f"{name}-key-parameter",
                 name=settings.parameter_name("tls-private-key"),
                 description=f"WIS2 Node {settings.fqdn}: TLS private key (read by the instance at boot)",
                 type="SecureString",
-                value=self.private_key.private_key_pem,
+                value=private_key.private_key_pem,
                 tags=settings.resource_tags,
                 opts=child,
             )
-        if settings.tls_mode == "self-signed":
-            self.self_signed = tls.SelfSignedCert(
-                f"{name}-self-signed",
-                private_key_pem=self.private_key.private_key_pem,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=settings.fqdn, organization=settings.centre_id),
-                dns_names=[settings.fqdn],
-                validity_period_hours=SELF_SIGNED_DAYS * 24,
-                early_renewal_hours=30 * 24,
-                allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
-                opts=child,
-            )
-            self.certificate_pem = self.self_signed.cert_pem
-        elif settings.tls_mode == "provided":
-            self.signing_request = tls.CertRequest(
-                f"{name}-csr",
-                private_key_pem=self.private_key.private_key_pem,
-                subject=tls.CertRequestSubjectArgs(common_name=settings.fqdn, organization=settings.centre_id),
-                dns_names=[settings.fqdn],
-                opts=child,
-            )
-            self.csr_pem = self.signing_request.cert_request_pem
-            # Known only once the key exists: then the stack must carry the CA's certificate for it.
-            self.certificate_pem = self.private_key.public_key_pem.apply(
-                lambda public_key: _provided_certificate(settings, public_key)
-            )
+            if settings.tls_mode == "self-signed":
+                self.self_signed = tls.SelfSignedCert(
+                    f"{name}-self-signed",
+                    private_key_pem=private_key.private_key_pem,
+                    subject=tls.SelfSignedCertSubjectArgs(common_name=settings.fqdn, organization=settings.centre_id),
+                    dns_names=[settings.fqdn],
+                    validity_period_hours=SELF_SIGNED_DAYS * 24,
+                    early_renewal_hours=30 * 24,
+                    allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+                    opts=child,
+                )
+                self.certificate_pem = self.self_signed.cert_pem
+            elif settings.tls_mode == "provided":
+                self.signing_request = tls.CertRequest(
+                    f"{name}-csr",
+                    private_key_pem=private_key.private_key_pem,
+                    subject=tls.CertRequestSubjectArgs(common_name=settings.fqdn, organization=settings.centre_id),
+                    dns_names=[settings.fqdn],
+                    opts=child,
+                )
+                self.csr_pem = self.signing_request.cert_request_pem
+                # Known only once the key exists: then the stack must carry the CA's certificate for it.
+                self.certificate_pem = private_key.public_key_pem.apply(
+                    lambda public_key: _provided_certificate(settings, public_key)
+                )
         if self.certificate_pem is not None:
             self.certificate_parameter = aws.ssm.Parameter(
                 f"{name}-certificate-parameter",
@@ -110,5 +111,5 @@ def _provided_certificate(settings: NodeSettings, public_key_pem: str) -> str:
     return settings.certificate
 
 
-def _der(public_key) -> bytes:
+def _der(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -10,7 +11,7 @@ import pulumi_aws as aws
 from wis2node.settings import NodeSettings
 
 
-def alerts_key_policy(account_id: str, partition: str) -> dict:
+def alerts_key_policy(account_id: str, partition: str) -> dict[str, Any]:
     """The account administers the key; CloudWatch alarms may encrypt what they publish with it.
 
     The AWS managed key alias/aws/sns cannot serve: its policy, which nobody can edit, does not

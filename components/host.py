@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -56,7 +57,7 @@ class HostArgs:
     boot_after: Sequence[pulumi.Resource] = ()
 
 
-def node_policy(settings: NodeSettings, platform: Platform) -> dict:
+def node_policy(settings: NodeSettings, platform: Platform) -> dict[str, Any]:
     """What the node itself may do in the account: its own parameters, its own ACME record."""
 
     def parameter_arn(name: str) -> str:

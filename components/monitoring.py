@@ -10,7 +10,9 @@ the stack's e-mail subscriptions. A dashboard shows the vital signs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -59,7 +61,7 @@ class Monitoring(pulumi.ComponentResource):
         ]
         alerts = [self.topics[region].arn]
 
-        def alarm(label: str, description: str, **kwargs) -> aws.cloudwatch.MetricAlarm:
+        def alarm(label: str, description: str, **kwargs: Any) -> aws.cloudwatch.MetricAlarm:
             kwargs.setdefault("alarm_actions", alerts)
             kwargs.setdefault("ok_actions", alerts)
             return aws.cloudwatch.MetricAlarm(
@@ -269,7 +271,14 @@ class Monitoring(pulumi.ComponentResource):
             {"dashboard": self.dashboard.dashboard_name, "alarms": [a.name for a in self.alarms.values()]}
         )
 
-    def _wis2(self, name: str, settings: NodeSettings, args: MonitoringArgs, alarm, child) -> None:
+    def _wis2(
+        self,
+        name: str,
+        settings: NodeSettings,
+        args: MonitoringArgs,
+        alarm: Callable[..., aws.cloudwatch.MetricAlarm],
+        child: pulumi.ResourceOptions,
+    ) -> None:
         """What WIS2 says about the node (wis2node/watcher.py, wis2node/gdc.py) reaches the region's topic.
 
         The node's tools find the topic through a parameter (the instance exists before the topic, so
@@ -362,11 +371,11 @@ class Monitoring(pulumi.ComponentResource):
         )
 
 
-def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict:
+def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict[str, Any]:
     """The node's vital signs on one page."""
     region = settings.region
 
-    def widget(title: str, metrics: list, x: int, y: int, widget_region: str = region) -> dict:
+    def widget(title: str, metrics: list[list[Any]], x: int, y: int, widget_region: str = region) -> dict[str, Any]:
         return {
             "type": "metric",
             "x": x,
@@ -443,7 +452,7 @@ def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[
     }
 
 
-def _wis2_widgets(settings: NodeSettings, widget) -> list[dict]:
+def _wis2_widgets(settings: NodeSettings, widget: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
     """The node as WIS2 sees it (wis2node/watcher.py, wis2node/gdc.py), next to the host view."""
     from wis2node.watcher import catalogue
     from wis2node.wis2events import SEVERITIES

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -26,7 +27,7 @@ EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 NONCURRENT_VERSION_DAYS = 14
 
 
-def queue_policy(queue_arn: str, bucket_arn: str, account_id: str) -> dict:
+def queue_policy(queue_arn: str, bucket_arn: str, account_id: str) -> dict[str, Any]:
     """Only S3, for this bucket of this account, may put events on the queue: a forged event is refused."""
     return {
         "Version": "2012-10-17",

@@ -7,8 +7,9 @@ architecture), so that every bad input is refused before any resource is declare
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -121,7 +122,7 @@ def look_up_platform(settings: NodeSettings) -> Platform:
     )
 
 
-def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> str:
+def _ubuntu_architecture(instance_type: str, supported: Sequence[str] | None) -> str:
     for ec2_name, ubuntu_name in UBUNTU_ARCHITECTURES.items():
         if ec2_name in (supported or []):
             return ubuntu_name
@@ -132,7 +133,10 @@ def _ubuntu_architecture(instance_type: str, supported: Optional[list[str]]) -> 
     )
 
 
-def _look_up(name: str, value: str, expected: str, invoke):
+T = TypeVar("T")
+
+
+def _look_up(name: str, value: str, expected: str, invoke: Callable[[], T]) -> T:
     try:
         return invoke()
     except Exception as err:  # an invoke fails with the provider's own error type

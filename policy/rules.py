@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 WIS2_PORTS = {443, 8883}
 WORLD = {"0.0.0.0/0", "::/0"}
@@ -48,7 +49,7 @@ TAGGED = {
 class Resource(NamedTuple):
     type: str
     name: str
-    props: dict
+    props: Mapping[str, Any]
 
 
 class Rule(NamedTuple):
@@ -57,7 +58,7 @@ class Rule(NamedTuple):
     check: Callable[[Resource], list[str]]
 
 
-def _ingress(resource: Resource) -> Iterable[dict]:
+def _ingress(resource: Resource) -> Iterable[Mapping[str, Any]]:
     """Every inbound permission a resource declares, in the standalone rule's shape."""
     props = resource.props
     if resource.type == INGRESS_RULE:
@@ -71,7 +72,7 @@ def _ingress(resource: Resource) -> Iterable[dict]:
                 yield {**rule, "ipProtocol": rule.get("protocol"), "cidrIpv4": cidr, "tags": props.get("tags")}
 
 
-def _ports(rule: dict) -> tuple[int, int]:
+def _ports(rule: Mapping[str, Any]) -> tuple[int, int]:
     if str(rule.get("ipProtocol")) in ("-1", "all"):
         return 0, 65535
     return int(rule.get("fromPort", 0)), int(rule.get("toPort", 65535))

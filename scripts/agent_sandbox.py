@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.wis2node.mqtt_clients import Client  # noqa: E402
-from wis2node.local import LocalNode, write_certificate  # noqa: E402
-from wis2node.localcloud import SHARED_BUNDLES, LocalIngest, moto_server  # noqa: E402
-from wis2node.metadata import metadata_dir  # noqa: E402
-from wis2node.payload import DATA_ROOT, DeployFacts, Layout, render_files  # noqa: E402
-from wis2node.stackfile import find_stack  # noqa: E402
+from tests.wis2node.mqtt_clients import Client
+from wis2node.local import LocalNode, write_certificate
+from wis2node.localcloud import SHARED_BUNDLES, LocalIngest, moto_server
+from wis2node.metadata import metadata_dir
+from wis2node.payload import DATA_ROOT, DeployFacts, Layout, render_files
+from wis2node.stackfile import find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 SYNOP = "data/core/weather/surface-based-observations/synop"

@@ -36,7 +36,7 @@ MOCK_PUBLIC_KEY_PEM = (
 
 def mock_certificate(fqdn: str, key=_MOCK_KEY, issuer_key=None, days: int = 365) -> str:
     """A certificate for fqdn and key, self-signed unless an issuer key is given."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)])
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example CA")]) if issuer_key else subject
     certificate = (

@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import pulumi
 import pytest
@@ -127,14 +128,14 @@ def read_project() -> dict:
 # -- the CLI's checks -----------------------------------------------------------------------------
 
 
-def infer_full_type_name(type_name: str, items: Optional[dict]) -> str:
+def infer_full_type_name(type_name: str, items: dict | None) -> str:
     """project.go InferFullTypeName."""
     if items is not None:
         return f"array<{infer_full_type_name(items.get('type'), items.get('items'))}>"
     return type_name
 
 
-def validate_config_value(type_name: str, items: Optional[dict], value: Any) -> bool:
+def validate_config_value(type_name: str, items: dict | None, value: Any) -> bool:
     """project.go ValidateConfigValue (Go's int is never a bool; JSON numbers arrive as float64)."""
     if type_name == "string":
         return isinstance(value, str)
@@ -288,7 +289,7 @@ def test_the_checker_reports_missing_keys_as_the_cli_does():
         validate_stack_config_and_apply_project_config("dev", PULUMI_TEST_PROJECT, read_stack(""))
     assert str(refused.value) == "Stack 'dev' is missing configuration values 'hello', 'values' and 'world'"
     one = {"name": "test", "config": {"values": {"type": "array", "items": {"type": "string"}}}}
-    with pytest.raises(CliError, match="^Stack 'dev' is missing configuration value 'values'$"):
+    with pytest.raises(CliError, match=r"^Stack 'dev' is missing configuration value 'values'$"):
         validate_stack_config_and_apply_project_config("dev", one, read_stack(""))
 
 
@@ -454,7 +455,7 @@ def test_the_cli_and_the_settings_require_the_same_keys(missing):
 # -- Pulumi.yaml and the model stay in step --------------------------------------------------------
 
 
-def cli_type(annotation: Any) -> Optional[str]:
+def cli_type(annotation: Any) -> str | None:
     """The Pulumi config type of a model field (InferFullTypeName's form); None if there is none."""
     origin = get_origin(annotation)
     if origin is Union:

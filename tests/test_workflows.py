@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -192,9 +193,9 @@ def test_the_reviewers_guard_runs_before_anything_gets_credentials():
 
 
 class _GitHub(http.server.BaseHTTPRequestHandler):
-    environments: dict = {}
+    environments: ClassVar[dict] = {}
 
-    def do_GET(self):  # noqa: N802 (the standard library's name)
+    def do_GET(self):
         name = self.path.rsplit("/", 1)[-1]
         if self.headers.get("Authorization") != "Bearer t" or name not in self.environments:
             self.send_response(404 if name not in self.environments else 401)

@@ -23,7 +23,6 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 from wis2node import rules
 from wis2node.datasets import BucketDatasets, Dataset
@@ -52,7 +51,7 @@ INCOMING = "incoming"
 class Agent:
     """Takes the node's bucket events from its queue and publishes them; see the module's docstring."""
 
-    def __init__(self, config: dict, *, session=None, password: Optional[str] = None):
+    def __init__(self, config: dict, *, session=None, password: str | None = None):
         import boto3
         from botocore.config import Config
 
@@ -224,16 +223,17 @@ class Agent:
                 dataset = self.datasets.for_topic(topic)
             self._announce(event, event_id, topic, target, dataset)
 
-    def _dataset_or_none(self, topic: str) -> Optional[Dataset]:
+    def _dataset_or_none(self, topic: str) -> Dataset | None:
         """A deletion of a file announced before the node kept its dataset: its topic's, if still declared."""
         try:
             return self.datasets.for_topic(topic)
         except Rejected:
             return None
 
-    def _announce(self, event: Event, event_id: str, topic: str, target: Path, dataset: Optional[Dataset]) -> None:
+    def _announce(self, event: Event, event_id: str, topic: str, target: Path, dataset: Dataset | None) -> None:
         key, deleted = event.key, event.deleted
         before = self.state.announced(key)
+        attributes: dict[str, str]
         if deleted:
             content, attributes = self._published_file(key, target), {}
         else:
@@ -249,7 +249,7 @@ class Agent:
                 return
             legacy = f"{self.centre_id}/metadata/{metadata_id}"
             # WNM 1.4 (draft): data_id starts with the metadata identifier; the record's is the identifier
-            data_id = self._data_id(key, before, metadata_id, fresh=metadata_id, legacy=legacy)
+            data_id = self._data_id(key, before, metadata_id, fresh=metadata_id or legacy, legacy=legacy)
             gts = None
         else:
             given = rules.metadata_id(attributes)
@@ -309,7 +309,7 @@ class Agent:
         )
         LOG.info("published %s %s on %s", rel, data_id, topic)
 
-    def _data_id(self, key: str, before: Announced, metadata_id: Optional[str], *, fresh: str, legacy: str) -> str:
+    def _data_id(self, key: str, before: Announced, metadata_id: str | None, *, fresh: str, legacy: str) -> str:
         """The same data_id for every notification of a key: as first announced, unless its dataset changed."""
         if before.data_id and before.metadata_id == metadata_id:
             return before.data_id
@@ -318,9 +318,9 @@ class Agent:
         return fresh if metadata_id else legacy
 
     @staticmethod
-    def _pubtime(previous: Optional[str]) -> datetime.datetime:
+    def _pubtime(previous: str | None) -> datetime.datetime:
         """Now, or a microsecond after the key's last pubtime if the clock says otherwise: always newer."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if previous:
             last = parse_rfc3339(previous)
             if now <= last:

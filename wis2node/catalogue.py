@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
@@ -21,7 +21,7 @@ class GlobalService:
     ip: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def global_services() -> tuple[GlobalService, ...]:
     """The catalogue of Global Service addresses, in file order."""
     with GLOBAL_SERVICES_CSV.open(encoding="utf-8") as handle:
@@ -34,7 +34,7 @@ def operators() -> frozenset[str]:
     return frozenset(service.operator for service in global_services())
 
 
-@lru_cache(maxsize=None)
+@cache
 def top_level_domains() -> frozenset[str]:
     """IANA's top-level domains, upper case, as pywis-topics checks a centre-id's first token."""
     lines = TLDS_TXT.read_text(encoding="ascii").splitlines()

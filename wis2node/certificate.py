@@ -83,7 +83,7 @@ def from_stack(config: dict) -> int:
         print(f"wis2-certificate: cannot read the key from {tls['key_parameter']}: {err}", file=sys.stderr)
         return TEMPFAIL
     installed = os.path.join(tls["installed_dir"], "fullchain.pem")
-    if os.path.exists(installed) and open(installed).read() == certificate:
+    if os.path.exists(installed) and _read(installed) == certificate:
         print("wis2-certificate: the stack's certificate is already installed")
         return 0
     with tempfile.TemporaryDirectory() as lineage:
@@ -101,3 +101,8 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
 
     config = load(config_path, (("tls", "letsencrypt_email"),))
     return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()

@@ -21,7 +21,6 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 GTS_MAPPING = "gts_headers_mapping.csv"
 GTS_COLUMNS = ("string_in_filepath", "TTAAii", "CCCC")
@@ -111,7 +110,7 @@ def parse_gts_mapping(content: bytes, name: str = GTS_MAPPING) -> list[GtsHeader
     return headers
 
 
-def gts_for(headers: list[GtsHeader], file_name: str) -> Optional[dict]:
+def gts_for(headers: list[GtsHeader], file_name: str) -> dict | None:
     """properties.gts for a file, from the first row whose string is in its name; None if no row matches."""
     for header in headers:
         if header.string_in_filepath in file_name:
@@ -129,7 +128,7 @@ class Dataset:
     gts: tuple[GtsHeader, ...] = field(default=())
     etag: str = ""
 
-    def gts_for(self, file_name: str) -> Optional[dict]:
+    def gts_for(self, file_name: str) -> dict | None:
         return gts_for(list(self.gts), file_name)
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 from urllib.parse import unquote_plus
 
 # Long enough to list (and act on) a few thousand messages before they show again.
@@ -55,7 +55,7 @@ def _parse(message: dict) -> Parked:
         event, key = "", ""
     reason = message.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "(no reason given)")
     sent = int(message.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
-    parked_at = datetime.datetime.fromtimestamp(sent, datetime.timezone.utc).isoformat(timespec="seconds")
+    parked_at = datetime.datetime.fromtimestamp(sent, datetime.UTC).isoformat(timespec="seconds")
     return Parked(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
@@ -91,7 +91,7 @@ def release(sqs, queue_url: str, parked: Iterable[Parked]) -> None:
         sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=item.receipt_handle, VisibilityTimeout=0)
 
 
-def replay(s3, bucket: str, parked: Parked) -> Optional[str]:
+def replay(s3, bucket: str, parked: Parked) -> str | None:
     """Have S3 announce the object again; returns why not, or None when done."""
     if not parked.replayable:
         return f"{parked.event or 'not an S3 event'}: nothing to replay (use --drop to remove it)"
@@ -115,7 +115,7 @@ def replay(s3, bucket: str, parked: Parked) -> Optional[str]:
     return None
 
 
-def redrive(s3, sqs, bucket: str, queue_url: str, chosen: Optional[set[str]], drop: bool) -> list[tuple[Parked, str]]:
+def redrive(s3, sqs, bucket: str, queue_url: str, chosen: set[str] | None, drop: bool) -> list[tuple[Parked, str]]:
     """Replay the chosen events (all when chosen is None); returns (event, what happened) for each."""
     taken = take(sqs, queue_url)
     outcome, untouched = [], []

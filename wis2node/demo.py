@@ -52,8 +52,8 @@ def run(settings: NodeSettings) -> int:
         raise SystemExit(
             f"the demo needs a discovery metadata record declaring {topic} in {metadata_dir(settings.stack)}"
         )
-    with tempfile.TemporaryDirectory(prefix="wis2-demo-") as workdir, moto_server(settings.region) as aws:
-        workdir = Path(workdir)
+    with tempfile.TemporaryDirectory(prefix="wis2-demo-") as tmp, moto_server(settings.region) as aws:
+        workdir = Path(tmp)
         home = validator_home(workdir / "validators")
         ingest = LocalIngest(aws, settings)
         with LocalNode(settings, workdir / "node", bucket=ingest.bucket) as node:
@@ -76,7 +76,7 @@ def _walk_through(settings, node, ingest, record_path, say) -> int:
     messages: queue.Queue = queue.Queue()
     subscriber = _client(node, READ_ONLY_USER, READ_ONLY_PASSWORD)
     subscriber.on_message = lambda c, u, message: messages.put(message)
-    subscribed = queue.Queue()
+    subscribed: queue.Queue[bool] = queue.Queue()
     subscriber.on_subscribe = lambda *a: subscribed.put(True)
     subscriber.connect("127.0.0.1", node.ports.mqtts)
     subscriber.loop_start()

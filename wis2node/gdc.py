@@ -25,8 +25,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
+from wis2node.jsonobject import json_object
 from wis2node.republish import records
 
 LOG = logging.getLogger("wis2node.gdc")
@@ -44,7 +44,7 @@ class Finding:
     missing: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
-    error: Optional[str] = None
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,12 +108,12 @@ def _get(url: str, context: ssl.SSLContext, timeout: float = TIMEOUT) -> dict:
 
 
 def catalogue_records(
-    base: str, centre_id: str, context: Optional[ssl.SSLContext] = None, timeout: float = TIMEOUT
+    base: str, centre_id: str, context: ssl.SSLContext | None = None, timeout: float = TIMEOUT
 ) -> dict[str, str]:
     """The centre's records in one GDC: id -> updated (or created), following the `next` links."""
     context = context or ssl.create_default_context()
     prefix = f"urn:wmo:md:{centre_id}:"
-    url: Optional[str] = (
+    url: str | None = (
         base.rstrip("/") + "/" + COLLECTION + "?" + urllib.parse.urlencode({"q": centre_id, "limit": PAGE, "f": "json"})
     )
     found: dict[str, str] = {}
@@ -123,7 +123,7 @@ def catalogue_records(
         document = _get(url, context, timeout)
         for feature in document["features"]:
             if isinstance(feature, dict) and isinstance(feature.get("id"), str) and feature["id"].startswith(prefix):
-                properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+                properties = json_object(feature.get("properties"))
                 found[feature["id"]] = str(properties.get("updated") or properties.get("created") or "")
         url = next(
             (
@@ -138,12 +138,12 @@ def catalogue_records(
     return found
 
 
-def _moment(text: str) -> Optional[datetime.datetime]:
+def _moment(text: str) -> datetime.datetime | None:
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def compare(name: str, served: dict[str, str], listed: dict[str, str]) -> Finding:
@@ -173,7 +173,7 @@ def updated_by_id(metadata_dir: Path) -> dict[str, str]:
     }
 
 
-def check(config: dict, context: Optional[ssl.SSLContext] = None) -> list[Finding]:
+def check(config: dict, context: ssl.SSLContext | None = None) -> list[Finding]:
     served = served_records(config)
     findings = []
     for name, url in catalogues(config):

@@ -18,7 +18,6 @@ import re
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -63,7 +62,7 @@ def read_certificates(path: Path) -> list[x509.Certificate]:
         raise SettingsError(f"{path}: expected PEM certificates (-----BEGIN CERTIFICATE----- ...)") from None
 
 
-def trust_store(ca_file: Optional[Path]) -> verification.Store:
+def trust_store(ca_file: Path | None) -> verification.Store:
     path = ca_file or Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
     try:
         return verification.Store(x509.load_pem_x509_certificates(path.read_bytes()))
@@ -75,9 +74,9 @@ def checked_chain(
     stack: StackFile,
     certificate: Path,
     key: Path,
-    chain: Optional[Path],
-    ca_file: Optional[Path],
-    now: Optional[datetime.datetime] = None,
+    chain: Path | None,
+    ca_file: Path | None,
+    now: datetime.datetime | None = None,
 ) -> list[x509.Certificate]:
     """Leaf and intermediates, once each check passes; SettingsError naming what is wrong."""
     settings = stack.settings()
@@ -94,7 +93,7 @@ def checked_chain(
             f"{certificate}: issued for another key than {key}; the CA must sign the stack's "
             "signing request (pulumi stack output certificate_signing_request)"
         )
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     builder = verification.PolicyBuilder().store(trust_store(ca_file)).time(now)
     try:
         verified = builder.build_server_verifier(x509.DNSName(settings.fqdn)).verify(leaf, intermediates)
@@ -139,7 +138,7 @@ def set_certificate(path: Path, pem: str) -> str:
 
 
 def install(
-    stack: StackFile, certificate: Path, key: Path, chain: Optional[Path] = None, ca_file: Optional[Path] = None
+    stack: StackFile, certificate: Path, key: Path, chain: Path | None = None, ca_file: Path | None = None
 ) -> list[x509.Certificate]:
     installed = checked_chain(stack, certificate, key, chain, ca_file)
     pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in installed)

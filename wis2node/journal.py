@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 # The services operators read (`python -m wis2node logs --service NAME`), each from its units.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -193,11 +193,13 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     machine = machine_id()
     cursor = saved.get("cursor") if saved.get("machine_id") == machine else None
     process = subprocess.Popen(journal_command(cursor, config["logs"]["units"]), stdout=subprocess.PIPE, text=True)
+    lines = process.stdout
+    assert lines is not None  # stdout=PIPE
     try:
         sent, state = ship(
             config,
             boto3.client("logs", region_name=config["region"]),
-            process.stdout,
+            lines,
             config["logs"].get("stream") or instance_id(),
             saved,
             machine,
@@ -209,7 +211,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
         )
         return 75
     finally:
-        process.stdout.close()
+        lines.close()
         process.terminate()
         process.wait()
     if state is not saved:

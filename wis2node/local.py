@@ -19,9 +19,8 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -45,7 +44,7 @@ def write_certificate(directory: Path, fqdn: str, days: int = 90, age_days: floa
     """A local CA and a server certificate for the FQDN, localhost and 127.0.0.1; returns the CA file.
 
     The server certificate is valid `days` in all, issued `age_days` ago."""
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=age_days)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=age_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wis2-node local CA for {fqdn}")])
     ca = (
@@ -93,21 +92,22 @@ class LocalNode:
 
     settings: NodeSettings
     workdir: Path
-    ports: Optional[Ports] = None
+    ports: Ports = field(
+        default_factory=lambda: Ports(
+            mqtts=free_port(), https=free_port(), mqtt_local=free_port(), websockets=free_port()
+        )
+    )
     bucket: str = ""  # the ingest bucket the local agent reads (tests: one in moto)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
-        self.ports = self.ports or Ports(
-            mqtts=free_port(), https=free_port(), mqtt_local=free_port(), websockets=free_port()
-        )
         user = getpass.getuser()
         self.layout = Layout(
             prefix=str(self.workdir), ports=self.ports, public_host="127.0.0.1", broker_user=user, web_user=user
         )
         self.publisher_password = secrets.token_urlsafe(24)
-        self.broker: Optional[subprocess.Popen] = None
-        self.web: Optional[subprocess.Popen] = None
+        self.broker: subprocess.Popen | None = None
+        self.web: subprocess.Popen | None = None
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class LocalNode:
                 ["mosquitto_passwd", *flags, "-b", str(passwd), user, password], check=True, capture_output=True
             )
 
-    def start(self) -> "LocalNode":
+    def start(self) -> LocalNode:
         self.prepare()
         self.start_broker()
         log = (self.path("/var/log/wis2") / "nginx.log").open("ab")
@@ -195,7 +195,7 @@ class LocalNode:
         self.stop_broker()
         self.web = None
 
-    def __enter__(self) -> "LocalNode":
+    def __enter__(self) -> LocalNode:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -224,13 +224,16 @@ class LocalNode:
     def get(self, href: str) -> tuple[int, bytes]:
         """GET a link of this node (https://<fqdn>/...), sending the FQDN (SNI and Host) to its loopback port."""
         url = urlsplit(href)
+        if not url.hostname:
+            raise ValueError(f"{href!r}: expected a link https://<fqdn>/...")
+        host = url.hostname
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        connection = http.client.HTTPSConnection(url.hostname, self.ports.https, context=context, timeout=10)
+        connection = http.client.HTTPSConnection(host, self.ports.https, context=context, timeout=10)
         connection.sock = context.wrap_socket(
-            socket.create_connection(("127.0.0.1", self.ports.https), timeout=10), server_hostname=url.hostname
+            socket.create_connection(("127.0.0.1", self.ports.https), timeout=10), server_hostname=host
         )
         try:
-            connection.request("GET", url.path, headers={"Host": url.hostname})
+            connection.request("GET", url.path, headers={"Host": host})
             response = connection.getresponse()
             return response.status, response.read()
         finally:
@@ -256,7 +259,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout} s")
 
 
-def _stop(process: Optional[subprocess.Popen]) -> None:
+def _stop(process: subprocess.Popen | None) -> None:
     if process is None or process.poll() is not None:
         return
     process.terminate()

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from wis2node.local import free_port
 from wis2node.settings import EVENT_MAX_RECEIVES, NodeSettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import heapq
 import re
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from wis2node.errors import SettingsError
 from wis2node.journal import SERVICES, log_group
@@ -18,9 +18,9 @@ from wis2node.journal import SERVICES, log_group
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
-def parse_since(text: str, now: Optional[datetime.datetime] = None) -> datetime.datetime:
+def parse_since(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
     """'90s', '30m', '1h', '2d' back from now, or an ISO 8601 time (UTC unless it says otherwise)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     found = re.fullmatch(r"(\d{1,6})\s*(s|m|min|h|d)", text.strip())
     if found:
         return now - datetime.timedelta(seconds=int(found.group(1)) * UNITS[found.group(2)])
@@ -30,7 +30,7 @@ def parse_since(text: str, now: Optional[datetime.datetime] = None) -> datetime.
         raise SettingsError(
             f"--since {text!r}: expected a duration such as 30m, 1h, 2d, or a time such as 2026-11-24T12:00"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
 def _events(client, group: str, service: str, start_ms: int, limit: int) -> Iterator[tuple[int, str, str, str]]:
@@ -67,8 +67,8 @@ def read(
 
 
 def format_line(event: tuple[int, str, str, str], width: int) -> str:
-    when = datetime.datetime.fromtimestamp(event[0] / 1000, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(event[0] / 1000, datetime.UTC)
     return f"{when:%Y-%m-%d %H:%M:%S}Z {event[1]:{width}} {event[3].rstrip()}"
 
 
-__all__ = ["SERVICES", "parse_since", "read", "format_line"]
+__all__ = ["SERVICES", "format_line", "parse_since", "read"]

@@ -17,7 +17,6 @@ import json
 import ssl
 import threading
 import uuid
-from typing import Optional
 
 from wis2node.errors import SettingsError
 from wis2node.wis2events import outage_notice, schema_errors
@@ -25,7 +24,7 @@ from wis2node.wis2events import outage_notice, schema_errors
 MAX_MESSAGE = 1000
 
 
-def parse_time(name: str, text: Optional[str]) -> Optional[datetime.datetime]:
+def parse_time(name: str, text: str | None) -> datetime.datetime | None:
     """An ISO 8601 instant with its offset (Z or +hh:mm); '..' (or nothing) for an open start."""
     if text in (None, "", ".."):
         return None
@@ -37,10 +36,10 @@ def parse_time(name: str, text: Optional[str]) -> Optional[datetime.datetime]:
         ) from None
     if moment.tzinfo is None:
         raise SettingsError(f"--{name}: {text!r} has no time zone; expected e.g. 2026-01-05T14:00:00Z")
-    return moment.astimezone(datetime.timezone.utc)
+    return moment.astimezone(datetime.UTC)
 
 
-def notice_id(centre_id: str, start: Optional[datetime.datetime], end: datetime.datetime) -> str:
+def notice_id(centre_id: str, start: datetime.datetime | None, end: datetime.datetime) -> str:
     return str(
         uuid.uuid5(
             uuid.NAMESPACE_URL, f"wis2-node:outage:{centre_id}:{start.isoformat() if start else '..'}:{end.isoformat()}"
@@ -50,13 +49,13 @@ def notice_id(centre_id: str, start: Optional[datetime.datetime], end: datetime.
 
 def build(
     centre_id: str,
-    start_text: Optional[str],
+    start_text: str | None,
     end_text: str,
     message: str,
     *,
     channel: str = "",
     cancel: bool = False,
-    now: Optional[datetime.datetime] = None,
+    now: datetime.datetime | None = None,
 ) -> dict:
     """The event to send, validated; SettingsError names the argument that is wrong."""
     start, end = parse_time("start", start_text), parse_time("end", end_text)
@@ -88,7 +87,7 @@ def send(
     username: str,
     password: str,
     *,
-    ca_file: Optional[str] = None,
+    ca_file: str | None = None,
     timeout: float = 15,
 ) -> int:
     """Publish at QoS 1 over MQTTS and wait for the broker's answer: its MQTT 5 reason code (0: accepted)."""
@@ -101,8 +100,16 @@ def send(
     client.tls_set_context(ssl.create_default_context(cafile=ca_file))  # the certificate must name the host
     connected, acked = threading.Event(), threading.Event()
     result: dict[str, int] = {}
-    client.on_connect = lambda c, u, f, reason, p: (result.__setitem__("connect", reason.value), connected.set())
-    client.on_publish = lambda c, u, mid, reason, p: (result.__setitem__("publish", reason.value), acked.set())
+
+    def on_connect(c, u, f, reason, p):  # paho's callback signature
+        result["connect"] = reason.value
+        connected.set()
+
+    def on_publish(c, u, mid, reason, p):
+        result["publish"] = reason.value
+        acked.set()
+
+    client.on_connect, client.on_publish = on_connect, on_publish
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:

@@ -6,7 +6,6 @@ import base64
 import datetime
 import hashlib
 import uuid
-from typing import Optional
 
 CONFORMS_TO = "http://wis.wmo.int/spec/wnm/1/conf/core"
 # Data travels inside the message only when its encoded form is at most this long (WNM 1.0:
@@ -20,19 +19,19 @@ def build_notification(
     href: str,
     content: bytes,
     media_type: str,
-    observed: Optional[datetime.datetime] = None,
-    period: Optional[tuple[datetime.datetime, datetime.datetime]] = None,
-    metadata_id: Optional[str] = None,
+    observed: datetime.datetime | None = None,
+    period: tuple[datetime.datetime, datetime.datetime] | None = None,
+    metadata_id: str | None = None,
     rel: str = "canonical",
-    pubtime: Optional[datetime.datetime] = None,
-    gts: Optional[dict] = None,
+    pubtime: datetime.datetime | None = None,
+    gts: dict | None = None,
 ) -> dict:
     """A WNM for one file: UUID id, pubtime, data_id, time, link (canonical/update/deletion), sha512.
 
     The pubtime keeps its microseconds, so that an update announced within the second of the
     previous notification still has a later pubtime (WNM: a newer pubtime marks a newer version).
     """
-    now = pubtime or datetime.datetime.now(datetime.timezone.utc)
+    now = pubtime or datetime.datetime.now(datetime.UTC)
     properties: dict = {"data_id": data_id, "pubtime": rfc3339_precise(now)}
     if period:
         properties["start_datetime"], properties["end_datetime"] = _rfc3339(period[0]), _rfc3339(period[1])
@@ -68,7 +67,7 @@ def verify_integrity(message: dict, content: bytes) -> bool:
 
 
 def rfc3339_precise(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_rfc3339(text: str) -> datetime.datetime:
@@ -76,4 +75,4 @@ def parse_rfc3339(text: str) -> datetime.datetime:
 
 
 def _rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

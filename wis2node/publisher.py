@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import secrets
 import threading
+from typing import TYPE_CHECKING
 
 from wis2node.rules import Rejected
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 ACK_TIMEOUT = 10
 
@@ -30,7 +34,7 @@ class Publisher:
     def __init__(self, host: str, port: int, user: str, password: str):
         self.host, self.port, self.user, self.password = host, port, user, password
         self.client_id = new_client_id()
-        self._mqtt = None
+        self._mqtt: mqtt.Client | None = None
         self._connecting = threading.Lock()
         self._acked: dict[int, int] = {}
         self._ack = threading.Condition()

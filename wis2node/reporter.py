@@ -14,9 +14,8 @@ lower: certbot renews with a third of the lifetime left, so a healthy cycle neve
 
 from __future__ import annotations
 
-import json
-import logging
 import datetime
+import logging
 import shutil
 import socket
 import ssl
@@ -44,7 +43,10 @@ def served_certificate(port: int, fqdn: str, host: str = "127.0.0.1") -> bytes:
         socket.create_connection((host, port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname=fqdn) as tls,
     ):
-        return tls.getpeercert(binary_form=True)
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"no certificate served on port {port}")
+    return der
 
 
 def overdue_threshold(lifetime_days: float, alarm_days: float = DEFAULT_ALARM_DAYS) -> float:
@@ -79,7 +81,7 @@ def renewal_failed(config: dict) -> bool | None:
         LOG.error("systemctl show %s: %s", " ".join(units), run.stderr.strip())
         return None
     results = [line.strip() for line in run.stdout.splitlines() if line.strip()]
-    failed = [unit for unit, result in zip(units, results) if result != "success"]
+    failed = [unit for unit, result in zip(units, results, strict=False) if result != "success"]
     if failed:
         LOG.error("renewal failed: %s (see journalctl -u %s)", ", ".join(failed), failed[0])
     return bool(failed)

@@ -16,9 +16,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 from urllib.parse import unquote_plus
 
+from wis2node.jsonobject import json_object
 from wis2node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
 
 # A topic level, as WMO's conventions (wmo-im/wis2-topic-hierarchy, /req/core/conventions) and its
@@ -64,14 +64,14 @@ def accept_record(record: object, bucket: str) -> Event:
     source = record.get("eventSource")
     if source != "aws:s3":
         raise Rejected(f"eventSource={_shown(source)}: only S3 events (aws:s3) are taken")
-    s3 = record.get("s3") if isinstance(record.get("s3"), dict) else {}
-    name = (s3.get("bucket") or {}).get("name") if isinstance(s3.get("bucket"), dict) else None
+    s3 = json_object(record.get("s3"))
+    name = json_object(s3.get("bucket")).get("name")
     if name != bucket:
         raise Rejected(f"bucket={_shown(name)}: only events of the node's bucket {bucket!r} are taken")
     event_name = record.get("eventName")
     if not isinstance(event_name, str) or not event_name.startswith(("ObjectCreated:", "ObjectRemoved:")):
         raise Rejected(f"eventName={_shown(event_name)}: expected ObjectCreated:* or ObjectRemoved:*")
-    obj = s3.get("object") if isinstance(s3.get("object"), dict) else {}
+    obj = json_object(s3.get("object"))
     raw_key = obj.get("key")
     if not isinstance(raw_key, str) or not raw_key:
         raise Rejected(f"s3.object.key={_shown(raw_key)}: expected the object's key")
@@ -154,7 +154,7 @@ def observation_time(attributes: dict) -> dict:
     return {"observed": _moment(attributes, "datetime")}
 
 
-def _moment(attributes: dict, name: str) -> Optional[datetime.datetime]:
+def _moment(attributes: dict, name: str) -> datetime.datetime | None:
     value = attributes.get(name)
     if not value:
         return None
@@ -164,8 +164,8 @@ def _moment(attributes: dict, name: str) -> Optional[datetime.datetime]:
     try:
         moment = datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         if not moment.tzinfo:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.astimezone(datetime.timezone.utc)
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.astimezone(datetime.UTC)
     except (ValueError, OverflowError):  # a 13th month, or a time that leaves years 1-9999 in UTC
         raise Rejected(f"{expected}, within years 1 to 9999 in UTC") from None
 
@@ -187,7 +187,7 @@ def point(value: str) -> dict:
     return {"type": "Point", "coordinates": coordinates}
 
 
-def cache_flag(attributes: dict) -> Optional[bool]:
+def cache_flag(attributes: dict) -> bool | None:
     """The cache attribute: false keeps Global Caches from caching the file; true or absent is the default."""
     value = attributes.get("cache")
     if value is None or value.lower() == "true":
@@ -197,7 +197,7 @@ def cache_flag(attributes: dict) -> Optional[bool]:
     raise Rejected(f"object metadata cache={_shown(value)}: expected true or false")
 
 
-def metadata_id(attributes: dict) -> Optional[str]:
+def metadata_id(attributes: dict) -> str | None:
     """The dataset a data file belongs to (its discovery metadata record's id), if it says."""
     value = attributes.get("metadata-id")
     if value is None:

@@ -25,7 +25,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wis2node.nodeconfig import RUNTIME_KEYS
 
@@ -42,7 +43,7 @@ def validate(document: Any) -> dict[str, dict[str, Any]]:
     """The runtime document as the node accepts it, or ValueError naming the key and what is expected."""
     if not isinstance(document, dict):
         raise ValueError("expected a JSON object with sections " + ", ".join(sorted({s for s, _ in RUNTIME_KEYS})))
-    known = {}
+    known: dict[str, set[str]] = {}
     for section, name in RUNTIME_KEYS:
         known.setdefault(section, set()).add(name)
     for section, values in document.items():
@@ -91,8 +92,8 @@ def _write_text(path: str, text: str, mode: int) -> bool:
         pass
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".wis2-")
-    with os.fdopen(handle, "w") as out:
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".wis2-")
+    with os.fdopen(descriptor, "w") as out:
         out.write(text)
     os.chmod(temporary, mode)
     os.replace(temporary, path)  # readers see the old file or the new one, never half of one
@@ -139,7 +140,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     try:
         document = validate(json.loads(raw))
     except ValueError as err:  # keep what runs; say why
-        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}")
+        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}") from err
     current = _read_json(runtime["file"])
     changes = changed_keys(current, document)
     if changes:
@@ -149,7 +150,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
             + ", ".join(f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes)
         )
         if current:  # at first boot nothing runs yet that would need a reload
-            for action in dict.fromkeys(RUNTIME_KEYS[k] for k in changes if RUNTIME_KEYS[k]):
+            for action in dict.fromkeys(action for k in changes if (action := RUNTIME_KEYS[k])):
                 act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
                 done.append(f"applied: {action}")
     # Kept in line at every run, not only on a change: the first boot of a machine writes it, and

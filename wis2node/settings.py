@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Sequence, get_origin
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
     from wis2node.metadata import MetadataRecord
 
 PROJECT = "wis2-node"
-HTTPS_PORT = 443
-MQTTS_PORT = 8883
+HTTPS_PORT: Final = 443
+MQTTS_PORT: Final = 8883
 WIS2_PORTS = (HTTPS_PORT, MQTTS_PORT)
 Port = Literal[443, 8883]
 
@@ -180,9 +181,9 @@ class NodeSettings(BaseModel):
     hosted_zone: str = Field(alias="wis2-node:hostedZone")
     region: str = Field(alias="aws:region")
     availability_zone: str = Field(alias="wis2-node:availabilityZone")
-    subnet_id: Optional[str] = Field(default=None, alias="wis2-node:subnetId")
+    subnet_id: str | None = Field(default=None, alias="wis2-node:subnetId")
     instance_type: str = Field(default="t4g.small", alias="wis2-node:instanceType")
-    image_id: Optional[str] = Field(default=None, alias="wis2-node:imageId")
+    image_id: str | None = Field(default=None, alias="wis2-node:imageId")
     root_volume_gb: int = Field(default=16, ge=8, le=1024, alias="wis2-node:rootVolumeGb")
     data_volume_gb: int = Field(default=20, ge=1, le=16384, alias="wis2-node:dataVolumeGb")
     global_services: bool = Field(default=True, alias="wis2-node:globalServices")
@@ -194,8 +195,8 @@ class NodeSettings(BaseModel):
     tls_mode: Literal["letsencrypt", "provided", "self-signed"] = Field(
         default="letsencrypt", alias="wis2-node:tlsMode"
     )
-    certificate_authority: Optional[str] = Field(default=None, alias="wis2-node:certificateAuthority")
-    certificate: Optional[str] = Field(default=None, alias="wis2-node:certificate")
+    certificate_authority: str | None = Field(default=None, alias="wis2-node:certificateAuthority")
+    certificate: str | None = Field(default=None, alias="wis2-node:certificate")
     retention_days: int = Field(default=30, ge=1, le=3650, alias="wis2-node:retentionDays")
     max_file_mb: int = Field(default=100, ge=1, le=5120, alias="wis2-node:maxFileMb")
     uploader_principals: list[str] = Field(default_factory=list, alias="wis2-node:uploaderPrincipals")
@@ -205,7 +206,7 @@ class NodeSettings(BaseModel):
     certificate_alarm_days: int = Field(default=21, ge=1, le=90, alias="wis2-node:certificateAlarmDays")
     reboot_time: str = Field(default="03:30", alias="wis2-node:rebootTime")
     snapshot_retention_days: int = Field(default=7, ge=1, le=365, alias="wis2-node:snapshotRetentionDays")
-    data_volume_snapshot_id: Optional[str] = Field(default=None, alias="wis2-node:dataVolumeSnapshotId")
+    data_volume_snapshot_id: str | None = Field(default=None, alias="wis2-node:dataVolumeSnapshotId")
     log_retention_days: int = Field(default=30, alias="wis2-node:logRetentionDays")
     centre_name: str = Field(default="", max_length=200, alias="wis2-node:centreName")
     contact_email: str = Field(default="", alias="wis2-node:contactEmail")
@@ -254,14 +255,14 @@ class NodeSettings(BaseModel):
 
     @field_validator("image_id")
     @classmethod
-    def _image_id(cls, value: Optional[str]) -> Optional[str]:
+    def _image_id(cls, value: str | None) -> str | None:
         if value is not None and not _IMAGE_ID.match(value):
             raise ValueError("expected an AMI id such as ami-0123456789abcdef0")
         return value
 
     @field_validator("subnet_id")
     @classmethod
-    def _subnet_id(cls, value: Optional[str]) -> Optional[str]:
+    def _subnet_id(cls, value: str | None) -> str | None:
         if value is not None and not _SUBNET_ID.match(value):
             raise ValueError("expected a subnet id such as subnet-0123456789abcdef0")
         return value
@@ -309,7 +310,7 @@ class NodeSettings(BaseModel):
 
     @field_validator("certificate")
     @classmethod
-    def _certificate(cls, value: Optional[str]) -> Optional[str]:
+    def _certificate(cls, value: str | None) -> str | None:
         if value is not None:
             tls.read_chain(value)  # raises ValueError with what is wrong
         return value
@@ -344,7 +345,7 @@ class NodeSettings(BaseModel):
 
     @field_validator("data_volume_snapshot_id")
     @classmethod
-    def _snapshot_id(cls, value: Optional[str]) -> Optional[str]:
+    def _snapshot_id(cls, value: str | None) -> str | None:
         if value is not None and not _SNAPSHOT_ID.match(value):
             raise ValueError(
                 'expected an EBS snapshot id such as snap-0123456789abcdef0 (README, "Backups and restore")'
@@ -378,7 +379,7 @@ class NodeSettings(BaseModel):
     # -- relations between fields --------------------------------------------------------------
 
     @model_validator(mode="after")
-    def _consistent(self) -> "NodeSettings":
+    def _consistent(self) -> NodeSettings:
         problems: list[tuple[str, Any, str]] = []
         if self.fqdn == self.hosted_zone or not self.fqdn.endswith("." + self.hosted_zone):
             problems.append(
@@ -472,7 +473,7 @@ class NodeSettings(BaseModel):
             raise ValueError("\n".join(_explain(key(name), value, expected) for name, value, expected in problems))
         return self
 
-    def open_data_problems(self, records: Sequence["MetadataRecord"]) -> list[str]:
+    def open_data_problems(self, records: Sequence[MetadataRecord]) -> list[str]:
         """Records whose data anyone must be able to download, on a stack that filters HTTPS by address.
 
         WIS2 Guide part 1 §1.3.3.6: a node may filter its HTTPS port by source address only when it
@@ -512,7 +513,7 @@ class NodeSettings(BaseModel):
 
     def _quota_problems(self) -> list[tuple[str, Any, str]]:
         """The security groups that AWS's default inbound rule quota would refuse, and what to change."""
-        problems = []
+        problems: list[tuple[str, Any, str]] = []
         counts = self.inbound_rule_counts()
         for version in (4, 6):
             needed = counts.get(CATALOGUE_GROUP, {}).get(version, 0)
@@ -634,7 +635,7 @@ class NodeSettings(BaseModel):
         for service in catalogue.global_services():
             if service.operator in self.exclude_operators:
                 continue
-            port = MQTTS_PORT if service.service == "global-broker" else HTTPS_PORT
+            port: Port = MQTTS_PORT if service.service == "global-broker" else HTTPS_PORT
             rule_key = (f"{service.ip}/32", port)
             label = f"WIS2 {service.service} {service.operator}"
             if rule_key in rules:  # one address may serve two operators on the same port
@@ -645,7 +646,7 @@ class NodeSettings(BaseModel):
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, stack: str, config: dict[str, Any]) -> "NodeSettings":
+    def from_config(cls, stack: str, config: dict[str, Any]) -> NodeSettings:
         """Validate a stack's config (full keys, decoded values); raise SettingsError naming each bad key."""
         try:
             return cls.model_validate({"stack": stack, **config})

@@ -6,7 +6,6 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes back after that
 
@@ -15,9 +14,9 @@ EVENT_MEMORY_DAYS = 14  # SQS keeps a message at most 14 days: no event comes ba
 class Announced:
     """A key's dataset, data_id and pubtime (RFC 3339) as last announced."""
 
-    metadata_id: Optional[str] = None
-    data_id: Optional[str] = None
-    pubtime: Optional[str] = None
+    metadata_id: str | None = None
+    data_id: str | None = None
+    pubtime: str | None = None
 
 
 class State:
@@ -66,10 +65,10 @@ class State:
         self,
         key: str,
         deleted: bool,
-        metadata_id: Optional[str] = None,
-        digest: Optional[str] = None,
+        metadata_id: str | None = None,
+        digest: str | None = None,
         *,
-        announced: Optional["Announced"] = None,
+        announced: Announced | None = None,
     ) -> None:
         """Record a publication: the key is live (or deleted), a record's id and content, and what the
         key was announced with (`announced`: its dataset, data_id and pubtime)."""
@@ -80,9 +79,9 @@ class State:
         self,
         key: str,
         deleted: bool,
-        metadata_id: Optional[str],
-        digest: Optional[str],
-        announced: Optional["Announced"] = None,
+        metadata_id: str | None,
+        digest: str | None,
+        announced: Announced | None = None,
     ) -> None:
         announced = announced or Announced()
         self.db.execute(
@@ -97,7 +96,7 @@ class State:
         if deleted:
             self.db.execute("DELETE FROM metadata_content WHERE key = ?", (key,))
 
-    def announced_content(self, key: str) -> Optional[str]:
+    def announced_content(self, key: str) -> str | None:
         """The sha512 of the discovery metadata record last announced under this key."""
         with self.lock:
             row = self.db.execute("SELECT sha512 FROM metadata_content WHERE key = ?", (key,)).fetchone()
@@ -119,13 +118,13 @@ class State:
             row = self.db.execute("SELECT live FROM objects WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0])
 
-    def announced(self, key: str) -> "Announced":
+    def announced(self, key: str) -> Announced:
         """What the key was last announced with (all None if never, or before the node kept it)."""
         with self.lock:
             row = self.db.execute("SELECT metadata_id, data_id, pubtime FROM objects WHERE key = ?", (key,)).fetchone()
         return Announced(*row) if row else Announced()
 
-    def metadata_id_of(self, key: str) -> Optional[str]:
+    def metadata_id_of(self, key: str) -> str | None:
         """The id of the discovery metadata record announced under this key."""
         with self.lock:
             row = self.db.execute("SELECT id FROM metadata WHERE key = ?", (key,)).fetchone()

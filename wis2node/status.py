@@ -11,7 +11,6 @@ Exit status 1 when a check fails.
 from __future__ import annotations
 
 import datetime
-from typing import Optional
 
 from wis2node.settings import NodeSettings
 from wis2node.verify import STACK_TAG, Check, Endpoints, Verifier
@@ -26,11 +25,11 @@ def _age(when: datetime.datetime, now: datetime.datetime) -> str:
     return "just now"
 
 
-def facts(settings: NodeSettings, session, now: Optional[datetime.datetime] = None) -> list[tuple[str, str]]:
+def facts(settings: NodeSettings, session, now: datetime.datetime | None = None) -> list[tuple[str, str]]:
     """(label, text) for the queues, the latest snapshot and the publisher password; best effort."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     lines: list[tuple[str, str]] = []
     try:
         sqs = session.client("sqs")
@@ -82,7 +81,7 @@ def facts(settings: NodeSettings, session, now: Optional[datetime.datetime] = No
     return lines
 
 
-def status(settings: NodeSettings, endpoints: Optional[Endpoints], session=None) -> tuple[bool, str]:
+def status(settings: NodeSettings, endpoints: Endpoints | None, session=None) -> tuple[bool, str]:
     verifier = Verifier(settings, session)
     verifier.run_aws()
     if endpoints is not None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from typing import Optional
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 
 def read_chain(pem: str) -> list[x509.Certificate]:
@@ -16,7 +14,7 @@ def read_chain(pem: str) -> list[x509.Certificate]:
     except (ValueError, UnicodeEncodeError):
         raise ValueError("expected PEM certificates (-----BEGIN CERTIFICATE----- ...), leaf first") from None
     leaf = chain[0]
-    if leaf.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
+    if leaf.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
         raise ValueError(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
     return chain
 
@@ -24,13 +22,13 @@ def read_chain(pem: str) -> list[x509.Certificate]:
 def names(certificate: x509.Certificate) -> list[str]:
     """The DNS names a certificate is valid for (subject alternative names)."""
     try:
-        extension = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
     return extension.value.get_values_for_type(x509.DNSName)
 
 
-def uncovered_name(pem: str, fqdn: str) -> Optional[str]:
+def uncovered_name(pem: str, fqdn: str) -> str | None:
     """None when the chain's leaf is valid for fqdn, else the names it does cover, for the message."""
     leaf = read_chain(pem)[0]
     covered = names(leaf)
@@ -40,11 +38,11 @@ def uncovered_name(pem: str, fqdn: str) -> Optional[str]:
     return f"certificate for {', '.join(covered) or 'no DNS name'}"
 
 
-def days_left(der: bytes, now: Optional[datetime.datetime] = None) -> float:
+def days_left(der: bytes, now: datetime.datetime | None = None) -> float:
     """Days until a DER certificate expires (what a monitoring probe reports)."""
     certificate = x509.load_der_x509_certificate(der)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     return (certificate.not_valid_after_utc - now).total_seconds() / 86400
 
 
-__all__ = ["read_chain", "names", "uncovered_name", "days_left"]
+__all__ = ["days_left", "names", "read_chain", "uncovered_name"]

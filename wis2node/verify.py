@@ -15,8 +15,9 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 from wis2node.alarms import HEALTH_CHECK_ALARMS, HEALTH_CHECK_REGION, NODE_ALARMS, alarm_name
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
@@ -44,7 +45,7 @@ class Endpoints:
     host: str
     https_port: int = HTTPS_PORT
     mqtts_port: int = MQTTS_PORT
-    ca_file: Optional[str] = None  # default: the system's trusted CAs
+    ca_file: str | None = None  # default: the system's trusted CAs
 
 
 class Verifier:
@@ -54,7 +55,7 @@ class Verifier:
         self.settings = settings
         self.session = session or boto3.session.Session(region_name=settings.region)
         self.checks: list[Check] = []
-        self.address: Optional[str] = None  # the Elastic IP, once the elastic-ip check has found it
+        self.address: str | None = None  # the Elastic IP, once the elastic-ip check has found it
 
     def add(self, name: str, ok: bool, detail: str, skipped: bool = False) -> None:
         self.checks.append(Check(name, ok, detail, skipped))
@@ -73,13 +74,14 @@ class Verifier:
         except (BotoCoreError, ClientError) as err:
             self.add("aws", False, f"cannot query EC2: {err}")
             return
+        found: dict = instance or {}  # read only by the steps that run when there is an instance
         steps: list[tuple[str, Callable]] = [
-            ("imdsv2", lambda: self._imdsv2(instance)),
-            ("volumes-encrypted", lambda: self._volumes(ec2, instance)),
-            ("firewall", lambda: self._firewall(ec2, instance)),
-            ("elastic-ip", lambda: self._address(ec2, instance)),
+            ("imdsv2", lambda: self._imdsv2(found)),
+            ("volumes-encrypted", lambda: self._volumes(ec2, found)),
+            ("firewall", lambda: self._firewall(ec2, found)),
+            ("elastic-ip", lambda: self._address(ec2, found)),
             ("dns", lambda: self._dns()),
-            ("ssm-online", lambda: self._ssm(instance)),
+            ("ssm-online", lambda: self._ssm(found)),
             ("alarms", lambda: self._alarms()),
         ]
         for name, step in steps:
@@ -91,7 +93,7 @@ class Verifier:
             except (BotoCoreError, ClientError) as err:
                 self.add(name, False, f"cannot check: {err}")
 
-    def _instance(self, ec2) -> Optional[dict]:
+    def _instance(self, ec2) -> dict | None:
         reservations = ec2.describe_instances(
             Filters=[
                 {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
@@ -159,7 +161,7 @@ class Verifier:
         if not extra and not missing:
             self.add("firewall", True, f"ingress is exactly the declared {len(expected)} rules on 443/8883")
 
-    def _health_checkers(self, ec2) -> Optional[str]:
+    def _health_checkers(self, ec2) -> str | None:
         lists = ec2.describe_managed_prefix_lists(
             Filters=[
                 {"Name": "prefix-list-name", "Values": [f"com.amazonaws.{self.settings.region}.route53-healthchecks"]}
@@ -242,7 +244,7 @@ class Verifier:
 
     def _resolves(self) -> None:
         try:
-            found = sorted({info[4][0] for info in socket.getaddrinfo(self.settings.fqdn, None, socket.AF_INET)})
+            found = sorted({str(info[4][0]) for info in socket.getaddrinfo(self.settings.fqdn, None, socket.AF_INET)})
         except OSError as err:
             self.add("dns-resolves", False, f"{self.settings.fqdn} does not resolve: {err}")
             return
@@ -263,7 +265,10 @@ class Verifier:
                 socket.create_connection((endpoints.host, port), timeout=10) as raw,
                 self._context(endpoints).wrap_socket(raw, server_hostname=self.settings.fqdn) as tls,
             ):
-                left = days_left(tls.getpeercert(binary_form=True))
+                der = tls.getpeercert(binary_form=True)
+            if der is None:
+                raise ssl.SSLError("no certificate served")
+            left = days_left(der)
             self.add(f"certificate-{label}", True, f"valid for {self.settings.fqdn}, {left:.0f} days left")
         except (OSError, ssl.SSLError) as err:
             self.add(f"certificate-{label}", False, f"port {port}: {err}")
@@ -278,12 +283,20 @@ class Verifier:
         client.tls_set_context(context)
         events = {"connected": threading.Event(), "subscribed": threading.Event(), "acked": threading.Event()}
         results: dict = {}
-        client.on_connect = lambda c, u, f, reason, p: (results.update(connect=reason.value), events["connected"].set())
-        client.on_subscribe = lambda c, u, mid, reasons, p: (
-            results.update(subscribe=reasons[0].value),
-            events["subscribed"].set(),
-        )
-        client.on_publish = lambda c, u, mid, reason, p: (results.update(publish=reason.value), events["acked"].set())
+
+        def on_connect(c, u, f, reason, p):  # paho's callback signatures
+            results.update(connect=reason.value)
+            events["connected"].set()
+
+        def on_subscribe(c, u, mid, reasons, p):
+            results.update(subscribe=reasons[0].value)
+            events["subscribed"].set()
+
+        def on_publish(c, u, mid, reason, p):
+            results.update(publish=reason.value)
+            events["acked"].set()
+
+        client.on_connect, client.on_subscribe, client.on_publish = on_connect, on_subscribe, on_publish
         try:
             client.connect(endpoints.host, endpoints.mqtts_port, keepalive=10)
         except (OSError, ssl.SSLError) as err:
@@ -350,7 +363,7 @@ class Verifier:
 
 
 def verify(
-    settings: NodeSettings, endpoints: Optional[Endpoints], session=None, wis2: Wis2Options | None = None
+    settings: NodeSettings, endpoints: Endpoints | None, session=None, wis2: Wis2Options | None = None
 ) -> list[Check]:
     verifier = Verifier(settings, session)
     verifier.run_aws()

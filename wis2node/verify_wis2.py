@@ -303,7 +303,7 @@ def gdc_checks(
     if not declared:
         add("wis2-gdc", True, f"no discovery records in {where} to look for", skipped=True)
         return
-    results: dict[str, object] = {}
+    results: dict[str, gdc.Finding | str] = {}
 
     def ask(name: str, url: str) -> None:
         try:
@@ -321,10 +321,10 @@ def gdc_checks(
         found = results.get(name, f"no complete answer within {GDC_DEADLINE:.0f} s")
         if isinstance(found, str):
             add("wis2-gdc", True, f"{name} ({url}): not reachable from here: {found[:300]}", skipped=True)
-        elif found.ok:  # type: ignore[union-attr]
+        elif found.ok:
             add("wis2-gdc", True, f"{name}: the {len(declared)} records are there and current")
         else:
-            add("wis2-gdc", False, found.describe())  # type: ignore[union-attr]
+            add("wis2-gdc", False, found.describe())
 
 
 # -- what the node's watcher reports (CloudWatch) -----------------------------------------------

@@ -30,12 +30,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-from wis2node.catalogue import DATA
 from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.catalogue import DATA
 from wis2node.wis2events import ALARMING, Event, Malformed, parse
 
 LOG = logging.getLogger("wis2node.watcher")
@@ -60,10 +60,10 @@ class Broker:
     path: str = ""
     username: str = READ_ONLY_USER
     password: str = READ_ONLY_PASSWORD
-    ca_file: Optional[str] = None  # default: the system's trusted CAs
+    ca_file: str | None = None  # default: the system's trusted CAs
 
     @classmethod
-    def from_dict(cls, item: dict) -> "Broker":
+    def from_dict(cls, item: dict) -> Broker:
         transport = str(item.get("transport", ""))
         if transport not in ("mqtt", "mqtts", "wss"):
             raise ValueError(f"broker {item.get('name')!r}: transport {transport!r}, expected mqtt, mqtts or wss")
@@ -141,7 +141,7 @@ class SeenEvents:
             rows = self._db.execute(
                 "SELECT at, severity, title, source, brokers FROM seen ORDER BY at DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [dict(zip(("at", "severity", "title", "source", "brokers"), row)) for row in rows]
+        return [dict(zip(("at", "severity", "title", "source", "brokers"), row, strict=True)) for row in rows]
 
     def forget(self, now: float, days: float = EVENT_MEMORY_DAYS) -> None:
         with self._lock:
@@ -154,10 +154,10 @@ class Relays:
     def __init__(self, grace: float = RELAY_GRACE, cache_grace: float = CACHE_GRACE):
         self.grace, self.cache_grace = grace, cache_grace
         self._lock = threading.Lock()
-        self._messages: "OrderedDict[str, dict]" = OrderedDict()  # id -> {at, data_id, cacheable, relays}
-        self._cached: "OrderedDict[str, float]" = OrderedDict()  # data_id -> first seen on cache/
+        self._messages: OrderedDict[str, dict] = OrderedDict()  # id -> {at, data_id, cacheable, relays}
+        self._cached: OrderedDict[str, float] = OrderedDict()  # data_id -> first seen on cache/
         # Relays heard before the node's own copy reached the watcher (its threads race): id -> {broker: at}
-        self._early: "OrderedDict[str, dict[str, float]]" = OrderedDict()
+        self._early: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._latencies: list[float] = []
 
     def published(self, message_id: str, data_id: str, cacheable: bool, now: float) -> None:
@@ -230,7 +230,7 @@ class Watcher:
         self._events: list[str] = []  # severities heard since the last tick
         self._lock = threading.Lock()
         # How many Global Brokers the watcher is connected to (run() sets it; None: not reported).
-        self.listening: Optional[Callable[[], int]] = None
+        self.listening: Callable[[], int] | None = None
 
     def topics(self, broker: str) -> list[str]:
         centre = self.centre_id
@@ -365,7 +365,7 @@ class Connection:
 
         self.broker, self.watcher = broker, watcher
         self.connected = threading.Event()
-        self.down_since: Optional[float] = None
+        self.down_since: float | None = None
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -381,7 +381,9 @@ class Connection:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = lambda client, userdata: self._down("cannot connect")
-        self.client.on_message = lambda c, u, message: watcher.on_message(broker.name, message.topic, message.payload)
+        self.client.on_message = lambda c, u, message: watcher.on_message(
+            broker.name, message.topic, bytes(message.payload)
+        )
 
     def start(self) -> None:
         import paho.mqtt.client as mqtt
@@ -451,7 +453,7 @@ def alerts_topic(config: dict, session) -> str:
     )
 
 
-def run(config: dict, *, session=None, stop: Optional[threading.Event] = None, interval: float = 60) -> None:
+def run(config: dict, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
     import boto3
 
     session = session or boto3.session.Session(region_name=config["region"])

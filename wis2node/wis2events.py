@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+
+from wis2node.jsonobject import json_object
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALARMING = ("ERROR", "CRITICAL")
@@ -62,21 +63,23 @@ def parse(payload: bytes) -> Event:
     data = message.get("data")
     if not isinstance(data, dict):
         raise Malformed("no data object")
-    strings = {name: message.get(name) for name in ("id", "source", "subject")}
-    for name, value in strings.items():
+    strings: dict[str, str] = {}
+    for name in ("id", "source", "subject"):
+        value = message.get(name)
         if not isinstance(value, str) or not value.strip():
             raise Malformed(f"{name}: missing or not a string")
+        strings[name] = value
     severity = data.get("severity")
     if severity not in SEVERITIES:
         raise Malformed(f"data.severity: {str(severity)[:40]!r} is not one of {', '.join(SEVERITIES)}")
-    content = data.get("content") if isinstance(data.get("content"), dict) else {}
+    content = json_object(data.get("content"))
     title = content.get("title")
     if not isinstance(title, str) or not title.strip():
         links = data.get("links")
         if not (isinstance(links, list) and links and isinstance(links[0], dict)):
             raise Malformed("data.content.title missing and no links")
         title = f"event with a link: {str(links[0].get('href', ''))[:200]}"
-    exception = content.get("exception") if isinstance(content.get("exception"), dict) else {}
+    exception = json_object(content.get("exception"))
     description = content.get("description") or content.get("detail") or exception.get("description") or ""
     when = message.get("time")
     return Event(
@@ -109,23 +112,23 @@ def schema_errors(message: dict) -> list[str]:
 
 
 def _timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def outage_notice(
     centre_id: str,
-    start: Optional[datetime.datetime],
+    start: datetime.datetime | None,
     end: datetime.datetime,
     message: str,
     channel: str = "",
-    now: Optional[datetime.datetime] = None,
+    now: datetime.datetime | None = None,
     ref: str = "",
 ) -> dict:
     """A WME like the specification's examples/wmem-wis2node-outage.json (source = subject = the centre).
 
     With ref: the notice that withdraws the earlier one of that id.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     content = {"title": CANCELLED_TITLE if ref else OUTAGE_TITLE, "description": message}
     if channel:
         content["channel"] = channel

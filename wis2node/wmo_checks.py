@@ -8,8 +8,8 @@ import importlib.util
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 from wis2node.rules import Rejected, to_json
 
@@ -74,7 +74,9 @@ class _PendingInit:
         if importlib.util.find_spec(f"{name}.{attribute}") is not None:
             return importlib.import_module(f"{name}.{attribute}")
         del self.module.__getattr__
-        self.module.__spec__.loader.exec_module(self.module)
+        spec = self.module.__spec__
+        assert spec is not None and spec.loader is not None  # made by module_from_spec from a found spec
+        spec.loader.exec_module(self.module)
         return getattr(self.module, attribute)
 
 
@@ -90,8 +92,8 @@ def _import_without_package_init(name: str) -> ModuleType:
             raise ModuleNotFoundError(f"No module named {package!r}", name=package)
         module = importlib.util.module_from_spec(spec)
         if depth == 1:
-            module.__version__ = importlib.metadata.version(package.replace("_", "-"))
-        module.__getattr__ = _PendingInit(module)
+            vars(module)["__version__"] = importlib.metadata.version(package.replace("_", "-"))
+        vars(module)["__getattr__"] = _PendingInit(module)  # PEP 562: the module's attribute hook
         sys.modules[package] = module
         if depth > 1:
             setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)

@@ -173,7 +173,7 @@ def test_caa_names_the_provided_ca(stack_file: StackFile):
             "wis2-node:certificate": issued,
         },
     )
-    caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
+    caa = next(r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA")
     assert '0 issue "digicert.com"' in caa.inputs["records"]
 
 

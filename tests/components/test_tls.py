@@ -85,7 +85,7 @@ def test_self_signed_key_goes_to_ssm_and_certificate_to_the_vm():
     assert certificate["type"] == "String" and certificate["plain_value"].startswith("-----BEGIN CERTIFICATE-----")
     assert_key_only_in_ssm(deployment, TEST.stack)
     assert "AcmeChallengeRecord" not in policy(deployment)
-    caa = [r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA"][0]
+    caa = next(r for r in deployment.of_type("aws:route53/record:Record") if r.inputs["type"] == "CAA")
     assert caa.inputs["records"][0] == '0 issue ";"'
 
 
@@ -108,7 +108,7 @@ def test_provided_without_the_issued_certificate_is_refused_once_the_key_exists(
 def test_provided_certificate_for_another_key_is_refused():
     other_key = ec.generate_private_key(ec.SECP256R1())
     foreign = mock_certificate(PROD.config["wis2-node:fqdn"], key=other_key, issuer_key=other_key)
-    with pytest.raises(pulumi.RunError, match="wis2-node:certificate.*another key"):
+    with pytest.raises(pulumi.RunError, match=r"wis2-node:certificate.*another key"):
         run_program(PROD.stack, provided(PROD, **{"wis2-node:certificate": foreign}))
 
 

@@ -24,7 +24,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "build" / "boot"
@@ -91,7 +90,7 @@ def root_filesystem(packages: tuple[str, ...]) -> Path:
         "LANG": "C.UTF-8",
         "DEBIAN_FRONTEND": "noninteractive",
         "PIP_CONFIG_FILE": "/dev/null",
-        **{name: "/tmp/host-ca.crt" for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT")},
+        **dict.fromkeys(("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT"), "/tmp/host-ca.crt"),
     }
     run(*chroot, "apt-get", "update", "-qq", env=env)
     run(*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages, *MACHINE_PACKAGES, env=env)
@@ -136,7 +135,8 @@ def _configure(root: Path) -> None:
     conf = root / "etc/systemd/system.conf.d"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "10-aws.conf").write_text(
-        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n"
+        "[Manager]\nDefaultEnvironment=AWS_CONFIG_FILE=/etc/aws/config "
+        "AWS_SHARED_CREDENTIALS_FILE=/etc/aws/credentials\n"
     )
 
 
@@ -148,7 +148,7 @@ class Network:
     host: str = "10.231.7.1"
     machine: str = "10.231.7.2"
 
-    def up(self) -> "Network":
+    def up(self) -> Network:
         self.down()
         run("ip", "netns", "add", self.name)
         run("ip", "link", "add", f"{self.name}-h", "type", "veth", "peer", "name", f"{self.name}-m")
@@ -175,7 +175,7 @@ class Volume:
 
     file: Path
     size_mb: int = 1024
-    device: Optional[str] = None
+    device: str | None = None
 
     def attach(self) -> str:
         if not self.file.exists():
@@ -199,11 +199,11 @@ class Machine:
     volume: Volume
     volume_path: str  # where the node's wis2-data-volume looks for the volume
     log: Path
-    process: Optional[subprocess.Popen] = None
+    process: subprocess.Popen | None = None
     boots: int = field(default=0)
 
     @classmethod
-    def new_instance(cls, base: Path, root: Path, user_data: bytes, instance_id: str, aws: dict, **kwargs) -> "Machine":
+    def new_instance(cls, base: Path, root: Path, user_data: bytes, instance_id: str, aws: dict, **kwargs) -> Machine:
         """A fresh root from the cached one, seeded with this user data and instance-id."""
         if root.exists():
             shutil.rmtree(root)
@@ -221,10 +221,10 @@ class Machine:
         (aws_dir / "credentials").chmod(0o644)  # the node's unprivileged services read it as a profile
         return cls(root=root, **kwargs)
 
-    def boot(self) -> "Machine":
+    def boot(self) -> Machine:
         device = self.volume.attach()
         self.boots += 1
-        console = open(self.log.with_suffix(f".boot{self.boots}.log"), "w")
+        console = open(self.log.with_suffix(f".boot{self.boots}.log"), "w")  # noqa: SIM115  (the console for the life of the machine)
         self.process = subprocess.Popen(
             [
                 "systemd-nspawn",

@@ -58,7 +58,7 @@ def test_the_pack_reports_a_violation_with_the_resource_named(analyzer):
             "metadataOptions": {"httpTokens": "optional"},
             "keyName": "admin",
             "rootBlockDevice": {"encrypted": True},
-            "tags": {tag: "x" for tag in rules.REQUIRED_TAGS},
+            "tags": dict.fromkeys(rules.REQUIRED_TAGS, "x"),
         },
     )
     found = {d.policyName: d.message for d in diagnostics}
@@ -76,13 +76,13 @@ def test_the_pack_passes_a_compliant_rule(analyzer):
             "fromPort": 443,
             "toPort": 443,
             "cidrIpv4": "198.51.100.0/24",
-            "tags": {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"},
+            "tags": {**dict.fromkeys(rules.REQUIRED_TAGS, "x"), rules.OPEN_TO_INTERNET_TAG: "none"},
         },
     )
 
 
 def test_the_pack_reports_half_the_internet_on_a_port_not_opened(analyzer):
-    tags = {**{tag: "x" for tag in rules.REQUIRED_TAGS}, rules.OPEN_TO_INTERNET_TAG: "none"}
+    tags = {**dict.fromkeys(rules.REQUIRED_TAGS, "x"), rules.OPEN_TO_INTERNET_TAG: "none"}
     diagnostics = analyze(
         analyzer,
         rules.INGRESS_RULE,

@@ -43,7 +43,7 @@ class StandInGlobalBroker:
         self.relay = None
         self.publisher = None
 
-    def start(self) -> "StandInGlobalBroker":
+    def start(self) -> StandInGlobalBroker:
         self.start_broker()
         relay = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"relay-{self.name}", protocol=mqtt.MQTTv5)
         relay.username_pw_set(READ_ONLY_USER, READ_ONLY_PASSWORD)

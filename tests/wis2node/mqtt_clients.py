@@ -6,7 +6,6 @@ import ssl
 import threading
 import time
 import uuid
-from typing import Optional
 
 import paho.mqtt.client as mqtt
 
@@ -21,22 +20,22 @@ class Client:
     def __init__(
         self,
         node: LocalNode,
-        username: Optional[str],
-        password: Optional[str],
+        username: str | None,
+        password: str | None,
         *,
         transport: str = "mqtts",
         protocol: int = V5,
-        client_id: Optional[str] = None,
+        client_id: str | None = None,
         persistent: bool = False,
-        cafile: Optional[str] = None,
+        cafile: str | None = None,
         session_expiry: int = 3600,
         host: str = "127.0.0.1",
         check_hostname: bool = True,
     ):
         self.received: list[mqtt.MQTTMessage] = []
         self.connected = threading.Event()
-        self.reason: Optional[int] = None
-        self.session_present: Optional[bool] = None
+        self.reason: int | None = None
+        self.session_present: bool | None = None
         self.acks: dict[int, int] = {}
         self.subacks: dict[int, list[int]] = {}
         self._acked = threading.Condition()

@@ -108,7 +108,7 @@ def messages(reader: Client) -> list[dict]:
 
 
 def link(message: dict) -> dict:
-    return next(l for l in message["links"] if l["rel"] in ("canonical", "update", "deletion"))
+    return next(link for link in message["links"] if link["rel"] in ("canonical", "update", "deletion"))
 
 
 FILES = {
@@ -148,7 +148,7 @@ def test_files_are_announced_validated_and_downloadable(node, ingest, agent, tmp
             ]
             assert of_dataset and record_at < min(of_dataset), "discovery metadata goes out before the data"
             assert all(topics[n] == f"{BRANCH}/{folder}" for n in of_dataset)
-        by_key = {link(m)["href"].split("/", 3)[3]: (m, t) for m, t in zip(received, topics)}
+        by_key = {link(m)["href"].split("/", 3)[3]: (m, t) for m, t in zip(received, topics, strict=False)}
         assert set(by_key) == {*FILES, f"metadata/{RECORD.name}", f"metadata/{MODEL.name}"}
         for key, (message, topic) in by_key.items():
             report = ets_validate(message, tmp_path)
@@ -216,7 +216,7 @@ def test_a_new_version_is_an_update_with_its_own_link_and_a_removal_a_deletion(n
         reader.wait_for(5, timeout=30)
         announced = messages(reader)[1:]
         for message in announced:  # exactly one of canonical, update, deletion in each
-            assert len([l for l in message["links"] if l["rel"] in ("canonical", "update", "deletion")]) == 1
+            assert len([link for link in message["links"] if link["rel"] in ("canonical", "update", "deletion")]) == 1
             assert ets_validate(message, tmp_path)["summary"]["FAILED"] == 0
         assert [link(m)["rel"] for m in announced] == ["canonical", "update", "update", "deletion"]
         assert len({m["properties"]["data_id"] for m in announced}) == 1

@@ -15,12 +15,12 @@ from tests.wis2node.test_agent import (
     RECORD_ID,
     SETTINGS,
     SYNOP,
-    agent,
-    declare,  # noqa: F401
-    ingest,
+    agent,  # noqa: F401  (a fixture)
+    declare,
+    ingest,  # noqa: F401  (a fixture)
     link,
     messages,
-    node,
+    node,  # noqa: F401  (a fixture)
     s3_record,
     subscriber,
 )

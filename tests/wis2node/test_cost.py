@@ -11,13 +11,12 @@ import pytest
 import yaml
 
 from tests.pulumi_harness import Deployment, run_program
+from tests.wis2node.test_reporter import node  # noqa: F401  (the local node whose certificates are measured)
 from wis2node import cost
-from wis2node.alarms import HEALTH_CHECK_REGION
 from wis2node.cost import Assumptions, declared, estimate, report
 from wis2node.errors import SettingsError
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.stackfile import ROOT, StackFile, stack_files
-from tests.wis2node.test_reporter import node  # noqa: F401  (the local node whose certificates are measured)
 
 # What the program may declare that costs nothing by itself (or is priced through another line:
 # the root volume is the instance's block device, the bucket's traffic is the S3 lines). A new
@@ -63,7 +62,6 @@ FREE = {
     "tls:index/selfSignedCert:SelfSignedCert",
     "tls:index/certRequest:CertRequest",
     "random:index/randomPassword:RandomPassword",
-    "aws:iam/role:Role",
     # Old versions are kept 14 days: inside the S3 storage line's order of magnitude.
     "aws:s3/bucketVersioning:BucketVersioning",
 }
@@ -177,7 +175,7 @@ def test_each_example_stack_is_itemised_and_adds_up(stack):
 def test_every_price_used_is_a_row_of_the_table_with_its_source_and_date():
     table = cost.price_table()
     assert table, "empty price table"
-    for (item, region), row in table.items():
+    for row in table.values():
         assert row.usd > 0 and row.source and row.read == "2026-11-25", row
     result = estimate(US_EAST.settings())
     for line in result.lines:
@@ -261,7 +259,7 @@ def test_check_prints_the_monthly_total_in_one_line_per_stack():
         assert any(f"{expected:.2f} USD" in line and stack_file.stack in line for line in lines), lines
 
 
-def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_reporter_sends(node):  # noqa: F811
+def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_reporter_sends(node):
     settings = EXAMPLES["aq-examplemet-test"].settings()
     with moto_server(settings.region) as aws:
         run = subprocess.run(

@@ -8,7 +8,6 @@ real TLS connections to the real nginx and mosquitto.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import shutil
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.wis2node.mqtt_clients import V5, V311, Client
 from scripts.tls_policy import offered_ciphers, outside_profile
+from tests.wis2node.mqtt_clients import V5, V311, Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, _stop, _wait_for_port
 from wis2node.payload import BROKER_LIMITS, WEB_LIMITS
@@ -68,12 +67,10 @@ def websocket_upgrade(node: LocalNode, source: str = "127.0.0.1") -> tuple[ssl.S
     sock = tls_connect(node, node.ports.https, source)
     sock.sendall(
         (
-            "GET /mqtt HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET /mqtt HTTP/1.1\r\nHost: {SETTINGS.fqdn}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
             "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-        )
-        .format(SETTINGS.fqdn)
-        .encode()
+        ).encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:
@@ -106,7 +103,7 @@ def stream_until_closed(sock: ssl.SSLSocket, total: int, chunk: bytes) -> int:
         while sent < total:
             sock.sendall(chunk)
             sent += len(chunk)
-    except (ssl.SSLError, ConnectionError, socket.timeout):
+    except (TimeoutError, ssl.SSLError, ConnectionError):
         return sent
     return sent
 
@@ -348,7 +345,7 @@ def test_unfinished_requests_from_one_address_leave_the_server_reachable(node):
             try:
                 if sock.recv(1):
                     continue
-            except socket.timeout:
+            except TimeoutError:
                 still_open += 1
             except (OSError, ssl.SSLError):
                 pass
@@ -512,7 +509,7 @@ def _install_rsa_certificate(node: LocalNode) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SETTINGS.fqdn)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -7,7 +7,6 @@ import datetime
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -18,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from wis2node.stackfile import ROOT, STACKS, read_stack_file
 
 PEM = serialization.Encoding.PEM
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def name(text: str) -> x509.Name:

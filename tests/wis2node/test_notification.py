@@ -22,7 +22,7 @@ def test_messages_pass_the_wnm_test_suite(tmp_path, size):
         content=content,
         media_type="application/bufr",
         metadata_id="urn:wmo:md:aq-examplemet-test:synop",
-        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc),
+        observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.UTC),
     )
     report = ets_validate(message, tmp_path)
     assert report["summary"]["FAILED"] == 0, report

@@ -214,7 +214,7 @@ def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
     logs = client("logs", aws)
     for group in journal.log_groups(SETTINGS.stack).values():
         logs.create_log_group(logGroupName=group)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     lines = [
         journal_line("wis2-agent.service", "published data/core/x.bufr4", now - datetime.timedelta(minutes=30), "c1"),
         journal_line("mosquitto.service", "New client connected", now - datetime.timedelta(minutes=20), "c2"),

@@ -28,7 +28,7 @@ def node(tmp_path_factory):
 
 def expected_days(node: LocalNode) -> float:
     leaf = x509.load_pem_x509_certificates((node.tls_dir / "fullchain.pem").read_bytes())[0]
-    return (leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+    return (leaf.not_valid_after_utc - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
 
 
 def test_days_left_are_those_of_the_served_certificate(node):
@@ -110,8 +110,8 @@ def reported(cloudwatch, name: str, **dimensions: str) -> float:
         MetricName=name,
         Statistics=["Maximum"],
         Period=60,
-        StartTime=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10),
-        EndTime=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1),
+        StartTime=datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10),
+        EndTime=datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1),
         Dimensions=[
             {"Name": "Stack", "Value": SETTINGS.stack},
             *({"Name": k, "Value": v} for k, v in dimensions.items()),

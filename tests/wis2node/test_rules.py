@@ -14,7 +14,7 @@ from wis2node.rules import Event, Rejected
 CENTRE = "aq-examplemet-test"
 BUCKET = "wis2-ingest-example"
 SYNOP = "data/core/weather/surface-based-observations/synop"
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def record(

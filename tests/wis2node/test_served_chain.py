@@ -39,7 +39,7 @@ def _name(common_name: str) -> x509.Name:
 
 def _issue(subject: str, key, issuer: x509.Certificate | None, issuer_key, *, ca: bool) -> x509.Certificate:
     """A certificate as a public CA makes it: key identifiers, key usage, and SANs on the leaf."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))

@@ -161,7 +161,7 @@ def test_the_watcher_writes_only_its_state_folder_on_the_data_volume():
     assert watcher["ReadWritePaths"] == [f"{DATA_ROOT}/watcher"]
     # wis2-setup makes the folder (a sandboxed ExecStartPre cannot: its mount namespace needs it first)
     assert "ExecStartPre" not in watcher
-    assert f'install -d -o wis2-agent -g wis2-agent -m 0750 "$data/watcher"' in FILES["/usr/local/sbin/wis2-setup"]
+    assert 'install -d -o wis2-agent -g wis2-agent -m 0750 "$data/watcher"' in FILES["/usr/local/sbin/wis2-setup"]
     config = __import__("json").loads(FILES["/etc/wis2/node.json"])
     assert config["wis2"]["state_dir"] == f"{DATA_ROOT}/watcher"
     for name in ("wis2-republish.service", "wis2-gdc-check.service"):

@@ -28,7 +28,7 @@ STACK_TAG = [{"Key": "wis2-node:stack", "Value": SETTINGS.stack}]
 class SsmStandIn(BaseHTTPRequestHandler):
     """DescribeInstanceInformation only: every instance asked about is online."""
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         assert self.headers["X-Amz-Target"] == "AmazonSSM.DescribeInstanceInformation"
         ids = [v for f in body.get("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
