@@ -10,7 +10,7 @@ Each process's CPU is read from /proc (its client side only; moto's own CPU is p
 the first upload until its last event is deleted. Resident memory is read idle (started, connected,
 the dataset announced) and after the burst. Before that, in fresh interpreters: what importing
 pywis-pubsub's WNM test suite costs the ordinary way (the package's __init__ and every command)
-and as the agent does it (wis2node.wmo_checks.wnm_test_suite: the suite's module only).
+and as the agent does it (wis2node.node.wmo_checks.wnm_test_suite: the suite's module only).
 
     venv/bin/python bench/agent_cost.py [--files 1000]
 
@@ -88,7 +88,7 @@ if sys.argv[1] == "ordinary":
     except ModuleNotFoundError:
         from pywis_pubsub.ets import WNMTestSuite
 else:
-    from wis2node.wmo_checks import wnm_test_suite
+    from wis2node.node.wmo_checks import wnm_test_suite
     WNMTestSuite = wnm_test_suite()
 print(json.dumps({"ms": (time.perf_counter() - start) * 1000, "mib": rss() - before,
                   "modules": len(sys.modules), "numpy": "numpy" in sys.modules}))

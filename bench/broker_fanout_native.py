@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.local import LocalNode, _stop, _wait_for_port, free_port
-from wis2node.notification import build_notification
+from wis2node.node.notification import build_notification
 from wis2node.payload import BROKER_LIMITS
 from wis2node.stackfile import find_stack
 

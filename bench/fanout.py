@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, free_port
-from wis2node.notification import build_notification
+from wis2node.node.notification import build_notification
 from wis2node.stackfile import find_stack
 
 

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import Platform
-from wis2node import journal
+from wis2node.node import journal
 from wis2node.payload import (
     HOST_METRIC_NAMESPACE,
     METRIC_NAMESPACE,
@@ -256,7 +256,7 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.snapshot_role_policy]),
         )
         # What can change without a new machine: the node re-reads it every minute and applies
-        # only what changed (wis2node/runtime.py); never in user data, so a change here never
+        # only what changed (wis2node/node/runtime.py); never in user data, so a change here never
         # replaces the instance.
         self.runtime_parameter = aws.ssm.Parameter(
             f"{name}-runtime-config",

@@ -22,7 +22,7 @@ from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name, with_runbook
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
 
-PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agent", {"pattern": "wis2node agent"}))
+PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agent", {"pattern": "wis2node.node agent"}))
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class Monitoring(pulumi.ComponentResource):
                 threshold=1,
                 treat_missing_data="breaching",
             )
-        # Renewal overdue (wis2node/reporter.py): under a quarter of the certificate's lifetime left, or
+        # Renewal overdue (wis2node/node/reporter.py): under a quarter of the certificate's lifetime left, or
         # under certificateAlarmDays if lower; never on a healthy renewal cycle, whatever the lifetime.
         for endpoint in ("https", "mqtts"):
             self.alarms[f"certificate-{endpoint}-expiring"] = alarm(
@@ -279,7 +279,7 @@ class Monitoring(pulumi.ComponentResource):
         alarm: Callable[..., aws.cloudwatch.MetricAlarm],
         child: pulumi.ResourceOptions,
     ) -> None:
-        """What WIS2 says about the node (wis2node/watcher.py, wis2node/gdc.py) reaches the region's topic.
+        """What WIS2 says about the node (wis2node/node/watcher.py, wis2node/node/gdc.py) reaches the region's topic.
 
         The node's tools find the topic through a parameter (the instance exists before the topic, so
         its user data cannot name it) and may publish to it, through its key, and nothing else.
@@ -453,9 +453,9 @@ def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[
 
 
 def _wis2_widgets(settings: NodeSettings, widget: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """The node as WIS2 sees it (wis2node/watcher.py, wis2node/gdc.py), next to the host view."""
-    from wis2node.watcher import catalogue
-    from wis2node.wis2events import SEVERITIES
+    """The node as WIS2 sees it (wis2node/node/watcher.py, wis2node/node/gdc.py), next to the host view."""
+    from wis2node.node.watcher import catalogue
+    from wis2node.node.wis2events import SEVERITIES
 
     stack = ("Stack", settings.stack)
     events = widget(

@@ -165,7 +165,7 @@ def main(rootfs: str) -> int:
                 f"{DATA_ROOT}/public/index.html",
                 f"{DATA_ROOT}/tls/privkey.pem",
                 "/root/x",
-                "/var/lib/wis2node/current/src/wis2node/agent.py",
+                "/var/lib/wis2node/current/src/wis2node/node/agent.py",
             ):
                 attempt = inside(
                     pid1,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from wis2node.errors import SettingsError
 
-# Imports live in the commands: on the node, the tools (agent, certificate, ...) run with only
-# requirements-node.txt installed, so this module must not pull in pydantic, Jinja2 or PyYAML.
+# Imports live in the commands: the operator's verbs need pydantic, Jinja2 and PyYAML, and the node's
+# tools (wis2node.node, which the node runs as `python -m wis2node.node`) are offered here too.
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -301,7 +301,7 @@ def _network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _log_services() -> list[str]:
-    from wis2node.journal import SERVICES
+    from wis2node.node.journal import SERVICES
 
     return list(SERVICES)
 
@@ -341,13 +341,6 @@ def cmd_notice(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_tool(module: str, config: str) -> int:
-    """The tools that run on the node itself, each reading the node's rendered node.json."""
-    import importlib
-
-    return importlib.import_module(f"wis2node.{module}").main(config)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wis2node", description=__doc__)
     parser.add_argument("--version", action=_VersionAction)
@@ -376,31 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     _stack_option(demo, required=False, default="aq-examplemet-test")
     demo.set_defaults(func=cmd_demo)
 
-    for name, module, summary in (
-        ("agent", "agent", "run the node agent"),
-        ("certificate", "certificate", "get and install the TLS certificate"),
-        ("publisher-credential", "credential", "set the publisher account from SSM"),
-        ("retention", "retention", "remove published files past retention"),
-        ("reporter", "reporter", "report certificate days left and a heartbeat"),
-        (
-            "cloudwatch-agent",
-            "cloudwatch_agent",
-            "install Amazon's CloudWatch agent, signature checked, and configure it",
-        ),
-        ("apply-config", "runtime", "apply a changed runtime configuration or password"),
-        ("ship-logs", "journal", "ship the services' journal to CloudWatch Logs"),
-        ("watcher", "watcher", "turn what WIS2 says about the node into alerts"),
-        ("republish", "republish", "announce every discovery record again"),
-        ("gdc-check", "gdc", "compare the GDCs' records of the centre with the node's"),
-    ):
-        tool = commands.add_parser(name, help=f"{summary} (on the node)")
-        tool.add_argument(
-            "config",
-            nargs="?",
-            default="/etc/wis2/node.json",
-            help="the node's configuration (default /etc/wis2/node.json)",
-        )
-        tool.set_defaults(func=lambda args, module=module: _node_tool(module, args.config))
+    from wis2node.node.__main__ import add_tools
+
+    add_tools(commands)
 
     check = commands.add_parser("check", help="validate stack files offline (default: all of stacks/)")
     check.add_argument("stacks", nargs="*", help="stack names or stack file paths")
@@ -445,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument(
         "--global-endpoints",
         metavar="CSV",
-        help="the Global Services to ask, in the format of wis2node/data/global-endpoints.csv (default: that file)",
+        help="the Global Services to ask, as in wis2node/node/data/global-endpoints.csv (default: that file)",
     )
     audit.set_defaults(func=cmd_verify)
 

@@ -16,7 +16,7 @@ NODE_ALARMS = (
     "certificate-https-expiring",
     "certificate-mqtts-expiring",
     "certificate-renewal-failed",
-    # what WIS2 says about the node (wis2node/watcher.py)
+    # what WIS2 says about the node (wis2node/node/watcher.py)
     "wis2-events",
     "wis2-relay-low",
     "wis2-watcher-disconnected",

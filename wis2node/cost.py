@@ -15,17 +15,18 @@ import csv
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from wis2node.alarms import HEALTH_CHECK_REGION, NODE_ALARMS
-from wis2node.catalogue import DATA, global_services
 from wis2node.errors import SettingsError
+from wis2node.node.catalogue import global_services
 from wis2node.settings import NodeSettings
 
-PRICES_CSV = DATA / "aws-prices.csv"
+PRICES_CSV = Path(__file__).parent / "data" / "aws-prices.csv"
 HOURS_PER_MONTH = 730  # AWS's own monthly figure for an always-on resource
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 ANY_REGION = "*"
-# The agent long-polls the queue for one second at a time (wis2node/agent.py), so an idle node
+# The agent long-polls the queue for one second at a time (wis2node/node/agent.py), so an idle node
 # still asks SQS about once a second.
 IDLE_RECEIVES_PER_MONTH = HOURS_PER_MONTH * 3600
 SNS_FREE_EMAILS = 1000  # a month, per account (the source of the SNS price row)
@@ -40,7 +41,7 @@ HEALTH_CHECKS = ("HTTPS", "TCP")  # /healthz on 443, and 8883
 # CPU, memory, two status checks, heartbeat, two disks, three processes, two certificates, a failed
 # renewal, two WIS2; the two "unreachable" alarms live in us-east-1 with Route 53's health-check metrics.
 ALARMS_IN_NODE_REGION = len(NODE_ALARMS)
-# The endpoints the reporter measures (wis2node/reporter.py): CertificateDaysLeft and
+# The endpoints the reporter measures (wis2node/node/reporter.py): CertificateDaysLeft and
 # CertificateRenewalOverdue each, beside the Heartbeat, CertificateRenewalFailed and UnitsFailing.
 REPORTED_ENDPOINTS = ("https", "mqtts")
 
@@ -132,7 +133,7 @@ def wis2_metrics() -> int:
     GlobalBrokersConnected every minute, BrokersRelaying, RelayLatency and CacheCopiedShare while the
     node publishes, four a Global Discovery Catalogue every day. WIS2Events (one a severity) only in
     the hours an event comes, billed pro rata: not counted."""
-    from wis2node.watcher import catalogue
+    from wis2node.node.watcher import catalogue
 
     return 2 + 3 + 4 * len(catalogue("global-discovery-catalogue"))
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from wis2node.datasets import record_topics
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home
 from wis2node.metadata import metadata_dir
-from wis2node.notification import verify_integrity
+from wis2node.node.datasets import record_topics
+from wis2node.node.notification import verify_integrity
 from wis2node.settings import NodeSettings
 
 SAMPLE_TOPIC = "data/core/weather/surface-based-observations/synop"

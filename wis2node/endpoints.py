@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wis2node.accounts import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: F401 (re-exported)
+from wis2node.node.accounts import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: F401 (re-exported)
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 

@@ -134,7 +134,7 @@ class LocalIngest:
 
     def put_record(self, path: Path) -> str:
         """What Pulumi does with a stack's metadata record; returns the record's id."""
-        from wis2node.datasets import GTS_MAPPING, gts_key
+        from wis2node.node.datasets import GTS_MAPPING, gts_key
 
         record_id = json.loads(path.read_text())["id"]
         mapping = path.with_suffix("") / GTS_MAPPING  # the dataset's GTS headers go first, as Pulumi orders them
@@ -155,14 +155,14 @@ class LocalIngest:
 
 
 class AgentProcess:
-    """`python -m wis2node agent`, as the VM's systemd unit runs it, but against moto."""
+    """`python -m wis2node.node agent`, as the VM's systemd unit runs it, but against moto."""
 
     def __init__(self, config: Path, environment: dict[str, str], log: Path, home: Path | None = None):
         self.log = log.open("ab")
         # As the VM's unit runs it: fewer malloc arenas keep a threaded Python's memory down.
         extra = {"MALLOC_ARENA_MAX": "2", **({"HOME": str(home)} if home else {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wis2node", "agent", str(config)],
+            [sys.executable, "-m", "wis2node.node", "agent", str(config)],
             cwd=Path(__file__).resolve().parents[1],
             env={**run_environment(environment), **extra},
             stdout=self.log,

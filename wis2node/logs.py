@@ -1,7 +1,7 @@
 """Read the node's service logs from CloudWatch Logs, without a session on the node:
 `python -m wis2node logs --stack STACK [--service agent] [--since 1h]`.
 
-The node ships its journal there every minute (wis2node/journal.py); each service has its log
+The node ships its journal there every minute (wis2node/node/journal.py); each service has its log
 group, /wis2-node/<stack>/<service>, kept wis2-node:logRetentionDays.
 """
 
@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 from wis2node.errors import SettingsError
-from wis2node.journal import SERVICES, log_group
+from wis2node.node.journal import SERVICES, log_group
 
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from wis2node.datasets import GTS_MAPPING, DatasetError, conflicts, gts_key, parse_gts_mapping
+from wis2node.node.datasets import GTS_MAPPING, DatasetError, conflicts, gts_key, parse_gts_mapping
 from wis2node.settings import NodeSettings, SettingsError
 from wis2node.stackfile import STACKS
 
@@ -24,7 +24,7 @@ class MetadataRecord:
     path: Path
     id: str
     content: bytes
-    gts_mapping: bytes | None = None  # the dataset's GTS headers (wis2node.datasets), checked
+    gts_mapping: bytes | None = None  # the dataset's GTS headers (wis2node.node.datasets), checked
 
     @property
     def gts_key(self) -> str:

@@ -19,7 +19,7 @@ import threading
 import uuid
 
 from wis2node.errors import SettingsError
-from wis2node.wis2events import outage_notice, schema_errors
+from wis2node.node.wis2events import outage_notice, schema_errors
 
 MAX_MESSAGE = 1000
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wis2node import catalogue, tls
 from wis2node.errors import SettingsError
+from wis2node.node import catalogue, tls
 
 if TYPE_CHECKING:
     from wis2node.metadata import MetadataRecord

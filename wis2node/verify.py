@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from wis2node.alarms import HEALTH_CHECK_ALARMS, HEALTH_CHECK_REGION, NODE_ALARMS, alarm_name
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.node.tls import days_left
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
-from wis2node.tls import days_left
 
 if TYPE_CHECKING:
     from wis2node.verify_wis2 import Wis2Options

@@ -8,7 +8,7 @@
   beside the node's own broker; the first message of the node heard within --wis2-wait seconds
   says which brokers relayed it, and how long after the node's broker delivered it here;
 - wis2-gdc, one line per Global Discovery Catalogue: the stack's records (stacks/<stack>/metadata)
-  missing from it, stale in it, or unknown to the stack (wis2node/gdc.py);
+  missing from it, stale in it, or unknown to the stack (wis2node/node/gdc.py);
 - wis2-alerts: the latest WIS2 events the watcher alerted on (its log in CloudWatch Logs).
 
 A Global Service this machine cannot reach is one line saying so, marked "skip": it does not fail
@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.errors import SettingsError
+from wis2node.node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 
 CONNECT_TIMEOUT = 10.0  # seconds a broker has to accept the subscription
 RELAY_GRACE = 15.0  # seconds the Global Brokers have to relay the node's message once the node sent it
@@ -80,8 +80,8 @@ class Wis2Options:
 
 def global_endpoints(path: Path | None = None) -> tuple[list[Endpoint], list[tuple[str, str]]]:
     """The Global Brokers to listen on (one endpoint per operator) and the GDCs (name, base URL)."""
-    from wis2node import gdc
-    from wis2node.watcher import ENDPOINTS_CSV, catalogue
+    from wis2node.node import gdc
+    from wis2node.node.watcher import ENDPOINTS_CSV, catalogue
 
     source = path or ENDPOINTS_CSV
     try:
@@ -112,7 +112,7 @@ def global_endpoints(path: Path | None = None) -> tuple[list[Endpoint], list[tup
 
 
 def _broker(row: dict, source: Path) -> Endpoint:
-    from wis2node.gdc import LOOPBACK
+    from wis2node.node.gdc import LOOPBACK
 
     operator, transport, host = row.get("operator") or "", row.get("transport") or "", row.get("host") or ""
     where = f"--global-endpoints {source}: broker {operator!r}"
@@ -298,7 +298,7 @@ def gdc_checks(
     add: Add, declared: dict[str, str], catalogues: list[tuple[str, str]], centre_id: str, where: str
 ) -> None:
     """Ask every catalogue at once, each bounded by GDC_DEADLINE."""
-    from wis2node import gdc
+    from wis2node.node import gdc
 
     if not declared:
         add("wis2-gdc", True, f"no discovery records in {where} to look for", skipped=True)
@@ -434,8 +434,8 @@ def watcher_checks(add: Add, session, settings, now: datetime.datetime) -> None:
 def alert_checks(add: Add, session, stack: str, now: datetime.datetime, days: int = ALERT_DAYS) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from wis2node.journal import log_group
-    from wis2node.watcher import EVENT_LINE, EVENT_PATTERN
+    from wis2node.node.journal import log_group
+    from wis2node.node.watcher import EVENT_LINE, EVENT_PATTERN
 
     group = log_group(stack, "watcher")
     logs = session.client("logs")
@@ -501,7 +501,7 @@ def run(
     if options.live:
         brokers, catalogues = list(options.brokers), list(options.catalogues)
         directory = metadata_dir(settings.stack)
-        from wis2node.gdc import updated_by_id
+        from wis2node.node.gdc import updated_by_id
 
         declared = updated_by_id(directory) if directory.is_dir() else {}
         held: list = []

@@ -16,8 +16,8 @@ import pulumi
 import pytest
 
 from tests.pulumi_harness import Deployment, run_program
-from wis2node import catalogue
-from wis2node.catalogue import GlobalService
+from wis2node.node import catalogue
+from wis2node.node.catalogue import GlobalService
 from wis2node.stackfile import StackFile, find_stack
 
 RULES_PER_GROUP = 60

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import DOC_IP, MOCK_KEY_PEM, Deployment, mock_certificate, run_program, user_data_files
-from wis2node.catalogue import GLOBAL_SERVICES_CSV
+from wis2node.node.catalogue import GLOBAL_SERVICES_CSV
 from wis2node.stackfile import StackFile
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"

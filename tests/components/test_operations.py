@@ -42,7 +42,7 @@ def test_every_stack_declares_the_alarms_with_their_actions(stack_file: StackFil
     assert {
         found[f"{p}-down"]["dimensions"].get("exe") or found[f"{p}-down"]["dimensions"].get("pattern")
         for p in ("broker", "web", "agent")
-    } == {"mosquitto", "nginx", "wis2node agent"}
+    } == {"mosquitto", "nginx", "wis2node.node agent"}
     for name, alarm in found.items():
         assert alarm["alarmActions"], name  # every alarm tells someone
         assert alarm["dimensions"], name
@@ -128,9 +128,13 @@ def test_the_node_reports_what_the_alarms_watch(stack_file: StackFile, deploymen
     collected = agent["metrics"]["metrics_collected"]
     assert collected["mem"]["measurement"] == ["mem_used_percent"]
     assert collected["disk"]["resources"] == ["/", "/srv/wis2"]
-    assert [p.get("exe") or p.get("pattern") for p in collected["procstat"]] == ["mosquitto", "nginx", "wis2node agent"]
+    assert [p.get("exe") or p.get("pattern") for p in collected["procstat"]] == [
+        "mosquitto",
+        "nginx",
+        "wis2node.node agent",
+    ]
     assert agent["metrics"]["namespace"] == alarms(deployment)["memory-high"]["namespace"]
-    assert "wis2node reporter" in files["/etc/systemd/system/wis2-reporter.service"].decode()
+    assert "wis2node.node reporter" in files["/etc/systemd/system/wis2-reporter.service"].decode()
     assert b"OnUnitActiveSec=5min" in files["/etc/systemd/system/wis2-reporter.timer"]
 
 

@@ -142,7 +142,7 @@ def test_node_package_is_deterministic_and_complete():
     import zipfile
 
     names = zipfile.ZipFile(io.BytesIO(first.archive)).namelist()
-    assert "requirements-node.txt" in names and "wis2node/agent.py" in names
+    assert "requirements-node.txt" in names and "wis2node/node/agent.py" in names
     assert not [n for n in names if "__pycache__" in n]
 
 

@@ -314,7 +314,7 @@ def _signed_test_package(work: Path) -> tuple[str, Path, Path, Path]:
 
 
 def test_the_cloudwatch_agent_installs_only_with_a_good_signature(node):
-    from wis2node.cloudwatch_agent import KEY_BUCKET, KEY_KEY, package_key
+    from wis2node.node.cloudwatch_agent import KEY_BUCKET, KEY_KEY, package_key
     from wis2node.payload import CLOUDWATCH_AGENT
 
     fingerprint, package, signature, key = _signed_test_package(node.work)
@@ -460,7 +460,7 @@ def test_memory_of_the_node_after_a_burst(node):
     groups: dict[str, int] = {}
     for line in table.splitlines():
         rss, comm, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(None, 1), "")
-        tool = args.split("-m wis2node ", 1)[1].split()[0] if "-m wis2node " in args else None
+        tool = args.split("-m wis2node.node ", 1)[1].split()[0] if "-m wis2node.node " in args else None
         name = tool or comm  # the node's tools by name: agent, watcher, ...
         groups[name] = groups.get(name, 0) + int(rss)
     total = sum(groups.values())

@@ -289,8 +289,8 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
 
 
 def test_the_wis2_metrics_are_those_the_watcher_and_the_gdc_check_put(tmp_path):
-    from wis2node import gdc
-    from wis2node.watcher import Watcher
+    from wis2node.node import gdc
+    from wis2node.node.watcher import Watcher
 
     config = {"centre_id": "aq-examplemet", "stack": "s", "wis2": {"state_dir": str(tmp_path)}}
     watcher = Watcher(config, alert=lambda *a: None, put=lambda data: None, clock=lambda: 10_000.0)

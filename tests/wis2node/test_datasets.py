@@ -10,11 +10,11 @@ import pytest
 from tests.wmo import ets_validate
 from wis2node import metadata as metadata_module
 from wis2node.check import check_stacks
-from wis2node.datasets import DatasetError, conflicts, gts_for, parse_gts_mapping, record_topics
 from wis2node.metadata import metadata_dir
-from wis2node.notification import build_notification
+from wis2node.node.datasets import DatasetError, conflicts, gts_for, parse_gts_mapping, record_topics
+from wis2node.node.notification import build_notification
+from wis2node.node.wmo_checks import validate_notification
 from wis2node.stackfile import find_stack
-from wis2node.wmo_checks import validate_notification
 
 STACK = find_stack("aq-examplemet-test")
 SYNOP = metadata_dir(STACK.stack) / "surface-based-observations-synop.json"

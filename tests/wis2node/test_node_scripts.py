@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.wis2node.mqtt_clients import Client
-from wis2node import reporter
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode, free_port, write_certificate
 from wis2node.localcloud import client, moto_server, run_environment
+from wis2node.node import reporter
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()

@@ -15,9 +15,9 @@ from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.errors import SettingsError
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
+from wis2node.node.wis2events import schema_errors
 from wis2node.notice import build
 from wis2node.stackfile import ROOT, find_stack
-from wis2node.wis2events import schema_errors
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id

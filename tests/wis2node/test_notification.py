@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from tests.wmo import ets_validate
-from wis2node.notification import INLINE_LIMIT, build_notification, verify_integrity
+from wis2node.node.notification import INLINE_LIMIT, build_notification, verify_integrity
 
 HREF = "https://wis2node-test.examplemet.example.org/data/core/weather/surface-based-observations/synop/x.bufr4"
 

@@ -15,11 +15,11 @@ import sys
 import pytest
 
 from tests.wis2node.mqtt_clients import Client
-from wis2node import journal, runtime
 from wis2node.__main__ import main as cli_main
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
+from wis2node.node import journal, runtime
 from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
@@ -110,7 +110,7 @@ def test_a_changed_retention_reaches_the_node_and_reloads_nothing(node, aws):
     done = runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
     assert any("publishing.retention_days 30 -> 7" in line for line in done), done
     assert actions == [], "the retention timer reads it at its next run: nothing to reload"
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     assert load(config)["publishing"]["retention_days"] == 7
     # the retention tool, as its timer runs it, uses the new value

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from wis2node.local import LocalNode, free_port, write_certificate
 from wis2node.localcloud import client, moto_server, run_environment
-from wis2node.reporter import measurements
+from wis2node.node.reporter import measurements
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
@@ -137,11 +137,11 @@ RENEWAL_CASES = [
 
 @pytest.mark.parametrize("days,age,overdue", RENEWAL_CASES)
 def test_renewal_overdue_is_relative_to_the_lifetime(node, tmp_path, monkeypatch, days, age, overdue):
-    from wis2node.reporter import report
+    from wis2node.node.reporter import report
 
     install(node, days, age)
     fake_systemctl(tmp_path / "bin", monkeypatch, "success", "success")
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     config = load(str(node.path("/etc/wis2/node.json")), needs=(("monitoring", "certificate_alarm_days"),))
     assert config["monitoring"]["certificate_alarm_days"] == SETTINGS.certificate_alarm_days == 21
@@ -156,7 +156,7 @@ def test_renewal_overdue_is_relative_to_the_lifetime(node, tmp_path, monkeypatch
 
 
 def test_a_failed_renewal_attempt_is_reported(node, tmp_path, monkeypatch):
-    from wis2node.reporter import report
+    from wis2node.node.reporter import report
 
     install(node, 90, 1)  # a fresh certificate: only the failed attempt is wrong
     fake_systemctl(tmp_path / "bin", monkeypatch, "exit-code", "success")  # certbot.service failed

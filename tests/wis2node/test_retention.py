@@ -19,7 +19,7 @@ def test_files_past_retention_are_removed(tmp_path):
         "data/core/weather/a/recent.bufr4": now - 6 * 86400,
         "data/core/weather/b/old-too.bufr4": now - 30 * 86400,
         "metadata/old-record.json": now - 400 * 86400,
-        # the copies an update links to (wis2node.rules.version_key) expire by their own age
+        # the copies an update links to (wis2node.node.rules.version_key) expire by their own age
         f"data/core/weather/a/_versions/{'0' * 32}/recent.bufr4": now - 9 * 86400,
         f"data/core/weather/a/_versions/{'1' * 32}/recent.bufr4": now - 1 * 86400,
     }
@@ -46,7 +46,7 @@ def test_files_past_retention_are_removed(tmp_path):
 
 
 def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):
-    from wis2node.state import State
+    from wis2node.node.state import State
 
     state = State(tmp_path / "state.sqlite")
     state.rel_for("old-message/0", "data/a.bufr4", deleted=False)

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from wis2node import rules
-from wis2node.rules import Event, Rejected
+from wis2node.node import rules
+from wis2node.node.rules import Event, Rejected
 
 CENTRE = "aq-examplemet-test"
 BUCKET = "wis2-ingest-example"

@@ -1,7 +1,7 @@
 """What the HTTPS server says about a file matches what its notification says (issue 13, item 5).
 
 Real nginx with the rendered configuration (the local node): each file is served with the media
-type its link announces (wis2node/media_types.py), and browsers may read data and metadata from
+type its link announces (wis2node/node/media_types.py), and browsers may read data and metadata from
 any origin (CORS), while the server stays read-only.
 """
 
@@ -14,7 +14,7 @@ import ssl
 import pytest
 
 from wis2node.local import LocalNode
-from wis2node.media_types import DEFAULT_MEDIA_TYPE, MEDIA_TYPES, METADATA_TYPE, media_type
+from wis2node.node.media_types import DEFAULT_MEDIA_TYPE, MEDIA_TYPES, METADATA_TYPE, media_type
 from wis2node.stackfile import find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wis2node.cloudwatch_agent import Refused, verified_signer
+from wis2node.node.cloudwatch_agent import Refused, verified_signer
 from wis2node.payload import CLOUDWATCH_AGENT, PACKAGE_ROOT, DeployFacts, node_package, render_files
 from wis2node.stackfile import find_stack
 
@@ -49,7 +49,8 @@ def test_the_node_installs_from_the_lock_with_require_hashes():
     assert "requirements-node.lock" in names
     # the WMO bundles travel in the package: nothing is synced from GitHub at boot
     assert (
-        "wis2node/data/wmo-home/.pywis-pubsub/wis2-notification-message/wis2-notification-message-bundled.json" in names
+        "wis2node/node/data/wmo-home/.pywis-pubsub/wis2-notification-message/wis2-notification-message-bundled.json"
+        in names
     )
     assert not any("sync" in text for path, text in files.items() if path.startswith("/usr/local/sbin/"))
 

@@ -139,7 +139,7 @@ def test_the_agent_writes_only_its_folders_as_its_own_account():
     ]
     assert agent["UMask"] == ["0022"], "nginx (www-data) reads what the agent writes"
     assert [e for e in agent["Environment"] if e.startswith("HOME=")] == [
-        "HOME=/var/lib/wis2node/current/src/wis2node/data/wmo-home"
+        "HOME=/var/lib/wis2node/current/src/wis2node/node/data/wmo-home"
     ]
     # the one step as root: the folders the bootstrap made (and an older agent's files) become the agent's
     assert agent["ExecStartPre"] == [
@@ -172,7 +172,7 @@ def test_the_daily_timers_start_their_services():
     for name in ("wis2-republish", "wis2-gdc-check"):
         timer = FILES[f"/etc/systemd/system/{name}.timer"]
         assert "OnCalendar=" in timer and "Persistent=true" in timer and "WantedBy=timers.target" in timer
-        assert f"-m wis2node {name.removeprefix('wis2-')} " in UNITS[f"{name}.service"]
+        assert f"-m wis2node.node {name.removeprefix('wis2-')} " in UNITS[f"{name}.service"]
 
 
 def test_the_agents_account_is_declared_in_the_user_data():

@@ -19,17 +19,17 @@ from tests.wis2node.global_broker import StandInGlobalBroker, example
 from tests.wis2node.mqtt_clients import Client
 from tests.wis2node.test_verify import Deployed, SsmStandIn
 from tests.wis2node.test_wis2_metadata import StandInCatalogue, record
-from wis2node import gdc
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.errors import SettingsError
-from wis2node.journal import log_group
 from wis2node.local import LocalNode, free_port
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.metadata import metadata_dir
+from wis2node.node import gdc
+from wis2node.node.journal import log_group
+from wis2node.node.watcher import event_line
+from wis2node.node.wis2events import parse
 from wis2node.stackfile import ROOT, find_stack
 from wis2node.verify_wis2 import Wis2Options, global_endpoints
-from wis2node.watcher import event_line
-from wis2node.wis2events import parse
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id

@@ -16,8 +16,7 @@ from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
-from wis2node.stackfile import ROOT, find_stack
-from wis2node.watcher import (
+from wis2node.node.watcher import (
     EVENT_PATTERN,
     Connection,
     Relays,
@@ -27,7 +26,8 @@ from wis2node.watcher import (
     event_line,
     global_brokers,
 )
-from wis2node.wis2events import parse
+from wis2node.node.wis2events import parse
+from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
@@ -250,7 +250,7 @@ def test_the_catalogue_names_two_brokers_the_node_can_reach():
 
 
 def test_a_threaded_watcher_stops_on_request(node, brokers, tmp_path):
-    from wis2node import watcher as module
+    from wis2node.node import watcher as module
 
     config = config_for(node, brokers, tmp_path / "state", alerts_topic_arn="arn:aws:sns:eu-west-1:1:x")
     stop = threading.Event()

@@ -17,11 +17,11 @@ import urllib.parse
 import pytest
 
 from tests.wis2node.mqtt_clients import Client
-from wis2node import gdc
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.local import LocalNode, free_port
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.metadata import metadata_dir
+from wis2node.node import gdc
 from wis2node.stackfile import ROOT, find_stack
 
 SETTINGS = find_stack("aq-examplemet-test").settings()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from wis2node.notification import build_notification
-from wis2node.rules import Rejected
-from wis2node.wmo_checks import validate_notification
+from wis2node.node.notification import build_notification
+from wis2node.node.rules import Rejected
+from wis2node.node.wmo_checks import validate_notification
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,9 +51,9 @@ def test_a_notification_in_local_time_fails_the_suites_temporal_test():
 # In a fresh interpreter, as the agent starts: its module, its checks on one good and one bad message.
 AGENT_CHECKS = """
 import datetime, json, sys
-import wis2node.agent as agent
-from wis2node.notification import build_notification
-from wis2node.rules import Rejected
+import wis2node.node.agent as agent
+from wis2node.node.notification import build_notification
+from wis2node.node.rules import Rejected
 good = build_notification(data_id="aq-examplemet-test/x", href="https://node.example.org/x", content=b"x",
                           media_type="application/bufr",
                           observed=datetime.datetime(2026, 11, 24, 6, tzinfo=datetime.timezone.utc))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import jinja2
 
-from wis2node import journal
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_USER
-from wis2node.media_types import DEFAULT_MEDIA_TYPE, METADATA_TYPE, nginx_types
+from wis2node.node import journal
+from wis2node.node.media_types import DEFAULT_MEDIA_TYPE, METADATA_TYPE, nginx_types
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -240,12 +240,12 @@ PACKAGE_KEY = "node/wis2node.zip"
 # Where the node's metrics go: its own reports, and the CloudWatch agent's host metrics.
 METRIC_NAMESPACE = "WIS2Node"
 HOST_METRIC_NAMESPACE = "WIS2Node/Host"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds wis2node/ and requirements-node.txt
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds wis2node/node/ and requirements-node.txt
 
 
 @dataclass(frozen=True)
 class NodePackage:
-    """The node's own Python software (agent, certificate and credential tools), as one zip."""
+    """The node's own Python software (the package wis2node.node), as one zip."""
 
     archive: bytes
     key: str = PACKAGE_KEY
@@ -256,10 +256,15 @@ class NodePackage:
 
 
 def node_package(root: Path = PACKAGE_ROOT) -> NodePackage:
-    """A deterministic zip (fixed times, sorted) of wis2node/ and its pinned requirements."""
-    files = [root / "requirements-node.txt", root / "requirements-node.lock"] + sorted(
+    """A deterministic zip (fixed times, sorted) of wis2node/node/ and its pinned requirements.
+
+    wis2node/__init__.py comes along so that wis2node.node imports as it does here; nothing else
+    of the operator's side does.
+    """
+    files = [root / "requirements-node.txt", root / "requirements-node.lock", root / "wis2node" / "__init__.py"]
+    files += sorted(
         path
-        for path in (root / "wis2node").rglob("*")
+        for path in (root / "wis2node" / "node").rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
     buffer = io.BytesIO()

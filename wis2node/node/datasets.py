@@ -26,7 +26,7 @@ GTS_MAPPING = "gts_headers_mapping.csv"
 GTS_COLUMNS = ("string_in_filepath", "TTAAii", "CCCC")
 _TTAAII = re.compile(r"[A-Z]{4}[0-9]{2}")
 _CCCC = re.compile(r"[A-Z]{4}")
-_FILE_PART = re.compile(r"[A-Za-z0-9._-]+")  # what a published file name may hold (wis2node.rules.FILE_NAME)
+_FILE_PART = re.compile(r"[A-Za-z0-9._-]+")  # what a published file name may hold (wis2node.node.rules.FILE_NAME)
 GTS_ROWS_MAX = 10_000
 
 
@@ -166,7 +166,7 @@ class BucketDatasets:
         self._problems: dict[str, str] = {}  # record key -> why its GTS mapping is unusable
 
     def for_topic(self, topic: str) -> Dataset:
-        from wis2node.rules import Rejected
+        from wis2node.node.rules import Rejected
 
         seen = self.generation
         if self.stale or topic not in self._by_topic or self._clock() - self.loaded_at > self.MAX_AGE:
@@ -228,7 +228,7 @@ class BucketDatasets:
         """A record (dict), a GTS mapping (its rows or the DatasetError), or None for anything else."""
         import json
 
-        from wis2node.rules import Rejected
+        from wis2node.node.rules import Rejected
 
         try:
             content = self.fetch(key)

@@ -1,8 +1,8 @@
 """What WIS2 says about the node, heard from the Global Brokers, as alerts and metrics.
 
-    python -m wis2node watcher [/etc/wis2/node.json]
+    python -m wis2node.node watcher [/etc/wis2/node.json]
 
-Subscribes as everyone on at least two Global Brokers (wis2node/data/global-endpoints.csv) to
+Subscribes as everyone on at least two Global Brokers (wis2node/node/data/global-endpoints.csv) to
 monitor/, origin/ and cache/a/wis2/<centre-id>/#, and on the node's own broker to origin/...:
 - each WIS2 Monitoring Event about the centre becomes one alert on the stack's SNS topic (de-duplicated
   across brokers, state on the data volume) and a WIS2Events datapoint with its severity; ERROR and
@@ -34,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wis2node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
-from wis2node.catalogue import DATA
-from wis2node.wis2events import ALARMING, Event, Malformed, parse
+from wis2node.node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.node.catalogue import DATA
+from wis2node.node.wis2events import ALARMING, Event, Malformed, parse
 
-LOG = logging.getLogger("wis2node.watcher")
+LOG = logging.getLogger("wis2node.node.watcher")
 ENDPOINTS_CSV = DATA / "global-endpoints.csv"
 LOCAL = "local"  # the node's own broker, among the brokers
 WATCHED_TRANSPORTS = ("wss",)  # what the node's egress lets out (HTTPS 443); see the CSV's header

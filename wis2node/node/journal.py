@@ -1,4 +1,4 @@
-"""Ship the node's service logs from journald to CloudWatch Logs: `python -m wis2node ship-logs`.
+"""Ship the node's service logs from journald to CloudWatch Logs: `python -m wis2node.node ship-logs`.
 
 Run by wis2-logs.timer every minute. It reads `journalctl -o json` for the node's units after
 the cursor it saved last time, sends each service's lines to its log group

@@ -6,7 +6,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from wis2node.rules import Rejected
+from wis2node.node.rules import Rejected
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt

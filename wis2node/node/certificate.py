@@ -97,7 +97,7 @@ def from_stack(config: dict) -> int:
 
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     config = load(config_path, (("tls", "letsencrypt_email"),))
     return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)

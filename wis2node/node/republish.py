@@ -1,6 +1,6 @@
 """Announce every discovery metadata record the node serves again (the daily timer).
 
-    python -m wis2node republish [/etc/wis2/node.json]
+    python -m wis2node.node republish [/etc/wis2/node.json]
 
 A Global Broker relays only what it hears: a record announced before a broker (or a Global
 Discovery Catalogue) subscribed is lost to it. wis2box republishes its records every day for this
@@ -15,11 +15,11 @@ import logging
 import sys
 from pathlib import Path
 
-from wis2node.media_types import METADATA_TYPE
-from wis2node.notification import build_notification
-from wis2node.rules import Rejected, check_file_name
+from wis2node.node.media_types import METADATA_TYPE
+from wis2node.node.notification import build_notification
+from wis2node.node.rules import Rejected, check_file_name
 
-LOG = logging.getLogger("wis2node.republish")
+LOG = logging.getLogger("wis2node.node.republish")
 MAX_RECORD_BYTES = 1024 * 1024
 
 
@@ -43,7 +43,7 @@ def records(metadata_dir: Path) -> list[tuple[Path, dict]]:
 
 def republish(config: dict, publisher, validate=None) -> list[str]:
     """Publish one notification per record; return the record ids announced."""
-    from wis2node.wmo_checks import validate_notification
+    from wis2node.node.wmo_checks import validate_notification
 
     validate = validate or validate_notification
     centre = config["centre_id"]
@@ -67,7 +67,7 @@ def republish(config: dict, publisher, validate=None) -> list[str]:
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     import boto3
 
-    from wis2node.publisher import Publisher
+    from wis2node.node.publisher import Publisher
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with open(config_path) as handle:

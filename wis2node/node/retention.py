@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-LOG = logging.getLogger("wis2node.retention")
+LOG = logging.getLogger("wis2node.node.retention")
 
 
 def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[Path]:
@@ -25,13 +25,13 @@ def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     publishing = load(config_path, (("publishing", "retention_days"),))["publishing"]
     removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
     LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
     if publishing.get("state_db") and Path(publishing["state_db"]).exists():
-        from wis2node.state import State
+        from wis2node.node.state import State
 
         LOG.info(
             "forgot %d events the queue can no longer redeliver", State(Path(publishing["state_db"])).forget_events()

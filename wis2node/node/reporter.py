@@ -9,7 +9,7 @@ a short certificate or wait too long on a long one. Renewal is overdue when less
 the certificate's lifetime is left, or fewer than the stack's certificateAlarmDays, whichever is
 lower: certbot renews with a third of the lifetime left, so a healthy cycle never gets there.
 
-    python -m wis2node reporter [/etc/wis2/node.json]
+    python -m wis2node.node reporter [/etc/wis2/node.json]
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import sys
 
 from cryptography import x509
 
-from wis2node.tls import days_left
+from wis2node.node.tls import days_left
 
 DEFAULT_ALARM_DAYS = 21  # wis2-node:certificateAlarmDays' default (wis2node/settings.py)
 # The units that renew the certificate: certbot's own (Let's Encrypt) and the node's (every mode).
 RENEWAL_UNITS = {"letsencrypt": ("certbot.service", "wis2-certificate.service")}
 DEFAULT_RENEWAL_UNITS = ("wis2-certificate.service",)
 
-LOG = logging.getLogger("wis2node.reporter")
+LOG = logging.getLogger("wis2node.node.reporter")
 
 
 def served_certificate(port: int, fqdn: str, host: str = "127.0.0.1") -> bytes:
@@ -193,7 +193,7 @@ def main(config_path: str = "/etc/wis2/node.json") -> int:
     import boto3
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     config = load(config_path, needs=(("monitoring", "certificate_alarm_days"),))
     sent = report(config, boto3.client("cloudwatch", region_name=config["region"]))

@@ -1,4 +1,4 @@
-"""Apply, on the node, what changed in place: `python -m wis2node apply-config [node.json]`.
+"""Apply, on the node, what changed in place: `python -m wis2node.node apply-config [node.json]`.
 
 Run by wis2-config.timer every minute (and once at boot, before the agent). Two sources, both
 SSM parameters of the stack:
@@ -28,14 +28,14 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from wis2node.nodeconfig import RUNTIME_KEYS
+from wis2node.node.nodeconfig import RUNTIME_KEYS
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 MAX_FILE_BYTES = 5 * 1024**3  # an S3 single PUT's limit
 # The apt configuration file the reboot time goes into (the template is the file it becomes).
 APT_REBOOT_TEMPLATE = os.path.join(
-    os.path.dirname(__file__), "payload", "templates", "etc", "apt", "apt.conf.d", "53wis2-reboot-time"
+    os.path.dirname(__file__), "templates", "etc", "apt", "apt.conf.d", "53wis2-reboot-time"
 )
 
 
@@ -128,7 +128,7 @@ def systemctl(*args: str) -> None:
 
 def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = None) -> list[str]:
     """Bring the node in line with the two parameters; return what was done, one line each."""
-    from wis2node.credential import set_password
+    from wis2node.node.credential import set_password
 
     with open(config_path) as handle:
         node = json.load(handle)

@@ -2,7 +2,7 @@
 
 node.json comes with the machine (user data): what needs a new machine to change. The runtime
 file (/etc/wis2/runtime.json) holds what can change in place; the node's `apply-config` tool
-writes it from the stack's SSM parameter (wis2node/runtime.py). The rendered node.json never
+writes it from the stack's SSM parameter (wis2node/node/runtime.py). The rendered node.json never
 carries a runtime key; a key written in node.json by hand wins over the runtime file.
 Node-side: standard library only.
 """
@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 # The keys that can change without a new machine, by section of node.json, and what the node
-# must do when one changes (wis2node/runtime.py): None is nothing, the next run reads it.
+# must do when one changes (wis2node/node/runtime.py): None is nothing, the next run reads it.
 RUNTIME_KEYS: dict[tuple[str, str], str | None] = {
     ("publishing", "retention_days"): None,  # read by each run of wis2-retention
     ("publishing", "max_file_bytes"): "restart-agent",  # read when the agent starts
@@ -26,11 +26,15 @@ RUNTIME_KEYS: dict[tuple[str, str], str | None] = {
 }
 
 
+# Where the renderer puts node.json on the VM, and where every tool of the node reads it by default.
+CONFIG_PATH = "/etc/wis2/node.json"
+
+
 class ConfigError(Exception):
     """The node's configuration is incomplete or wrong; the message says what to do."""
 
 
-def load(path: str = "/etc/wis2/node.json", needs: tuple[tuple[str, str], ...] = tuple(RUNTIME_KEYS)) -> dict[str, Any]:
+def load(path: str = CONFIG_PATH, needs: tuple[tuple[str, str], ...] = tuple(RUNTIME_KEYS)) -> dict[str, Any]:
     """node.json with the runtime keys the tool needs filled in; ConfigError when one is missing."""
     with open(path) as handle:
         config = json.load(handle)

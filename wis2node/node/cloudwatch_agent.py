@@ -1,7 +1,7 @@
 """Amazon's CloudWatch agent on the node, at a pinned version, installed only once its package's
 signature checks out against the fingerprint of Amazon's signing key; then configured.
 
-    python -m wis2node cloudwatch-agent [/etc/wis2/node.json]
+    python -m wis2node.node cloudwatch-agent [/etc/wis2/node.json]
 
 The version and the signer's fingerprint come from the environment (the unit sets them, from the
 renderer's pins): CLOUDWATCH_AGENT_VERSION, CLOUDWATCH_AGENT_SIGNER. The package, its detached
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-LOG = logging.getLogger("wis2node.cloudwatch_agent")
+LOG = logging.getLogger("wis2node.node.cloudwatch_agent")
 # docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/verify-CloudWatch-Agent-Package-Signature.html
 KEY_BUCKET, KEY_KEY = "amazoncloudwatch-agent", "assets/amazon-cloudwatch-agent.gpg"
 INSTALLED = Path("/var/lib/wis2/cloudwatch-agent.version")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-from wis2node.jsonobject import json_object
-from wis2node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
+from wis2node.node.jsonobject import json_object
+from wis2node.node.media_types import media_type  # noqa: F401 (a rule of its own, shared with nginx)
 
 # A topic level, as WMO's conventions (wmo-im/wis2-topic-hierarchy, /req/core/conventions) and its
 # registered levels have them: lowercase ASCII letters and digits, words joined by '-'. No registered
@@ -31,7 +31,7 @@ TOPIC_LEVEL = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 FILE_NAME_MAX = 255
 KEY_MAX = 1024  # S3's own limit, in bytes
-# The link's media type: wis2node.media_types, the one table nginx serves the same files with. The
+# The link's media type: wis2node.node.media_types, the one table nginx serves the same files with. The
 # uploader's Content-Type is never used: it could make a link announce text/html.
 # RFC 3339 date-time; a time without an offset is taken as UTC, as uploaders have always sent it.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?")

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from types import ModuleType
 
-from wis2node.rules import Rejected, to_json
+from wis2node.node.rules import Rejected, to_json
 
-LOG = logging.getLogger("wis2node.agent")
+LOG = logging.getLogger("wis2node.node.agent")
 MESSAGE_MAX = 8192  # WNM 1.0
 
 

@@ -1,8 +1,8 @@
 """Are the node's discovery records in the Global Discovery Catalogues, and current? (the daily timer)
 
-    python -m wis2node gdc-check [/etc/wis2/node.json]
+    python -m wis2node.node gdc-check [/etc/wis2/node.json]
 
-Asks each GDC of wis2node/data/global-endpoints.csv the way the wis2box operations guide tells an
+Asks each GDC of wis2node/node/data/global-endpoints.csv the way the wis2box operations guide tells an
 operator to (OGC API - Records: /collections/wis2-discovery-metadata/items?q=<centre-id>), and
 compares with the records the node serves under /metadata/:
 - missing: served by the node, not in the catalogue (announced before it subscribed, or refused:
@@ -26,10 +26,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wis2node.jsonobject import json_object
-from wis2node.republish import records
+from wis2node.node.jsonobject import json_object
+from wis2node.node.republish import records
 
-LOG = logging.getLogger("wis2node.gdc")
+LOG = logging.getLogger("wis2node.node.gdc")
 COLLECTION = "collections/wis2-discovery-metadata/items"
 PAGE = 100
 MAX_PAGES = 20
@@ -63,7 +63,7 @@ class Finding:
 
 def catalogues(config: dict) -> list[tuple[str, str]]:
     """(name, base URL) of each GDC: node.json's list (tests), else the catalogue's."""
-    from wis2node.watcher import catalogue
+    from wis2node.node.watcher import catalogue
 
     listed = config.get("wis2", {}).get("catalogues")
     if listed:
@@ -208,7 +208,7 @@ def metrics(config: dict, findings: list[Finding]) -> list[dict]:
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     import boto3
 
-    from wis2node.watcher import alerts_topic
+    from wis2node.node.watcher import alerts_topic
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with open(config_path) as handle:

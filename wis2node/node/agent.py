@@ -2,13 +2,13 @@
 
 For each S3 event (through SQS) the agent copies the object under the node's public directory,
 builds the WIS2 Notification Message, checks the event, the key and the object's metadata with
-the node's rules (wis2node.rules), then the topic (pywis-topics) and the message (pywis-pubsub's
+the node's rules (wis2node.node.rules), then the topic (pywis-topics) and the message (pywis-pubsub's
 test suite), publishes it at QoS 1 as the publisher account and deletes the event only once the
 broker has acknowledged it. Events it cannot publish go to the dead-letter queue with the
 reason; a broker that is down or an agent that is killed loses nothing, since the event stays
 in the queue until it is acknowledged (at least once; a repeat carries the same data_id).
 
-    python -m wis2node agent [/etc/wis2/node.json]
+    python -m wis2node.node agent [/etc/wis2/node.json]
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wis2node import rules
-from wis2node.datasets import BucketDatasets, Dataset
-from wis2node.deleter import Deleter, acquire_up_to
-from wis2node.notification import build_notification, parse_rfc3339
-from wis2node.publisher import BrokerUnavailable, Publisher
-from wis2node.rules import Event, Rejected
-from wis2node.state import Announced, State
-from wis2node.wmo_checks import topic_validator, validate_notification
+from wis2node.node import rules
+from wis2node.node.datasets import BucketDatasets, Dataset
+from wis2node.node.deleter import Deleter, acquire_up_to
+from wis2node.node.notification import build_notification, parse_rfc3339
+from wis2node.node.publisher import BrokerUnavailable, Publisher
+from wis2node.node.rules import Event, Rejected
+from wis2node.node.state import Announced, State
+from wis2node.node.wmo_checks import topic_validator, validate_notification
 
-LOG = logging.getLogger("wis2node.agent")
+LOG = logging.getLogger("wis2node.node.agent")
 # Workers spend most of their time waiting for S3 and for the broker's acknowledgement; by
 # Little's law, 100 files/s at 300 ms each needs 30 in progress. IN_FLIGHT bounds what the agent
 # holds (received, not yet deleted), so a backlog stays in the queue rather than in memory.
@@ -468,7 +468,7 @@ def _mount_of(path: Path) -> tuple:
 
 def main(config_path: str = "/etc/wis2/node.json") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.nodeconfig import load
+    from wis2node.node.nodeconfig import load
 
     agent = Agent(load(config_path, (("publishing", "max_file_bytes"),)))
     import signal

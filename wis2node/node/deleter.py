@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-LOG = logging.getLogger("wis2node.agent")
+LOG = logging.getLogger("wis2node.node.agent")
 
 
 class Deleter:

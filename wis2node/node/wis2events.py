@@ -3,7 +3,7 @@
 A WME is a CloudEvent (wmo-im/wis2-monitoring-events). Events seen in the wild use `type` values
 beyond the specification, so incoming events are matched on `subject` and `data.severity` only;
 the node's own events are validated against the specification's schema, pinned in
-wis2node/data/wis2-event-message-bundled.json (see wis2node/data/README.md).
+wis2node/node/data/wis2-event-message-bundled.json (see wis2node/data/README.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from wis2node.jsonobject import json_object
+from wis2node.node.jsonobject import json_object
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALARMING = ("ERROR", "CRITICAL")
