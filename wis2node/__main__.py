@@ -312,6 +312,7 @@ def cmd_notice(args: argparse.Namespace) -> int:
 
     from wis2node import notice
     from wis2node.endpoints import PUBLISHER_USER
+    from wis2node.node.rules import topic_root
     from wis2node.stackfile import find_stack
 
     settings = find_stack(args.stack).settings()
@@ -337,7 +338,7 @@ def cmd_notice(args: argparse.Namespace) -> int:
         print(f"the broker refused the notice (MQTT reason code {reason})", file=sys.stderr)
         return 1
     what = "withdrawal of notice " + event["data"]["ref"] if args.cancel else "notice " + event["id"]
-    print(f"{what} published on monitor/a/wis2/{settings.centre_id}")
+    print(f"{what} published on {topic_root(settings.centre_id, 'monitor')}")
     return 0
 
 

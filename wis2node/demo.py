@@ -19,7 +19,9 @@ from wis2node.local import LocalNode
 from wis2node.localcloud import AgentProcess, LocalIngest, moto_server, validator_home
 from wis2node.metadata import metadata_dir
 from wis2node.node.datasets import record_topics
+from wis2node.node.nodeconfig import CONFIG_PATH
 from wis2node.node.notification import verify_integrity
+from wis2node.node.rules import topic_root
 from wis2node.settings import NodeSettings
 
 SAMPLE_TOPIC = "data/core/weather/surface-based-observations/synop"
@@ -39,7 +41,7 @@ def _client(node: LocalNode, username: str, password: str) -> mqtt.Client:
 def run(settings: NodeSettings) -> int:
     say = lambda text: print(f"  {text}")  # noqa: E731
     # the record of the sample's dataset: the one declaring its topic (the topic decides the dataset)
-    topic = f"origin/a/wis2/{settings.centre_id}/{SAMPLE_TOPIC}"
+    topic = f"{topic_root(settings.centre_id)}/{SAMPLE_TOPIC}"
     record_path = next(
         (
             path
@@ -60,7 +62,7 @@ def run(settings: NodeSettings) -> int:
             ingest.ssm.put_parameter(
                 Name=settings.parameter_name("publisher-password"), Type="SecureString", Value=node.publisher_password
             )
-            agent = AgentProcess(node.path("/etc/wis2/node.json"), aws, workdir / "agent.log", home=home)
+            agent = AgentProcess(node.path(CONFIG_PATH), aws, workdir / "agent.log", home=home)
             try:
                 return _walk_through(settings, node, ingest, record_path, say)
             finally:
@@ -80,7 +82,7 @@ def _walk_through(settings, node, ingest, record_path, say) -> int:
     subscriber.on_subscribe = lambda *a: subscribed.put(True)
     subscriber.connect("127.0.0.1", node.ports.mqtts)
     subscriber.loop_start()
-    branch = f"origin/a/wis2/{settings.centre_id}/#"
+    branch = f"{topic_root(settings.centre_id)}/#"
     subscriber.subscribe(branch, qos=1)
     subscribed.get(timeout=10)
     print(f"2. a Global Broker subscribes as {READ_ONLY_USER}/{READ_ONLY_PASSWORD} over MQTTS to {branch}")

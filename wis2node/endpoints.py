@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wis2node.node.accounts import PUBLISHER_USER, READ_ONLY_PASSWORD, READ_ONLY_USER  # noqa: F401 (re-exported)
+from wis2node.node.rules import topic_root
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 
@@ -36,7 +37,7 @@ def wmo_registration(settings: NodeSettings) -> dict[str, object]:
         "mqtt_websocket_url": urls["wss"],
         "mqtt_username": READ_ONLY_USER,
         "mqtt_password": READ_ONLY_PASSWORD,
-        "subscription_topics": [f"origin/a/wis2/{settings.centre_id}/#"],
+        "subscription_topics": [f"{topic_root(settings.centre_id)}/#"],
         "http_endpoint": urls["https"],
         "ports": [MQTTS_PORT, HTTPS_PORT],
     }

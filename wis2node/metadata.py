@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wis2node.node.datasets import GTS_MAPPING, DatasetError, conflicts, gts_key, parse_gts_mapping
+from wis2node.node.rules import topic_root
 from wis2node.settings import NodeSettings, SettingsError
 from wis2node.stackfile import STACKS
 
@@ -132,7 +133,7 @@ def _check_centre_id(name: str, record: dict, centre_id: str) -> None:
         if channel and (len(parts) < 4 or parts[3] != centre_id):
             raise SettingsError(
                 f"{name}: link {link.get('href')!r} has channel {channel!r}, expected a topic "
-                f"of this centre: origin/a/wis2/{centre_id}/..."
+                f"of this centre: {topic_root(centre_id)}/..."
             )
 
 

@@ -19,6 +19,7 @@ import threading
 import uuid
 
 from wis2node.errors import SettingsError
+from wis2node.node.rules import topic_root
 from wis2node.node.wis2events import outage_notice, schema_errors
 
 MAX_MESSAGE = 1000
@@ -66,9 +67,9 @@ def build(
     message = " ".join(message.split())
     if not message or len(message) > MAX_MESSAGE:
         raise SettingsError(f"--message: expected 1 to {MAX_MESSAGE} characters, got {len(message)}")
-    if channel and not channel.startswith(f"origin/a/wis2/{centre_id}/"):
+    if channel and not channel.startswith(f"{topic_root(centre_id)}/"):
         raise SettingsError(
-            f"--channel: {channel!r} is not a topic of the centre; expected origin/a/wis2/{centre_id}/..."
+            f"--channel: {channel!r} is not a topic of the centre; expected {topic_root(centre_id)}/..."
         )
     identity = notice_id(centre_id, start, end)
     event = outage_notice(centre_id, start, end, message, channel, now=now, ref=identity if cancel else "")
@@ -117,7 +118,7 @@ def send(
             raise ConnectionError(
                 f"could not log in to {host}:{port} as {username} (reason {result.get('connect', 'timeout')})"
             )
-        client.publish(f"monitor/a/wis2/{event['source']}", json.dumps(event), qos=1)
+        client.publish(topic_root(event["source"], "monitor"), json.dumps(event), qos=1)
         if not acked.wait(timeout):
             raise ConnectionError("no acknowledgement from the broker")
         return result["publish"]

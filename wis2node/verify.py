@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from wis2node.alarms import HEALTH_CHECK_ALARMS, HEALTH_CHECK_REGION, NODE_ALARMS, alarm_name
 from wis2node.endpoints import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.node.rules import topic_root
 from wis2node.node.tls import days_left
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
@@ -307,9 +308,9 @@ class Verifier:
             if not events["connected"].wait(10) or results.get("connect") != 0:
                 self.add("mqtt-read-only", False, f"{READ_ONLY_USER} cannot log in ({results.get('connect')})")
                 return
-            client.subscribe(f"origin/a/wis2/{self.settings.centre_id}/#", qos=1)
+            client.subscribe(f"{topic_root(self.settings.centre_id)}/#", qos=1)
             subscribed = events["subscribed"].wait(10) and results.get("subscribe", 128) < 0x80
-            client.publish(f"origin/a/wis2/{self.settings.centre_id}/data/core/weather/verify", b"{}", qos=1)
+            client.publish(f"{topic_root(self.settings.centre_id)}/data/core/weather/verify", b"{}", qos=1)
             refused = events["acked"].wait(10) and results.get("publish", 0) >= 0x80
             self.add(
                 "mqtt-read-only",

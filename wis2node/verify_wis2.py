@@ -32,6 +32,7 @@ from pathlib import Path
 
 from wis2node.errors import SettingsError
 from wis2node.node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
+from wis2node.node.rules import topic_root
 
 CONNECT_TIMEOUT = 10.0  # seconds a broker has to accept the subscription
 RELAY_GRACE = 15.0  # seconds the Global Brokers have to relay the node's message once the node sent it
@@ -516,7 +517,7 @@ def run(
             daemon=True,
         )
         asking.start()  # the catalogues while the brokers are listened to
-        topic = f"origin/a/wis2/{settings.centre_id}/#"
+        topic = f"{topic_root(settings.centre_id)}/#"
         node_context = ssl.create_default_context(cafile=node_ca_file)
         node_context.check_hostname = False  # the certificate checks named the FQDN already
         own = Listener(node or Endpoint("node", settings.fqdn, 8883, "mqtts"), topic, node_context)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import io
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+from tests.wis2node.nodejson import write_node_json
 from wis2node.stackfile import ROOT
 
 # Installed here for the Pulumi program, the tests or the demo, but not on the node.
@@ -177,17 +177,13 @@ def test_retention_runs_for_real_from_the_unpacked_node_package(tmp_path):
     with zipfile.ZipFile(io.BytesIO(node_package().archive)) as archive:
         archive.extractall(src)
     (tmp_path / "public" / "data").mkdir(parents=True)
-    config = tmp_path / "node.json"
-    config.write_text(
-        json.dumps(
-            {
-                "publishing": {
-                    "public_dir": str(tmp_path / "public"),
-                    "retention_days": 7,
-                    "state_db": str(tmp_path / "state.sqlite"),
-                }
-            }
-        )
+    config = write_node_json(
+        tmp_path / "node.json",
+        publishing={
+            "public_dir": str(tmp_path / "public"),
+            "retention_days": 7,
+            "state_db": str(tmp_path / "state.sqlite"),
+        },
     )
     (tmp_path / "state.sqlite").touch()
     run = run_without_project_only_packages(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 
+from tests.wis2node.nodejson import write_node_json
 from wis2node.stackfile import ROOT
 
 
@@ -28,8 +28,10 @@ def test_files_past_retention_are_removed(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
         os.utime(path, (mtime, mtime))
-    config = tmp_path / "node.json"
-    config.write_text(json.dumps({"publishing": {"public_dir": str(public), "retention_days": 7}}))
+    config = write_node_json(
+        tmp_path / "node.json",
+        publishing={"public_dir": str(public), "retention_days": 7, "state_db": str(tmp_path / "none.sqlite")},
+    )
     run = subprocess.run(
         [sys.executable, "-m", "wis2node", "retention", str(config)], cwd=ROOT, capture_output=True, text=True
     )
@@ -52,17 +54,13 @@ def test_events_older_than_the_queue_can_redeliver_are_forgotten(tmp_path):
     state.rel_for("old-message/0", "data/a.bufr4", deleted=False)
     state.rel_for("new-message/0", "data/b.bufr4", deleted=False)
     state.db.execute("UPDATE events SET seen = unixepoch() - 15 * 86400 WHERE event_id = 'old-message/0'")
-    config = tmp_path / "node.json"
-    config.write_text(
-        json.dumps(
-            {
-                "publishing": {
-                    "public_dir": str(tmp_path / "public"),
-                    "retention_days": 7,
-                    "state_db": str(tmp_path / "state.sqlite"),
-                }
-            }
-        )
+    config = write_node_json(
+        tmp_path / "node.json",
+        publishing={
+            "public_dir": str(tmp_path / "public"),
+            "retention_days": 7,
+            "state_db": str(tmp_path / "state.sqlite"),
+        },
     )
     (tmp_path / "public" / "data").mkdir(parents=True)
     run = subprocess.run(

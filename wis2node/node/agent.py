@@ -27,6 +27,7 @@ from pathlib import Path
 from wis2node.node import rules
 from wis2node.node.datasets import BucketDatasets, Dataset
 from wis2node.node.deleter import Deleter, acquire_up_to
+from wis2node.node.nodeconfig import CONFIG_PATH
 from wis2node.node.notification import build_notification, parse_rfc3339
 from wis2node.node.publisher import BrokerUnavailable, Publisher
 from wis2node.node.rules import Event, Rejected
@@ -466,7 +467,7 @@ def _mount_of(path: Path) -> tuple:
     return best
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from wis2node.node.nodeconfig import load
 

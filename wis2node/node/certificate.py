@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+from wis2node.node.nodeconfig import CONFIG_PATH
+
 TEMPFAIL = 75  # sysexits EX_TEMPFAIL: try again later
 
 
@@ -96,7 +98,7 @@ def from_stack(config: dict) -> int:
     return 0
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     from wis2node.node.nodeconfig import load
 
     config = load(config_path, (("tls", "letsencrypt_email"),))

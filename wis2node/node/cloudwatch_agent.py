@@ -12,7 +12,6 @@ key is never installed. Run as root by wis2-cloudwatch-agent.service, which retr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from wis2node.node.nodeconfig import CONFIG_PATH, load
 
 LOG = logging.getLogger("wis2node.node.cloudwatch_agent")
 # docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/verify-CloudWatch-Agent-Package-Signature.html
@@ -71,15 +72,14 @@ def install(s3, region: str, version: str, signer: str, arch: str, work: Path) -
     subprocess.run(["dpkg", "-i", str(paths["agent.deb"])], check=True, stdout=subprocess.DEVNULL)
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
+    config = load(config_path, needs=())
     version = os.environ.get("CLOUDWATCH_AGENT_VERSION", "")
     signer = os.environ.get("CLOUDWATCH_AGENT_SIGNER", "").replace(" ", "").upper()
     if not _VERSION.match(version) or not _FINGERPRINT.match(signer):

@@ -7,11 +7,12 @@ user data or in Pulumi's state. Operators read it with `aws ssm get-parameter --
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 
 import boto3
+
+from wis2node.node.nodeconfig import CONFIG_PATH, load
 
 
 def publisher_password(ssm, name: str) -> str:
@@ -45,9 +46,8 @@ def set_password(broker: dict, password: str) -> None:
     )
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
-    with open(config_path) as handle:
-        config = json.load(handle)
+def main(config_path: str = CONFIG_PATH) -> int:
+    config = load(config_path, needs=())
     broker = config["broker"]
     ssm = boto3.client("ssm", region_name=config["region"])
     set_password(broker, publisher_password(ssm, broker["password_parameter"]))

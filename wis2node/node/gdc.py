@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wis2node.node.jsonobject import json_object
+from wis2node.node.nodeconfig import CONFIG_PATH, load
 from wis2node.node.republish import records
 
 LOG = logging.getLogger("wis2node.node.gdc")
@@ -205,14 +206,13 @@ def metrics(config: dict, findings: list[Finding]) -> list[dict]:
     return data
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
 
     from wis2node.node.watcher import alerts_topic
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
+    config = load(config_path, needs=())
     session = boto3.session.Session(region_name=config["region"])
     findings = check(config)
     session.client("cloudwatch").put_metric_data(

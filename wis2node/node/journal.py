@@ -19,6 +19,8 @@ import sys
 import urllib.request
 from collections.abc import Iterable, Iterator
 
+from wis2node.node.nodeconfig import CONFIG_PATH, load
+
 # The services operators read (`python -m wis2node logs --service NAME`), each from its units.
 SERVICES: dict[str, tuple[str, ...]] = {
     "agent": ("wis2-agent.service",),
@@ -178,12 +180,11 @@ def ship(config: dict, logs, lines: Iterable[str], stream: str, saved: dict, mac
     return sent, ({"machine_id": machine, "cursor": last} if last else saved)
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    with open(config_path) as handle:
-        config = json.load(handle)
+    config = load(config_path, needs=())
     cursor_file = config["logs"]["cursor"]
     try:
         with open(cursor_file) as handle:

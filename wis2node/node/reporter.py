@@ -24,6 +24,7 @@ import sys
 
 from cryptography import x509
 
+from wis2node.node.nodeconfig import CONFIG_PATH
 from wis2node.node.tls import days_left
 
 DEFAULT_ALARM_DAYS = 21  # wis2-node:certificateAlarmDays' default (wis2node/settings.py)
@@ -189,7 +190,7 @@ def report(config: dict, cloudwatch) -> list[dict]:
     return data
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from wis2node.node.media_types import METADATA_TYPE
+from wis2node.node.nodeconfig import CONFIG_PATH, load
 from wis2node.node.notification import build_notification
-from wis2node.node.rules import Rejected, check_file_name
+from wis2node.node.rules import Rejected, check_file_name, topic_root
 
 LOG = logging.getLogger("wis2node.node.republish")
 MAX_RECORD_BYTES = 1024 * 1024
@@ -58,20 +59,19 @@ def republish(config: dict, publisher, validate=None) -> list[str]:
             media_type=METADATA_TYPE,
             rel="update",
         )
-        publisher.publish(f"origin/a/wis2/{centre}/metadata", validate(message))
+        publisher.publish(f"{topic_root(centre)}/metadata", validate(message))
         announced.append(record["id"])
         LOG.info("announced %s again", record["id"])
     return announced
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
 
     from wis2node.node.publisher import Publisher
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
+    config = load(config_path, needs=())
     broker = config["broker"]
     password = (
         boto3.session.Session(region_name=config["region"])

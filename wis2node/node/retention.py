@@ -6,6 +6,8 @@ import logging
 import time
 from pathlib import Path
 
+from wis2node.node.nodeconfig import CONFIG_PATH
+
 LOG = logging.getLogger("wis2node.node.retention")
 
 
@@ -23,7 +25,7 @@ def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[
     return removed
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from wis2node.node.nodeconfig import load
 

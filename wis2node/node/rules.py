@@ -87,6 +87,11 @@ def accept_record(record: object, bucket: str) -> Event:
     return Event(key=key, deleted=deleted, size=size)
 
 
+def topic_root(centre_id: str, channel: str = "origin") -> str:
+    """The centre's topic root on a channel (origin, cache or monitor): the one place it is built."""
+    return f"{channel}/a/wis2/{centre_id}"
+
+
 def topic_for(key: str, centre_id: str) -> str:
     """The key convention: data/<topic below the centre-id>/<file>, or metadata/<file>."""
     parts = key.split("/")
@@ -102,8 +107,8 @@ def topic_for(key: str, centre_id: str) -> str:
             )
     check_file_name(parts[-1])
     if parts[0] == "metadata":
-        return f"origin/a/wis2/{centre_id}/metadata"
-    return f"origin/a/wis2/{centre_id}/{'/'.join(parts[:-1])}"
+        return f"{topic_root(centre_id)}/metadata"
+    return f"{topic_root(centre_id)}/{'/'.join(parts[:-1])}"
 
 
 def check_file_name(name: str) -> None:

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from wis2node.node.nodeconfig import RUNTIME_KEYS
+from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, load
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -130,8 +130,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     """Bring the node in line with the two parameters; return what was done, one line each."""
     from wis2node.node.credential import set_password
 
-    with open(config_path) as handle:
-        node = json.load(handle)
+    node = load(config_path, needs=())
     runtime, broker = node["runtime"], node["broker"]
     act = act or _act
     done: list[str] = []
@@ -202,12 +201,11 @@ def _act(action: str, node: dict) -> None:
         raise ValueError(f"unknown action {action}")
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    with open(config_path) as handle:
-        region = json.load(handle)["region"]
+    region = load(config_path, needs=())["region"]
     try:
         done = apply(config_path, boto3.client("ssm", region_name=region))
     except (BotoCoreError, ClientError) as err:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from wis2node.node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.node.catalogue import DATA
+from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.rules import topic_root
 from wis2node.node.wis2events import ALARMING, Event, Malformed, parse
 
 LOG = logging.getLogger("wis2node.node.watcher")
@@ -235,8 +237,8 @@ class Watcher:
     def topics(self, broker: str) -> list[str]:
         centre = self.centre_id
         if broker == LOCAL:
-            return [f"origin/a/wis2/{centre}/#"]
-        return [f"monitor/a/wis2/{centre}/#", f"origin/a/wis2/{centre}/#", f"cache/a/wis2/{centre}/#"]
+            return [f"{topic_root(centre)}/#"]
+        return [f"{topic_root(centre, channel)}/#" for channel in ("monitor", "origin", "cache")]
 
     def on_message(self, broker: str, topic: str, payload: bytes) -> None:
         now = self.clock()
@@ -486,10 +488,9 @@ def run(config: dict, *, session=None, stop: threading.Event | None = None, inte
             connection.stop()
 
 
-def main(config_path: str = "/etc/wis2/node.json") -> int:
+def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with open(config_path) as handle:
-        config = json.load(handle)
+    config = load(config_path, needs=())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     interval = float(config["wis2"].get("interval", 60))

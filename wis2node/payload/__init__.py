@@ -19,6 +19,7 @@ import jinja2
 from wis2node.endpoints import PUBLISHER_USER, READ_ONLY_USER
 from wis2node.node import journal
 from wis2node.node.media_types import DEFAULT_MEDIA_TYPE, METADATA_TYPE, nginx_types
+from wis2node.node.nodeconfig import CONFIG_PATH
 from wis2node.settings import HTTPS_PORT, MQTTS_PORT, NodeSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -121,6 +122,7 @@ class Layout:
     def paths(self) -> dict[str, str]:
         return {
             "etc": self.path("/etc"),
+            "node_json": self.path(CONFIG_PATH),
             "data": self.path(DATA_ROOT),
             "tls": self.path(DATA_ROOT + "/tls"),
             "sbin": self.path("/usr/local/sbin"),
@@ -157,7 +159,7 @@ _FILES = (
     ("/etc/nginx/nginx.conf", "0644", "root:root"),
     ("/etc/systemd/system/mosquitto.service.d/wis2.conf", "0644", "root:root"),
     ("/etc/systemd/system/nginx.service.d/wis2.conf", "0644", "root:root"),
-    ("/etc/wis2/node.json", "0644", "root:root"),
+    (CONFIG_PATH, "0644", "root:root"),
     ("/etc/systemd/system/wis2-certificate.service", "0644", "root:root"),
     ("/etc/systemd/system/wis2-certificate.timer", "0644", "root:root"),
     ("/usr/local/sbin/wis2-data-volume", "0755", "root:root"),
@@ -194,7 +196,7 @@ LOCAL_FILES = (
     "/etc/mosquitto/acl",
     "/etc/mosquitto/openssl.cnf",
     "/etc/nginx/nginx.conf",
-    "/etc/wis2/node.json",
+    CONFIG_PATH,
     "/usr/local/sbin/wis2-install-certificate",
 )
 _PACKAGES = ("mosquitto", "nginx", "python3-boto3", "python3-venv", "certbot", "python3-certbot-dns-route53", "gnupg")
