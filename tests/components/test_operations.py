@@ -178,7 +178,8 @@ def test_what_a_replaced_instance_keeps(stack_file: StackFile, deployment: Deplo
     assert "persistence_location /srv/wis2/mosquitto/" in broker  # persistent sessions
     assert "certfile /srv/wis2/tls/fullchain.pem" in broker  # installed certificates
     setup = files["/usr/local/sbin/wis2-setup"].decode()
-    assert 'ln -s "$data/letsencrypt" /etc/letsencrypt' in setup  # certbot's state
+    assert 'ln -s "/srv/wis2/letsencrypt" "$certbot_dir"' in setup  # certbot's state
+    assert "certbot_dir=/etc/letsencrypt" in setup
     records = {r.inputs["type"]: r for r in deployment.of_type("aws:route53/record:Record")}
     assert records["A"].inputs["records"] == [DOC_IP]  # the Elastic IP, whichever instance holds it
 

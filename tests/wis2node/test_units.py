@@ -161,7 +161,9 @@ def test_the_watcher_writes_only_its_state_folder_on_the_data_volume():
     assert watcher["ReadWritePaths"] == [f"{DATA_ROOT}/watcher"]
     # wis2-setup makes the folder (a sandboxed ExecStartPre cannot: its mount namespace needs it first)
     assert "ExecStartPre" not in watcher
-    assert 'install -d -o wis2-agent -g wis2-agent -m 0750 "$data/watcher"' in FILES["/usr/local/sbin/wis2-setup"]
+    assert (
+        f'install -d -o wis2-agent -g wis2-agent -m 0750 "{DATA_ROOT}/watcher"' in FILES["/usr/local/sbin/wis2-setup"]
+    )
     config = __import__("json").loads(FILES["/etc/wis2/node.json"])
     assert config["wis2"]["state_dir"] == f"{DATA_ROOT}/watcher"
     for name in ("wis2-republish.service", "wis2-gdc-check.service"):
@@ -207,3 +209,23 @@ def test_systemd_analyze_security_rates_the_unit(name, tmp_path):
     if "--offline" in run.stderr and "unrecognized" in run.stderr:
         pytest.skip("this systemd-analyze predates --offline (systemd 250)")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_the_templates_name_each_folder_of_the_data_volume_through_the_layout():
+    """Each folder is named once (Layout.paths); a template that spells it again drifts apart."""
+    import re
+
+    from wis2node.payload import TEMPLATES
+
+    spelled = re.compile(
+        r"paths\.data \}\}/(public|agent|watcher|letsencrypt|mosquitto)\b"
+        r'|paths\.data \+ "/(public|agent|watcher|letsencrypt|mosquitto)\b'
+        r"|paths\.etc \}\}/mosquitto/passwd|\$data/"
+    )
+    found = [
+        f"{path.relative_to(TEMPLATES)}: {match.group(0)}"
+        for path in sorted(TEMPLATES.rglob("*"))
+        if path.is_file()
+        for match in spelled.finditer(path.read_text())
+    ]
+    assert found == []

@@ -125,6 +125,13 @@ class Layout:
             "node_json": self.path(CONFIG_PATH),
             "data": self.path(DATA_ROOT),
             "tls": self.path(DATA_ROOT + "/tls"),
+            # The data volume's folders, each named once for every template that uses it.
+            "public": self.path(DATA_ROOT + "/public"),
+            "agent": self.path(DATA_ROOT + "/agent"),
+            "watcher": self.path(DATA_ROOT + "/watcher"),
+            "letsencrypt": self.path(DATA_ROOT + "/letsencrypt"),
+            "broker_state": self.path(DATA_ROOT + "/mosquitto"),
+            "passwd": self.path("/etc/mosquitto/passwd"),
             "sbin": self.path("/usr/local/sbin"),
             "run": self.path("/run/wis2"),
             "log": self.path("/var/log/wis2"),
