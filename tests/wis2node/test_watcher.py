@@ -19,6 +19,9 @@ from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.stackfile import ROOT, find_stack
 from wis2node.watcher import Connection, Watcher, brokers_of, client_id, global_brokers
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 MONITOR = f"monitor/a/wis2/{CENTRE}"
