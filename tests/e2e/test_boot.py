@@ -230,6 +230,8 @@ def test_cloud_init_finishes_and_every_step_of_the_node_is_up(node):
     assert node.machine.sh(f"grep -c ' {DATA_ROOT} ext4' /etc/fstab").stdout.strip() == "1"
     states = node.machine.sh(f"systemctl is-active {' '.join(ESSENTIAL)}").stdout.split()
     assert states == ["active"] * len(ESSENTIAL), dict(zip(ESSENTIAL, states, strict=False))
+    # Self-signed mode: certbot's timer is off (no renewal settings left from a letsencrypt node run).
+    assert node.machine.sh("systemctl is-enabled certbot.timer").stdout.strip() == "disabled"
     # The validators' bundles came with the package: nothing was fetched from GitHub.
     assert "sync" not in node.machine.journal("wis2-node-software.service")
     print(f"\nfirst boot to every unit up: {node.first_boot_seconds:.0f} s")

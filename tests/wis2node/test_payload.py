@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pulumi_harness import ACCOUNT, Deployment, mock_certificate, run_program, user_data_files
@@ -127,3 +128,25 @@ def test_node_json_is_json_with_the_stack_facts(stack_file):
     node = json.loads(files["/etc/wis2/node.json"])
     assert node["fqdn"] == stack_file.config["wis2-node:fqdn"]
     assert node["broker"]["password_parameter"] == f"/wis2-node/{stack_file.stack}/publisher-password"
+
+
+@pytest.mark.parametrize("mode", ["letsencrypt", "self-signed", "provided"])
+def test_certbot_renews_only_on_a_letsencrypt_node(mode):
+    """A node that used Let's Encrypt keeps certbot's renewal settings on its data volume: after a
+    change of tlsMode (a new VM on the same volume), certbot's timer must not retry them daily."""
+    stack = find_stack("aq-examplemet-test")
+    extra: dict[str, str] = {"wis2-node:tlsMode": mode}
+    if mode == "provided":
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        fqdn = stack.config["wis2-node:fqdn"]
+        extra["wis2-node:certificateAuthority"] = "digicert.com"
+        extra["wis2-node:certificate"] = mock_certificate(fqdn, issuer_key=ca_key) + mock_certificate(
+            "Example CA", key=ca_key
+        )
+    user_data = run_program(stack.stack, {**stack.config, **extra}).one(INSTANCE).user_data
+    runcmd = yaml.safe_load(user_data)["runcmd"]
+    disabled = [command for command in runcmd if "certbot.timer" in command]
+    if mode == "letsencrypt":
+        assert not disabled, runcmd
+    else:
+        assert disabled == ["systemctl disable --now --no-block certbot.timer"], runcmd

@@ -228,6 +228,9 @@ _COMMANDS = (
     "systemctl start --no-block " + " ".join(UNITS),
     "systemctl start --no-block wis2-certificate.service",
 )
+# Without Let's Encrypt, certbot's own timer has nothing to renew, unless the data volume still holds
+# the renewal settings of an earlier letsencrypt node: it would then retry (and fail) every day.
+_COMMANDS_WITHOUT_CERTBOT = ("systemctl disable --now --no-block certbot.timer",)
 # Amazon's CloudWatch agent: the version the node installs and the fingerprint of the key Amazon
 # signs its packages with (AWS documentation, "Verify the signature of the CloudWatch agent package").
 CLOUDWATCH_AGENT = {"version": "1.300072.0b1766", "signer": "937616F3450B7D806CBD9725D58167303B789C72"}
@@ -353,7 +356,7 @@ def render_user_data(settings: NodeSettings, facts: DeployFacts) -> str:
         _context(settings, facts, VM),
         files=render_files(settings, facts),
         packages=_PACKAGES,
-        commands=_COMMANDS,
+        commands=_COMMANDS + (() if settings.tls_mode == "letsencrypt" else _COMMANDS_WITHOUT_CERTBOT),
     )
     pack_user_data(document)  # refuse, here already, a document EC2 would refuse
     return document
