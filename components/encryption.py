@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.settings import Platform
 from wis2node.settings import NodeSettings
 
 
@@ -42,9 +43,10 @@ def alerts_key_policy(account_id: str, partition: str) -> dict[str, Any]:
     }
 
 
-def alerts_key(name: str, region: str, settings: NodeSettings, opts: pulumi.ResourceOptions) -> aws.kms.Key:
+def alerts_key(
+    name: str, region: str, settings: NodeSettings, platform: Platform, opts: pulumi.ResourceOptions
+) -> aws.kms.Key:
     """One key per region of alert topics (a KMS key serves its own region only)."""
-    account_id, partition = aws.get_caller_identity().account_id, aws.get_partition().partition
     return aws.kms.Key(
         name,
         region=region,
@@ -53,7 +55,7 @@ def alerts_key(name: str, region: str, settings: NodeSettings, opts: pulumi.Reso
         customer_master_key_spec="SYMMETRIC_DEFAULT",
         enable_key_rotation=True,
         deletion_window_in_days=30 if settings.is_production else 7,
-        policy=json.dumps(alerts_key_policy(account_id, partition)),
+        policy=json.dumps(alerts_key_policy(platform.account_id, platform.partition)),
         tags=settings.resource_tags,
         opts=opts,
     )

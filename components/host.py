@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import trust_policy
 from components.settings import Platform
 from wis2node.node import journal
 from wis2node.payload import (
@@ -174,14 +175,7 @@ class Host(pulumi.ComponentResource):
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"WIS2 Node {settings.stack}: the instance's own permissions",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}
-                    ],
-                }
-            ),
+            assume_role_policy=json.dumps(trust_policy({"Service": "ec2.amazonaws.com"})),
             tags=tags,
             opts=child,
         )
@@ -209,14 +203,7 @@ class Host(pulumi.ComponentResource):
         self.snapshot_role = aws.iam.Role(
             f"{name}-snapshots-role",
             description=f"WIS2 Node {settings.stack}: Data Lifecycle Manager snapshots the data volume",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "dlm.amazonaws.com"}}
-                    ],
-                }
-            ),
+            assume_role_policy=json.dumps(trust_policy({"Service": "dlm.amazonaws.com"})),
             tags=tags,
             opts=child,
         )

@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.encryption import alerts_key
+from components.settings import Platform
 from wis2node.alarms import HEALTH_CHECK_REGION, alarm_name, with_runbook
 from wis2node.payload import DATA_ROOT, HOST_METRIC_NAMESPACE, METRIC_NAMESPACE
 from wis2node.settings import NodeSettings
@@ -28,6 +29,7 @@ PROCESSES = (("broker", {"exe": "mosquitto"}), ("web", {"exe": "nginx"}), ("agen
 @dataclass(frozen=True)
 class MonitoringArgs:
     settings: NodeSettings
+    platform: Platform
     instance_id: pulumi.Input[str]
     instance_role_name: pulumi.Input[str] | None = None  # the node's tools publish WIS2 alerts to the topic
 
@@ -45,7 +47,7 @@ class Monitoring(pulumi.ComponentResource):
         # One topic per region used: CloudWatch alarms can only notify a topic of their region.
         # Each encrypted with the stack's own key (components/encryption.py says why not aws/sns).
         self.keys = {
-            r: alerts_key(f"{name}-alerts-key-{r}", r, settings, child)
+            r: alerts_key(f"{name}-alerts-key-{r}", r, settings, args.platform, child)
             for r in dict.fromkeys([region, HEALTH_CHECK_REGION])
         }
         self.topics = {
@@ -214,7 +216,30 @@ class Monitoring(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
         )
 
-        self._wis2(name, settings, args, alarm, child)
+        # What WIS2 says about the node (wis2node/node/watcher.py, wis2node/node/gdc.py) reaches the region's topic.
+        # The node's tools find the topic through a parameter (the instance exists before the topic, so
+        # its user data cannot name it) and may publish to it, through its key, and nothing else.
+        topic, key = self.topics[region], self.keys[region]
+        self.alerts_parameter = aws.ssm.Parameter(
+            f"{name}-alerts-topic",
+            name=settings.parameter_name("alerts-topic"),
+            type="String",
+            value=topic.arn,
+            description="The alert topic the node's WIS2 watcher and GDC check publish to",
+            tags=settings.resource_tags,
+            opts=child,
+        )
+        self.node_alerts_policy: aws.iam.RolePolicy | None = None
+        if args.instance_role_name is not None:
+            self.node_alerts_policy = aws.iam.RolePolicy(
+                f"{name}-node-alerts",
+                role=args.instance_role_name,
+                policy=pulumi.Output.all(topic.arn, key.arn, self.alerts_parameter.arn).apply(
+                    lambda arns: json.dumps(node_alerts_policy(*arns))
+                ),
+                opts=child,
+            )
+        self._wis2_alarms(settings, alarm)
 
         # From outside: what a Global Broker or Cache sees.
         self.health_checks = {
@@ -271,58 +296,8 @@ class Monitoring(pulumi.ComponentResource):
             {"dashboard": self.dashboard.dashboard_name, "alarms": [a.name for a in self.alarms.values()]}
         )
 
-    def _wis2(
-        self,
-        name: str,
-        settings: NodeSettings,
-        args: MonitoringArgs,
-        alarm: Callable[..., aws.cloudwatch.MetricAlarm],
-        child: pulumi.ResourceOptions,
-    ) -> None:
-        """What WIS2 says about the node (wis2node/node/watcher.py, wis2node/node/gdc.py) reaches the region's topic.
-
-        The node's tools find the topic through a parameter (the instance exists before the topic, so
-        its user data cannot name it) and may publish to it, through its key, and nothing else.
-        """
-        region = settings.region
-        topic, key = self.topics[region], self.keys[region]
-        self.alerts_parameter = aws.ssm.Parameter(
-            f"{name}-alerts-topic",
-            name=settings.parameter_name("alerts-topic"),
-            type="String",
-            value=topic.arn,
-            description="The alert topic the node's WIS2 watcher and GDC check publish to",
-            tags=settings.resource_tags,
-            opts=child,
-        )
-        if args.instance_role_name is not None:
-            self.node_alerts_policy = aws.iam.RolePolicy(
-                f"{name}-node-alerts",
-                role=args.instance_role_name,
-                policy=pulumi.Output.all(topic.arn, key.arn, self.alerts_parameter.arn).apply(
-                    lambda arns: json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {"Sid": "Wis2Alerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": arns[0]},
-                                {
-                                    "Sid": "Wis2AlertsKey",
-                                    "Effect": "Allow",
-                                    "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                                    "Resource": arns[1],
-                                },
-                                {
-                                    "Sid": "Wis2AlertsTopicName",
-                                    "Effect": "Allow",
-                                    "Action": "ssm:GetParameter",
-                                    "Resource": arns[2],
-                                },
-                            ],
-                        }
-                    )
-                ),
-                opts=child,
-            )
+    def _wis2_alarms(self, settings: NodeSettings, alarm: Callable[..., aws.cloudwatch.MetricAlarm]) -> None:
+        """What WIS2 says about the node (wis2node/node/watcher.py, wis2node/node/gdc.py), as alarms."""
         stack = {"Stack": settings.stack}
         self.alarms["wis2-events"] = alarm(
             "wis2-events",
@@ -369,6 +344,23 @@ class Monitoring(pulumi.ComponentResource):
             threshold=1,
             treat_missing_data="breaching",
         )
+
+
+def node_alerts_policy(topic_arn: str, key_arn: str, parameter_arn: str) -> dict[str, Any]:
+    """The node may publish to its alert topic, through the topic's key, and read the topic's name."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Wis2Alerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
+            {
+                "Sid": "Wis2AlertsKey",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": key_arn,
+            },
+            {"Sid": "Wis2AlertsTopicName", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn},
+        ],
+    }
 
 
 def _dashboard(settings: NodeSettings, instance_id: str, health_check_ids: list[str]) -> dict[str, Any]:

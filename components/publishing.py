@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import trust_policy
 from components.settings import Platform
 from wis2node.metadata import MetadataRecord
 from wis2node.payload import NodePackage
@@ -62,6 +63,65 @@ def queue_policy(queue_arn: str, bucket_arn: str, account_id: str) -> dict[str, 
                 "Action": "sqs:SendMessage",
                 "Resource": queue_arn,
                 "Condition": {"StringNotEquals": {"aws:SourceAccount": account_id}},
+            },
+        ],
+    }
+
+
+def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
+    """The bucket refuses every request that does not come over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyPlainHttp",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def uploader_policy(bucket_arn: str) -> dict[str, Any]:
+    """What the centre's systems may do: put files under data/, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "PutData", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{bucket_arn}/data/*"}
+        ],
+    }
+
+
+def node_ingest_policy(bucket_arn: str, queue_arn: str, dead_letter_queue_arn: str) -> dict[str, Any]:
+    """What the node itself may do: read the bucket, consume the queue, park failures."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadIngest",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            },
+            {
+                "Sid": "ConsumeEvents",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                "Resource": queue_arn,
+            },
+            {
+                "Sid": "ParkFailures",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": dead_letter_queue_arn,
             },
         ],
     }
@@ -162,23 +222,7 @@ class Publishing(pulumi.ComponentResource):
         self.bucket_policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=self.bucket.id,
-            policy=self.bucket.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "DenyPlainHttp",
-                                "Effect": "Deny",
-                                "Principal": "*",
-                                "Action": "s3:*",
-                                "Resource": [arn, f"{arn}/*"],
-                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                            }
-                        ],
-                    }
-                )
-            ),
+            policy=self.bucket.arn.apply(lambda arn: json.dumps(tls_only_policy(arn))),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
         )
 
@@ -226,37 +270,18 @@ class Publishing(pulumi.ComponentResource):
         self.uploader_policy = aws.iam.Policy(
             f"{name}-uploader",
             description=f"Upload files to the WIS2 Node {settings.fqdn} (put only)",
-            policy=self.bucket.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {"Sid": "PutData", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{arn}/data/*"}
-                        ],
-                    }
-                )
-            ),
+            policy=self.bucket.arn.apply(lambda arn: json.dumps(uploader_policy(arn))),
             tags=tags,
             opts=child,
         )
-        self.uploader_role = None
+        self.uploader_role: aws.iam.Role | None = None
+        self.uploader_attachment: aws.iam.RolePolicyAttachment | None = None
         # Trusted: the roles listed, each by its ARN, never a whole account (wis2node/settings.py).
         if settings.uploader_principals:
             self.uploader_role = aws.iam.Role(
                 f"{name}-uploader-role",
                 description=f"Assumed by {settings.centre_id}'s systems to upload",
-                assume_role_policy=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": "sts:AssumeRole",
-                                "Principal": {"AWS": settings.uploader_principals},
-                            }
-                        ],
-                    }
-                ),
+                assume_role_policy=json.dumps(trust_policy({"AWS": settings.uploader_principals})),
                 tags=tags,
                 opts=child,
             )
@@ -272,36 +297,7 @@ class Publishing(pulumi.ComponentResource):
             f"{name}-node",
             role=args.instance_role_name,
             policy=pulumi.Output.all(self.bucket.arn, self.queue.arn, self.dead_letter_queue.arn).apply(
-                lambda arns: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "ReadIngest",
-                                "Effect": "Allow",
-                                "Action": ["s3:GetObject", "s3:ListBucket"],
-                                "Resource": [arns[0], f"{arns[0]}/*"],
-                            },
-                            {
-                                "Sid": "ConsumeEvents",
-                                "Effect": "Allow",
-                                "Action": [
-                                    "sqs:ReceiveMessage",
-                                    "sqs:DeleteMessage",
-                                    "sqs:ChangeMessageVisibility",
-                                    "sqs:GetQueueAttributes",
-                                ],
-                                "Resource": arns[1],
-                            },
-                            {
-                                "Sid": "ParkFailures",
-                                "Effect": "Allow",
-                                "Action": ["sqs:SendMessage"],
-                                "Resource": arns[2],
-                            },
-                        ],
-                    }
-                )
+                lambda arns: json.dumps(node_ingest_policy(*arns))
             ),
             opts=child,
         )

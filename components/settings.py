@@ -107,7 +107,7 @@ def look_up_platform(settings: NodeSettings) -> Platform:
         "availabilityZone",
         settings.region,
         "a region with Route53 health checkers' prefix list",
-        lambda: aws.ec2.get_managed_prefix_list(name=f"com.amazonaws.{settings.region}.route53-healthchecks"),
+        lambda: aws.ec2.get_managed_prefix_list(name=settings.health_checkers_prefix_list),
     )
     identity = aws.get_caller_identity()
     return Platform(

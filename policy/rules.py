@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
+# The pack runs from its own folder with its own requirements (PulumiPolicy.yaml), so it cannot import
+# wis2node: the ports and the standard tags are written here again, and tests/policy/test_rules.py
+# checks that they agree with wis2node/settings.py.
 WIS2_PORTS = {443, 8883}
 WORLD = {"0.0.0.0/0", "::/0"}
 # A network wider than this is the internet or a large part of it (0.0.0.0/1 + 128.0.0.0/1 is all of

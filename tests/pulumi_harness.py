@@ -1,4 +1,19 @@
-"""Run the real Pulumi program under Pulumi's own mocks and record what it declares."""
+"""Run the real Pulumi program under Pulumi's own mocks and record what it declares.
+
+The public way throughout (`pulumi.runtime.set_mocks`, `@pulumi.runtime.test`, `reset_options`,
+`MockMonitor.get_registered_resources`), with one exception: `RecordingMonitor` overrides
+`MockMonitor.RegisterResource` (set_mocks takes the monitor as an argument) to read the resource
+options from the engine's request. `Mocks.new_resource` is handed the type, name and inputs only,
+while the tests must see `protect`, `ignore_changes` and `delete_before_replace`, which decide
+whether `pulumi up` replaces the instance or may delete the data volume and the address
+(tests/components/test_operations.py, test_tls.py fail without them). The override calls the
+stock method and only reads the request and its response.
+
+Each evaluation starts from `reset_options()`: set_mocks makes a new root stack only when there is
+none, and the program runs once per stack file, so without it one stack's exports would carry over
+into the next. The exports are resolved inside the test function, where `@pulumi.runtime.test`
+awaits them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +29,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime.sync_await import _sync_await
 
 from wis2node.stackfile import ROOT, StackFile
 
@@ -99,6 +113,8 @@ class Deployment:
     calls: list[tuple[str, dict]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     program: dict[str, Any] = field(default_factory=dict)
+    # Every resource registered, components included, by URN (what `pulumi up` matches state by).
+    urns: list[str] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -210,19 +226,21 @@ def to_pulumi_config(config: dict[str, Any]) -> dict[str, str]:
 def run_program(stack: str, config: dict[str, Any]) -> Deployment:
     """Evaluate __main__.py for a stack config under mocks; return what it declared and exported."""
     deployment = Deployment()
+    pulumi.runtime.reset_options()
     pulumi.runtime.set_all_config(to_pulumi_config(config))
-    pulumi.runtime.settings.ROOT.set(None)
     mocks = RecordingMocks(deployment)
-    pulumi.runtime.set_mocks(mocks, project="wis2-node", stack=stack, preview=False, monitor=RecordingMonitor(mocks))
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="wis2-node", stack=stack, preview=False, monitor=monitor)
 
     @pulumi.runtime.test
-    def evaluate():
+    def evaluate() -> pulumi.Output[None]:
         deployment.program = runpy.run_path(str(PROGRAM), run_name="__main__")
+        root = pulumi.runtime.get_root_resource()
+        assert root is not None
+        return pulumi.Output.from_input(root.outputs).apply(deployment.outputs.update)
 
     evaluate()
-    root = pulumi.runtime.settings.get_root_resource()
-    for name, value in root.outputs.items():
-        deployment.outputs[name] = _sync_await(pulumi.Output.from_input(value).future())
+    deployment.urns = list(monitor.get_registered_resources())
     return deployment
 
 

@@ -47,14 +47,14 @@ def cmd_local(args: argparse.Namespace) -> int:
     chosen = {name: getattr(args, f"{name}_port") for name in ("mqtts", "https", "mqtt_local", "websockets")}
     ports = Ports(**{name: port or free_port() for name, port in chosen.items()})
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C or SIGTERM at any moment, start-up included, stops both daemons in order (a
+    # KeyboardInterrupt raised while the node starts would leave them running).
+    for caught in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(caught, lambda *_: stop.set())
     with LocalNode(settings, Path(args.workdir), ports) as node:
         print(f"local node for {settings.stack} running; details in {node.workdir / 'node.json'}")
         print(json.dumps({k: v for k, v in node.description().items() if k != "publisher"}, indent=2))
-        try:
-            while not stop.wait(1):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(1):
             pass
         print("stopping mosquitto and nginx")
     return 0

@@ -11,9 +11,9 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wis2node.errors import SettingsError
 from wis2node.node import catalogue, tls
@@ -26,6 +26,16 @@ HTTPS_PORT: Final = 443
 MQTTS_PORT: Final = 8883
 WIS2_PORTS = (HTTPS_PORT, MQTTS_PORT)
 Port = Literal[443, 8883]
+
+
+def _each_port_once(value: list[Port]) -> list[Port]:
+    if len(set(value)) != len(value):
+        raise ValueError("a port is listed twice; expected each of 443 and 8883 at most once")
+    return sorted(value)
+
+
+# A list of WIS2 ports, each at most once, in order.
+Ports = Annotated[list[Port], AfterValidator(_each_port_once)]
 
 # The certificate authority each TLS mode uses, as written in the CAA record of the node's name.
 # ";" is CAA's "no CA may issue" (RFC 8659 §4.2): a self-signed node needs no public CA.
@@ -45,7 +55,20 @@ _ACCOUNT = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::(\d{12}):root)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
 # Characters EC2 accepts in a security group rule description.
 _RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,200}$")
-_STANDARD_TAGS = ("wis2-node:centre-id", "wis2-node:environment", "wis2-node:stack", "managed-by")
+
+
+def standard_tags(centre_id: str, environment: str, stack: str) -> dict[str, str]:
+    """The tags on every resource: who owns it and which stack manages it (a stack's own tags come on top)."""
+    return {
+        "wis2-node:centre-id": centre_id,
+        "wis2-node:environment": environment,
+        "wis2-node:stack": stack,
+        "managed-by": "pulumi",
+    }
+
+
+# Keys a stack's own tags may not use.
+_STANDARD_TAGS = frozenset(standard_tags("", "", ""))
 # The widest network a partner may be: anything wider is most of the internet, and a few of them
 # (0.0.0.0/1 + 128.0.0.0/1, 2000::/3) would open a port to everyone without openToInternet.
 PARTNER_MIN_PREFIX = {4: 8, 6: 32}
@@ -108,7 +131,7 @@ class Partner(BaseModel):
 
     cidr: str
     description: str
-    ports: list[Port] = Field(min_length=1)
+    ports: Ports = Field(min_length=1)
 
     @field_validator("cidr")
     @classmethod
@@ -136,13 +159,6 @@ class Partner(BaseModel):
         if not _RULE_DESCRIPTION.match(value):
             raise ValueError("expected 1 to 200 characters of letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*")
         return value
-
-    @field_validator("ports")
-    @classmethod
-    def _unique_ports(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("a port is listed twice; expected each of 443 and 8883 at most once")
-        return sorted(value)
 
     @property
     def ip_version(self) -> int:
@@ -189,7 +205,7 @@ class NodeSettings(BaseModel):
     global_services: bool = Field(default=True, alias="wis2-node:globalServices")
     exclude_operators: list[str] = Field(default_factory=list, alias="wis2-node:excludeOperators")
     partners: list[Partner] = Field(default_factory=list, alias="wis2-node:partners")
-    open_to_internet: list[Port] = Field(default_factory=list, alias="wis2-node:openToInternet")
+    open_to_internet: Ports = Field(default_factory=list, alias="wis2-node:openToInternet")
     alert_emails: list[str] = Field(default_factory=list, alias="wis2-node:alertEmails")
     tags: dict[str, str] = Field(default_factory=dict, alias="wis2-node:tags")
     tls_mode: Literal["letsencrypt", "provided", "self-signed"] = Field(
@@ -280,13 +296,6 @@ class NodeSettings(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("an operator is listed twice")
         return value
-
-    @field_validator("open_to_internet")
-    @classmethod
-    def _public_ports(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("a port is listed twice; expected each of 443 and 8883 at most once")
-        return sorted(value)
 
     @field_validator("alert_emails")
     @classmethod
@@ -583,15 +592,14 @@ class NodeSettings(BaseModel):
         return f"/{PROJECT}/{self.stack}/{name}"
 
     @property
+    def health_checkers_prefix_list(self) -> str:
+        """The name of the AWS-managed prefix list of the region's Route53 health checkers (IPv4)."""
+        return f"com.amazonaws.{self.region}.route53-healthchecks"
+
+    @property
     def resource_tags(self) -> dict[str, str]:
-        """Tags on every resource: who owns it and which stack manages it, plus the stack's own."""
-        return {
-            "wis2-node:centre-id": self.centre_id,
-            "wis2-node:environment": self.environment,
-            "wis2-node:stack": self.stack,
-            "managed-by": "pulumi",
-            **self.tags,
-        }
+        """Tags on every resource: the standard ones, plus the stack's own."""
+        return {**standard_tags(self.centre_id, self.environment, self.stack), **self.tags}
 
     def ingress_rules(self) -> list[IngressRule]:
         """Exactly the firewall's allowed (source, port) pairs, in a stable order."""

@@ -164,9 +164,7 @@ class Verifier:
 
     def _health_checkers(self, ec2) -> str | None:
         lists = ec2.describe_managed_prefix_lists(
-            Filters=[
-                {"Name": "prefix-list-name", "Values": [f"com.amazonaws.{self.settings.region}.route53-healthchecks"]}
-            ]
+            Filters=[{"Name": "prefix-list-name", "Values": [self.settings.health_checkers_prefix_list]}]
         )
         return lists["PrefixLists"][0]["PrefixListId"] if lists["PrefixLists"] else None
 

@@ -78,6 +78,8 @@ CASES = {
         "already allowed",
     ),
     "duplicate port": ({"wis2-node:partners": [partner(ports=(443, 443))]}, "wis2-node:partners[0].ports", "twice"),
+    "duplicate public port": ({"wis2-node:openToInternet": [8883, 8883]}, "wis2-node:openToInternet", "twice"),
+    "standard tag overridden": ({"wis2-node:tags": {"managed-by": "hand"}}, "wis2-node:tags", "managed-by"),
     "partner repeats a global service": (
         {"wis2-node:partners": [partner("141.38.3.181/32")]},
         "wis2-node:partners[0]",

@@ -9,6 +9,7 @@ import pytest
 
 from policy import rules
 from tests.pulumi_harness import Deployment, run_program
+from wis2node.settings import WIS2_PORTS, standard_tags
 from wis2node.stackfile import find_stack
 
 
@@ -20,6 +21,11 @@ def test_every_example_stack_passes(deployment: Deployment):
     assert rules.violations(resources(deployment)) == {
         name: [] for name in [r.name for r in rules.RESOURCE_RULES] + ["no-self-signed-in-production"]
     }
+
+
+def test_the_pack_knows_the_node_s_ports_and_standard_tags():
+    assert set(WIS2_PORTS) == rules.WIS2_PORTS
+    assert set(rules.REQUIRED_TAGS) == set(standard_tags("aq-examplemet", "test", "aq-examplemet-test"))
 
 
 def test_an_explicitly_public_port_passes():

@@ -19,6 +19,9 @@ from wis2node.localcloud import AgentProcess, LocalIngest, moto_server
 from wis2node.metadata import metadata_dir
 from wis2node.stackfile import find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 BRANCH = f"origin/a/wis2/{CENTRE}"

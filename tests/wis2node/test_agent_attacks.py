@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.wis2node.mqtt_clients import Client
 from tests.wis2node.test_agent import (
     BRANCH,
@@ -26,6 +28,9 @@ from tests.wis2node.test_agent import (
 )
 from wis2node.local import LocalNode
 from wis2node.localcloud import LocalIngest
+
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
 
 HOST = f"https://{SETTINGS.fqdn}"
 EXPERIMENTAL = "data/core/weather/experimental"

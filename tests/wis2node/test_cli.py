@@ -9,7 +9,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from wis2node.stackfile import ROOT
+
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
 
 
 def test_demo_publishes_receives_and_downloads():

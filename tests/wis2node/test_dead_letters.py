@@ -7,9 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.wis2node.test_agent import RECORD, SYNOP, agent, ingest, messages, node, subscriber  # noqa: F401
 from wis2node.localcloud import run_environment
 from wis2node.stackfile import ROOT
+
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
 
 STACK = "aq-examplemet-test"
 

@@ -27,6 +27,9 @@ from wis2node.local import LocalNode, _stop, _wait_for_port
 from wis2node.payload import BROKER_LIMITS, WEB_LIMITS
 from wis2node.stackfile import find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 TOPIC = f"origin/a/wis2/{CENTRE}/data/core/weather/surface-based-observations/synop"

@@ -19,6 +19,9 @@ from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.node import reporter
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 WIS2NODE = [sys.executable, "-m", "wis2node"]
 TOPIC = f"origin/a/wis2/{SETTINGS.centre_id}/data/core/weather/surface-based-observations/synop"

@@ -19,6 +19,9 @@ from wis2node.node.wis2events import schema_errors
 from wis2node.notice import build
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 MONITOR = f"monitor/a/wis2/{CENTRE}"

@@ -23,6 +23,9 @@ from wis2node.node import journal, runtime
 from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 PASSWORD = SETTINGS.parameter_name("publisher-password")
 RUNTIME = SETTINGS.parameter_name(RUNTIME_PARAMETER)

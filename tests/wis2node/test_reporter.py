@@ -17,6 +17,9 @@ from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.node.reporter import measurements
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 
 

@@ -24,6 +24,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from wis2node.local import LocalNode
 from wis2node.stackfile import find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 PEM = serialization.Encoding.PEM
 

@@ -17,6 +17,9 @@ from wis2node.local import LocalNode
 from wis2node.node.media_types import DEFAULT_MEDIA_TYPE, MEDIA_TYPES, METADATA_TYPE, media_type
 from wis2node.stackfile import find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 FOLDER = "data/core/weather/surface-based-observations/synop"
 ORIGIN = "https://tools.example.int"

@@ -29,6 +29,9 @@ from wis2node.node.watcher import (
 from wis2node.node.wis2events import parse
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 MONITOR = f"monitor/a/wis2/{CENTRE}"

@@ -24,6 +24,9 @@ from wis2node.metadata import metadata_dir
 from wis2node.node import gdc
 from wis2node.stackfile import ROOT, find_stack
 
+# Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
+pytestmark = pytest.mark.slow
+
 SETTINGS = find_stack("aq-examplemet-test").settings()
 CENTRE = SETTINGS.centre_id
 RECORDS = sorted(metadata_dir(SETTINGS.stack).glob("*.json"))
