@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, load_config
 
 LOG = logging.getLogger("wis2node.node.cloudwatch_agent")
 # docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/verify-CloudWatch-Agent-Package-Signature.html
@@ -79,7 +79,7 @@ def main(config_path: str = CONFIG_PATH) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    config = load(config_path, needs=())
+    region = load_config(config_path, needs=()).region
     version = os.environ.get("CLOUDWATCH_AGENT_VERSION", "")
     signer = os.environ.get("CLOUDWATCH_AGENT_SIGNER", "").replace(" ", "").upper()
     if not _VERSION.match(version) or not _FINGERPRINT.match(signer):
@@ -94,10 +94,10 @@ def main(config_path: str = CONFIG_PATH) -> int:
         arch = subprocess.run(
             ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        s3 = boto3.client("s3", region_name=config["region"], config=Config(signature_version=UNSIGNED))
+        s3 = boto3.client("s3", region_name=region, config=Config(signature_version=UNSIGNED))
         try:
             with tempfile.TemporaryDirectory() as work:
-                install(s3, config["region"], version, signer, arch, Path(work))
+                install(s3, region, version, signer, arch, Path(work))
         except Refused as err:
             LOG.error("CloudWatch agent %s not installed: %s", version, err)
             return 1

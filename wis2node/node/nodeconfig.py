@@ -208,3 +208,8 @@ def load(path: str = CONFIG_PATH, needs: tuple[tuple[str, str], ...] = tuple(RUN
         config.setdefault(section, {})[name] = values[section][name]
     parse(config, f"{path} with {file}")
     return config
+
+
+def load_config(path: str = CONFIG_PATH, needs: tuple[tuple[str, str], ...] = tuple(RUNTIME_KEYS)) -> NodeConfig:
+    """node.json as its typed definition, the runtime keys the tool needs filled in."""
+    return parse(load(path, needs), path)

@@ -27,15 +27,15 @@ def remove_expired(data_dir: Path, days: int, now: float | None = None) -> list[
 
 def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.node.nodeconfig import load
+    from wis2node.node.nodeconfig import load_config
 
-    publishing = load(config_path, (("publishing", "retention_days"),))["publishing"]
-    removed = remove_expired(Path(publishing["public_dir"]) / "data", int(publishing["retention_days"]))
-    LOG.info("removed %d files older than %s days", len(removed), publishing["retention_days"])
-    if publishing.get("state_db") and Path(publishing["state_db"]).exists():
+    publishing = load_config(config_path, (("publishing", "retention_days"),)).publishing
+    days = publishing.retention_days
+    assert days is not None  # load_config fills the runtime keys asked for, or refuses
+    removed = remove_expired(Path(publishing.public_dir) / "data", days)
+    LOG.info("removed %d files older than %s days", len(removed), days)
+    if Path(publishing.state_db).exists():
         from wis2node.node.state import State
 
-        LOG.info(
-            "forgot %d events the queue can no longer redeliver", State(Path(publishing["state_db"])).forget_events()
-        )
+        LOG.info("forgot %d events the queue can no longer redeliver", State(Path(publishing.state_db)).forget_events())
     return 0
