@@ -3,7 +3,7 @@
 Two consumers take the same burst of small files from the same moto server, one after the other:
 - the stock baseline, a plain boto3 loop in a process of its own (receive ten events, read each
   object, delete the ten in one batch; nothing else), the least any agent must do per file;
-- the real agent (`python -m wis2node agent`, as the VM's unit runs it) against a local broker:
+- the real agent (`python -m wis2node.node agent`, as the VM's unit runs it) against a local broker:
   it also writes each file, checks it with the node's rules and WMO's validators, publishes its
   notification at QoS 1 over TLS and records it.
 Each process's CPU is read from /proc (its client side only; moto's own CPU is printed apart), from
