@@ -12,7 +12,7 @@ import subprocess
 
 import boto3
 
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, load_config
 
 
 def publisher_password(ssm, name: str) -> str:
@@ -33,12 +33,12 @@ def publisher_password(ssm, name: str) -> str:
     return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
-def set_password(broker: dict, password: str) -> None:
+def set_password(password_file: str, user: str, password: str) -> None:
     """The publisher account in the broker's password file (mosquitto re-reads it on SIGHUP)."""
     # On standard input (asked twice, as at a terminal), never on the command line: any local user
     # can read a process's arguments in /proc while it runs.
     subprocess.run(
-        ["mosquitto_passwd", broker["password_file"], broker["publisher_user"]],
+        ["mosquitto_passwd", password_file, user],
         input=f"{password}\n{password}\n",
         text=True,
         check=True,
@@ -47,9 +47,9 @@ def set_password(broker: dict, password: str) -> None:
 
 
 def main(config_path: str = CONFIG_PATH) -> int:
-    config = load(config_path, needs=())
-    broker = config["broker"]
-    ssm = boto3.client("ssm", region_name=config["region"])
-    set_password(broker, publisher_password(ssm, broker["password_parameter"]))
-    print(f"wis2-publisher-credential: account {broker['publisher_user']} set from {broker['password_parameter']}")
+    config = load_config(config_path, needs=())
+    broker = config.broker
+    ssm = boto3.client("ssm", region_name=config.region)
+    set_password(broker.password_file, broker.publisher_user, publisher_password(ssm, broker.password_parameter))
+    print(f"wis2-publisher-credential: account {broker.publisher_user} set from {broker.password_parameter}")
     return 0

@@ -164,7 +164,7 @@ def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = No
     except ssm.exceptions.ParameterNotFound:  # the first boot creates it (publisher-credential)
         parameter = None
     if parameter is not None and parameter["Version"] != state.get("password_version"):
-        set_password(broker, parameter["Value"])
+        set_password(broker["password_file"], broker["publisher_user"], parameter["Value"])
         reload_broker(broker["pid_file"])
         _write_json(runtime["state"], {**state, "password_version": parameter["Version"]}, 0o600)
         done.append(f"publisher password version {parameter['Version']} set; the broker re-read its accounts")
