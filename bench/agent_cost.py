@@ -281,7 +281,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = find_stack("aq-examplemet-test").settings()
-    record = next(metadata_dir(settings.stack).glob("*.json"))
+    record = metadata_dir(settings.stack) / "surface-based-observations-synop.json"  # the dataset of TOPIC
     record_id = json.loads(record.read_text())["id"]
     with tempfile.TemporaryDirectory() as workdir, moto_server(settings.region) as aws:
         workdir = Path(workdir)
