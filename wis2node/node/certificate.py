@@ -19,6 +19,20 @@ from wis2node.node.nodeconfig import CONFIG_PATH
 TEMPFAIL = 75  # sysexits EX_TEMPFAIL: try again later
 
 
+def certbot_state(tls: dict) -> list[str]:
+    """certbot's options naming the ACME server and where it keeps its state (on the data volume)."""
+    return [
+        "--server",
+        tls["acme_server"],
+        "--config-dir",
+        tls["letsencrypt_dir"],
+        "--work-dir",
+        tls["letsencrypt_work_dir"],
+        "--logs-dir",
+        tls["letsencrypt_logs_dir"],
+    ]
+
+
 def letsencrypt(config: dict) -> int:
     tls, fqdn = config["tls"], config["fqdn"]
     live = os.path.join(tls["letsencrypt_dir"], "live", fqdn)
@@ -37,14 +51,7 @@ def letsencrypt(config: dict) -> int:
         fqdn,
         "--key-type",
         "ecdsa",
-        "--server",
-        tls["acme_server"],
-        "--config-dir",
-        tls["letsencrypt_dir"],
-        "--work-dir",
-        tls["letsencrypt_work_dir"],
-        "--logs-dir",
-        tls["letsencrypt_logs_dir"],
+        *certbot_state(tls),
         "--deploy-hook",
         tls["deploy_hook"],
     ]

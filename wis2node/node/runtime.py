@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from wis2node.node.certificate import certbot_state
 from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, load
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
@@ -186,14 +187,7 @@ def _act(action: str, node: dict) -> None:
                 "--non-interactive",
                 "--email",
                 tls["letsencrypt_email"],
-                "--server",
-                tls["acme_server"],
-                "--config-dir",
-                tls["letsencrypt_dir"],
-                "--work-dir",
-                tls["letsencrypt_work_dir"],
-                "--logs-dir",
-                tls["letsencrypt_logs_dir"],
+                *certbot_state(tls),
             ],
             check=True,
         )
