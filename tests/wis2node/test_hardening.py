@@ -111,6 +111,21 @@ def stream_until_closed(sock: ssl.SSLSocket, total: int, chunk: bytes) -> int:
     return sent
 
 
+def closed_by_server(sock: ssl.SSLSocket, timeout: float = 10) -> bool:
+    """Whether the server closes the connection within `timeout` (whatever it sends first)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except TimeoutError:
+        return False
+    except (ssl.SSLError, ConnectionError, OSError):
+        return True
+    return False
+
+
 # -- 3. Memory exhaustion before login ---------------------------------------------------------
 
 CLAIMED = 200 * MiB  # what each CONNECT claims to be
@@ -137,13 +152,20 @@ def test_huge_connect_packets_are_refused_before_login(node, transport):
             sent.append(stream_until_closed(sock, SENT, chunk))
         time.sleep(1)  # let the broker read what is on its sockets
         grown = rss_bytes(node.broker.pid) - before
+        closed = [closed_by_server(sock) for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()
-    # The broker hung up as soon as the header announced the size, and kept nothing.
-    assert all(n < SENT for n in sent) and grown < 8 * MiB, (
-        f"the broker read {[n // MiB for n in sent]} MiB of the CONNECTs and grew by {grown // MiB} MiB"
+    # The broker hung up on each, and kept nothing. Over MQTTS it hangs up as soon as the header
+    # announced the size. Over WSS the close goes through libwebsockets and nginx, asynchronously:
+    # on a loaded machine they may drain (and drop) what is in flight first, so there the bytes
+    # accepted before the close are not the measure; the broker's memory and the close are.
+    assert all(closed) and grown < 8 * MiB, (
+        f"closed by the server: {closed}; the broker grew by {grown // MiB} MiB "
+        f"(it was sent {[n // MiB for n in sent]} MiB)"
     )
+    if transport == "mqtts":
+        assert all(n < SENT for n in sent), f"the broker read {[n // MiB for n in sent]} MiB of the CONNECTs"
     probe = Client(node, "everyone", "everyone", transport=transport)
     try:
         assert probe.ok
