@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wis2node.node.certificate import certbot_state
-from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, load
+from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, Tls, load
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -187,7 +187,7 @@ def _act(action: str, node: dict) -> None:
                 "--non-interactive",
                 "--email",
                 tls["letsencrypt_email"],
-                *certbot_state(tls),
+                *certbot_state(Tls(**tls)),
             ],
             check=True,
         )
