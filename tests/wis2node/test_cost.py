@@ -298,5 +298,5 @@ def test_the_wis2_metrics_are_those_the_watcher_and_the_gdc_check_put(tmp_path):
     watcher.relays.published("m-1", "d-1", True, 9_000.0)  # settled, cacheable: every relay figure
     watcher.relays.relayed("gb-one", "m-1", 9_000.5)
     put = {d["MetricName"] for d in watcher.tick()}  # no event came: no WIS2Events (not counted, pro rata)
-    daily = gdc.metrics(config, [gdc.Finding(name) for name, _ in gdc.catalogues({})])
+    daily = gdc.metrics(config["stack"], [gdc.Finding(name) for name, _ in gdc.catalogues()])
     assert cost.wis2_metrics() == len(put) + len({(d["MetricName"], str(d["Dimensions"])) for d in daily})

@@ -447,12 +447,9 @@ def client_id(config: dict, broker: Broker) -> str:
     return f"wis2-watch-{config['centre_id'][:40]}-{digest}"
 
 
-def alerts_topic(config: dict, session) -> str:
-    """The stack's SNS topic: node.json may name it; otherwise the parameter the monitoring component writes."""
-    return (
-        config["wis2"].get("alerts_topic_arn")
-        or session.client("ssm").get_parameter(Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
-    )
+def alerts_topic(arn: str | None, parameter: str, session) -> str:
+    """The stack's SNS topic: node.json may name it (arn); otherwise the parameter the monitoring component writes."""
+    return arn or session.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
 
 
 def run(config: dict, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
@@ -460,7 +457,7 @@ def run(config: dict, *, session=None, stop: threading.Event | None = None, inte
 
     session = session or boto3.session.Session(region_name=config["region"])
     sns, cloudwatch = session.client("sns"), session.client("cloudwatch")
-    topic_arn = alerts_topic(config, session)
+    topic_arn = alerts_topic(config["wis2"].get("alerts_topic_arn"), config["wis2"]["alerts_topic_parameter"], session)
     namespace = config["monitoring"]["namespace"]
 
     def alert(subject: str, message: str) -> None:
