@@ -20,6 +20,7 @@ from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.node import journal, runtime
+from wis2node.node.nodeconfig import parse
 from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
@@ -234,8 +235,8 @@ def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
         ),
         journal_line("wis2-agent.service", "old line", now - datetime.timedelta(hours=3), "c6"),
     ]
-    config = json.loads(_rendered_node_json())
-    sent, state = journal.ship(config, logs, lines, "i-0123456789abcdef0", {}, "machine-a")
+    config = parse(json.loads(_rendered_node_json()))
+    sent, state = journal.ship(config.logs, logs, lines, "i-0123456789abcdef0", {}, "machine-a")
     assert sent == {"agent": 3, "broker": 1, "web": 1}
     assert state == {"machine_id": "machine-a", "cursor": "c6"}, "the cursor of the last entry read"
 
