@@ -289,14 +289,18 @@ def test_the_custom_metrics_are_those_the_agent_is_configured_with_and_the_repor
 
 
 def test_the_wis2_metrics_are_those_the_watcher_and_the_gdc_check_put(tmp_path):
+    from tests.wis2node.nodejson import rendered_node_json
     from wis2node.node import gdc
+    from wis2node.node.nodeconfig import parse
     from wis2node.node.watcher import Watcher
 
-    config = {"centre_id": "aq-examplemet", "stack": "s", "wis2": {"state_dir": str(tmp_path)}}
+    document = rendered_node_json()
+    document["wis2"]["state_dir"] = str(tmp_path)
+    config = parse(document)
     watcher = Watcher(config, alert=lambda *a: None, put=lambda data: None, clock=lambda: 10_000.0)
     watcher.listening = lambda: 2
     watcher.relays.published("m-1", "d-1", True, 9_000.0)  # settled, cacheable: every relay figure
     watcher.relays.relayed("gb-one", "m-1", 9_000.5)
     put = {d["MetricName"] for d in watcher.tick()}  # no event came: no WIS2Events (not counted, pro rata)
-    daily = gdc.metrics(config, [gdc.Finding(name) for name, _ in gdc.catalogues({})])
+    daily = gdc.metrics(config.stack, [gdc.Finding(name) for name, _ in gdc.catalogues()])
     assert cost.wis2_metrics() == len(put) + len({(d["MetricName"], str(d["Dimensions"])) for d in daily})

@@ -83,3 +83,25 @@ def test_the_runtime_keys_complete_the_typed_definition(tmp_path):
     runtime.write_text(json.dumps({"publishing": {"retention_days": "7"}}))
     with pytest.raises(ConfigError, match=r"publishing.retention_days: '7' is not a int"):
         load(str(path), needs=(("publishing", "retention_days"),))
+
+
+def test_every_node_tool_reads_the_typed_definition():
+    """No node module but nodeconfig itself takes the untyped document (nodeconfig.load): each tool
+    loads the NodeConfig once (load_config) and passes it on, so mypy checks every key it reads."""
+    import ast
+    from pathlib import Path
+
+    import wis2node.node
+
+    folder = Path(wis2node.node.__file__).parent
+    untyped = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "nodeconfig.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "wis2node.node.nodeconfig":
+                untyped += [f"{path.name}: imports {a.name}" for a in node.names if a.name == "load"]
+    assert untyped == []
+    assert any("load_config" in path.read_text() for path in folder.glob("*.py") if path.name != "nodeconfig.py"), (
+        "the tools load the typed definition"
+    )

@@ -20,6 +20,7 @@ from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.node import journal, runtime
+from wis2node.node.nodeconfig import load_config, parse
 from wis2node.payload import RUNTIME_PARAMETER, DeployFacts, render_files, runtime_config
 from wis2node.stackfile import ROOT, find_stack
 
@@ -110,7 +111,7 @@ def test_a_changed_retention_reaches_the_node_and_reloads_nothing(node, aws):
     changed["publishing"]["retention_days"] = 7
     ssm.put_parameter(Name=RUNTIME, Type="String", Value=json.dumps(changed), Overwrite=True)
     actions = []
-    done = runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    done = runtime.apply(load_config(config, needs=()), _boto_ssm(aws), act=lambda action, _: actions.append(action))
     assert any("publishing.retention_days 30 -> 7" in line for line in done), done
     assert actions == [], "the retention timer reads it at its next run: nothing to reload"
     from wis2node.node.nodeconfig import load
@@ -123,7 +124,7 @@ def test_a_changed_retention_reaches_the_node_and_reloads_nothing(node, aws):
     changed["publishing"]["max_file_bytes"] = 1024
     changed["tls"]["letsencrypt_email"] = "new-ops@examplemet.example.org"
     ssm.put_parameter(Name=RUNTIME, Type="String", Value=json.dumps(changed), Overwrite=True)
-    runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    runtime.apply(load_config(config, needs=()), _boto_ssm(aws), act=lambda action, _: actions.append(action))
     assert actions == ["restart-agent", "certbot-account"]
 
 
@@ -164,7 +165,7 @@ def test_a_new_reboot_time_reaches_apt_without_a_new_machine(node, aws):
 
     node.path("/etc/wis2/runtime.json").unlink()  # a machine's first boot: nothing applied yet
     actions = []
-    done = runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    done = runtime.apply(load_config(config, needs=()), _boto_ssm(aws), act=lambda action, _: actions.append(action))
     assert apt_reboot_settings(parts) == {
         "Automatic-Reboot": "true",
         "Automatic-Reboot-WithUsers": "true",
@@ -179,7 +180,7 @@ def test_a_new_reboot_time_reaches_apt_without_a_new_machine(node, aws):
     assert f"upgrades.reboot_time '{SETTINGS.reboot_time}' -> '05:45'" in run.stdout
     assert "53wis2-reboot-time: automatic reboots at 05:45 UTC" in run.stdout
     assert apt_reboot_settings(parts)["Automatic-Reboot-Time"] == "05:45"
-    runtime.apply(config, _boto_ssm(aws), act=lambda action, _: actions.append(action))
+    runtime.apply(load_config(config, needs=()), _boto_ssm(aws), act=lambda action, _: actions.append(action))
     assert actions == [], "unattended-upgrades reads it at its next run: nothing to reload"
 
     (parts / "53wis2-reboot-time").write_text('Unattended-Upgrade::Automatic-Reboot-Time "now";\n')
@@ -234,8 +235,8 @@ def test_journal_lines_are_shipped_per_service_and_read_back(aws, tmp_path):
         ),
         journal_line("wis2-agent.service", "old line", now - datetime.timedelta(hours=3), "c6"),
     ]
-    config = json.loads(_rendered_node_json())
-    sent, state = journal.ship(config, logs, lines, "i-0123456789abcdef0", {}, "machine-a")
+    config = parse(json.loads(_rendered_node_json()))
+    sent, state = journal.ship(config.logs, logs, lines, "i-0123456789abcdef0", {}, "machine-a")
     assert sent == {"agent": 3, "broker": 1, "web": 1}
     assert state == {"machine_id": "machine-a", "cursor": "c6"}, "the cursor of the last entry read"
 

@@ -14,6 +14,7 @@ from cryptography import x509
 
 from wis2node.local import LocalNode, free_port, write_certificate
 from wis2node.localcloud import client, moto_server, run_environment
+from wis2node.node.nodeconfig import load_config, parse
 from wis2node.node.reporter import measurements
 from wis2node.stackfile import ROOT, find_stack
 
@@ -35,7 +36,7 @@ def expected_days(node: LocalNode) -> float:
 
 
 def test_days_left_are_those_of_the_served_certificate(node):
-    config = json.loads(node.path("/etc/wis2/node.json").read_text())
+    config = load_config(str(node.path("/etc/wis2/node.json")), needs=())
     found = measurements(config)
     assert set(found) == {"https", "mqtts"}
     for days in found.values():
@@ -80,7 +81,7 @@ def test_the_reporter_puts_days_left_and_a_heartbeat(node):
 def test_a_port_without_a_server_is_reported_by_omission(node):
     config = json.loads(node.path("/etc/wis2/node.json").read_text())
     config["monitoring"]["mqtts_port"] = free_port()  # nothing listens: no figure (the alarm treats it as breaching)
-    assert set(measurements(config)) == {"https"}
+    assert set(measurements(parse(config))) == {"https"}
 
 
 # -- renewal overdue, relative to the certificate's lifetime (issue 13.6) ---------------------------
@@ -144,10 +145,8 @@ def test_renewal_overdue_is_relative_to_the_lifetime(node, tmp_path, monkeypatch
 
     install(node, days, age)
     fake_systemctl(tmp_path / "bin", monkeypatch, "success", "success")
-    from wis2node.node.nodeconfig import load
-
-    config = load(str(node.path("/etc/wis2/node.json")), needs=(("monitoring", "certificate_alarm_days"),))
-    assert config["monitoring"]["certificate_alarm_days"] == SETTINGS.certificate_alarm_days == 21
+    config = load_config(str(node.path("/etc/wis2/node.json")), needs=(("monitoring", "certificate_alarm_days"),))
+    assert config.monitoring.certificate_alarm_days == SETTINGS.certificate_alarm_days == 21
     with moto_server(SETTINGS.region) as aws:
         cloudwatch = client("cloudwatch", aws)
         report(config, cloudwatch)
@@ -167,6 +166,6 @@ def test_a_failed_renewal_attempt_is_reported(node, tmp_path, monkeypatch):
     config["tls"] = {**config.get("tls", {}), "mode": "letsencrypt"}
     with moto_server(SETTINGS.region) as aws:
         cloudwatch = client("cloudwatch", aws)
-        report(config, cloudwatch)
+        report(parse(config), cloudwatch)
         assert reported(cloudwatch, "CertificateRenewalFailed") == 1.0
         assert reported(cloudwatch, "CertificateRenewalOverdue", Endpoint="https") == 0.0

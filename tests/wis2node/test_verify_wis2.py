@@ -315,7 +315,7 @@ def test_the_shipped_catalogue_gives_one_broker_per_operator_wss_first(tmp_path)
         "cn-cma-global-broker": ("mqtts", 8883),
         "us-noaa-global-broker": ("mqtts", 8883),
     }
-    assert catalogues == gdc.catalogues({})
+    assert catalogues == gdc.catalogues()
 
 
 @pytest.mark.parametrize(

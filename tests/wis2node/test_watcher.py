@@ -16,6 +16,7 @@ from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
 from wis2node.localcloud import client, moto_server, run_environment
+from wis2node.node.nodeconfig import parse as parse_config
 from wis2node.node.watcher import (
     EVENT_PATTERN,
     Connection,
@@ -202,7 +203,7 @@ def test_events_about_the_centre_reach_sns_once_each_and_outages_lose_nothing(no
 def test_relay_figures_count_the_brokers_that_relay(node, brokers, tmp_path):
     one, two = brokers
     put: list[list] = []
-    config = config_for(node, brokers, tmp_path / "state", relay_grace=0.5, cache_grace=0)
+    config = parse_config(config_for(node, brokers, tmp_path / "state", relay_grace=0.5, cache_grace=0))
     watcher = Watcher(config, alert=lambda *a: None, put=put.append)
     connections = [Connection(b, watcher, client_id(config, b)) for b in brokers_of(config)]
     watcher.listening = lambda: sum(c.connected.is_set() for c in connections if c.broker.name != "local")
@@ -267,7 +268,9 @@ def test_a_threaded_watcher_stops_on_request(node, brokers, tmp_path):
         os.environ.update(aws)
         try:
             runner = threading.Thread(
-                target=module.run, args=(config,), kwargs={"session": session, "stop": stop, "interval": 0.2}
+                target=module.run,
+                args=(parse_config(config),),
+                kwargs={"session": session, "stop": stop, "interval": 0.2},
             )
             runner.start()
             time.sleep(1)

@@ -22,6 +22,7 @@ from wis2node.local import LocalNode, free_port
 from wis2node.localcloud import client, moto_server, run_environment
 from wis2node.metadata import metadata_dir
 from wis2node.node import gdc
+from wis2node.node.nodeconfig import parse
 from wis2node.stackfile import ROOT, find_stack
 
 # Starts the node's daemons: not in the quick loop, `pytest -m "not slow"` (docs/DEVELOPING.md).
@@ -166,7 +167,7 @@ def test_the_gdc_check_finds_missing_stale_and_unknown_records(node, tmp_path):
         ],
     )
     try:
-        findings = {f.catalogue: f for f in gdc.check(config)}
+        findings = {f.catalogue: f for f in gdc.check(parse(config))}
         assert findings["current-gdc"].ok
         assert findings["behind-gdc"].missing == [model]
         assert findings["behind-gdc"].stale == [synop]
@@ -210,7 +211,7 @@ def test_the_gdc_check_finds_missing_stale_and_unknown_records(node, tmp_path):
 
 
 def test_the_catalogue_names_the_three_gdcs_over_https():
-    found = gdc.catalogues({})
+    found = gdc.catalogues()
     assert len(found) == 3 and all(url.startswith("https://") for _, url in found)
     with pytest.raises(ValueError, match="not an https URL"):
-        gdc.catalogues({"wis2": {"catalogues": [{"name": "x", "url": "http://gdc.example.org/"}]}})
+        gdc.catalogues([{"name": "x", "url": "http://gdc.example.org/"}])

@@ -27,7 +27,7 @@ from pathlib import Path
 from wis2node.node import rules
 from wis2node.node.datasets import BucketDatasets, Dataset
 from wis2node.node.deleter import Deleter, acquire_up_to
-from wis2node.node.nodeconfig import CONFIG_PATH
+from wis2node.node.nodeconfig import CONFIG_PATH, ConfigError, NodeConfig
 from wis2node.node.notification import build_notification, parse_rfc3339
 from wis2node.node.publisher import BrokerUnavailable, Publisher
 from wis2node.node.rules import Event, Rejected
@@ -52,34 +52,36 @@ INCOMING = "incoming"
 class Agent:
     """Takes the node's bucket events from its queue and publishes them; see the module's docstring."""
 
-    def __init__(self, config: dict, *, session=None, password: str | None = None):
+    def __init__(self, config: NodeConfig, *, session=None, password: str | None = None):
         import boto3
         from botocore.config import Config
 
         self.config = config
-        publishing = config["publishing"]
-        session = session or boto3.session.Session(region_name=config["region"])
+        publishing = config.publishing
+        if publishing.max_file_bytes is None:  # a runtime key: load_config fills it in when the agent needs it
+            raise ConfigError("publishing.max_file_bytes: not set (the runtime configuration was never applied)")
+        session = session or boto3.session.Session(region_name=config.region)
         # a connection per worker (and the poller's and deleter's), a read timeout well above the 1 s long poll
         connections = Config(
             max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30, retries={"mode": "standard"}
         )
         self.s3 = session.client("s3", config=connections)
         self.sqs = session.client("sqs", config=connections)
-        self.bucket = publishing["bucket"]
-        self.queue_url = self.sqs.get_queue_url(QueueName=publishing["queue"])["QueueUrl"]
-        self.dead_letter_url = self.sqs.get_queue_url(QueueName=publishing["dead_letter_queue"])["QueueUrl"]
-        self.public_dir = Path(publishing["public_dir"]).resolve()
-        self.max_bytes = int(publishing["max_file_bytes"])
-        self.centre_id = config["centre_id"]
-        self.fqdn = config["fqdn"]
-        state_db = Path(publishing["state_db"])
+        self.bucket = publishing.bucket
+        self.queue_url = self.sqs.get_queue_url(QueueName=publishing.queue)["QueueUrl"]
+        self.dead_letter_url = self.sqs.get_queue_url(QueueName=publishing.dead_letter_queue)["QueueUrl"]
+        self.public_dir = Path(publishing.public_dir).resolve()
+        self.max_bytes = publishing.max_file_bytes
+        self.centre_id = config.centre_id
+        self.fqdn = config.fqdn
+        state_db = Path(publishing.state_db)
         self.state = State(state_db)
         self.incoming = _incoming_dir(state_db.parent / INCOMING, self.public_dir)
-        broker = config["broker"]
+        broker = config.broker
         self.publisher = Publisher(
             "127.0.0.1",
-            int(broker["local_port"]),
-            broker["publisher_user"],
+            broker.local_port,
+            broker.publisher_user,
             password or self._publisher_password(session),
         )
         self.stopping = threading.Event()
@@ -414,7 +416,7 @@ class Agent:
 
     def _publisher_password(self, session) -> str:
         """Read once at start: the SSM client (and its service model) is not kept around."""
-        name = self.config["broker"]["password_parameter"]
+        name = self.config.broker.password_parameter
         ssm = session.client("ssm")
         try:
             return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
@@ -469,9 +471,9 @@ def _mount_of(path: Path) -> tuple:
 
 def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.node.nodeconfig import load
+    from wis2node.node.nodeconfig import load_config
 
-    agent = Agent(load(config_path, (("publishing", "max_file_bytes"),)))
+    agent = Agent(load_config(config_path, (("publishing", "max_file_bytes"),)))
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())

@@ -14,28 +14,30 @@ import subprocess
 import sys
 import tempfile
 
-from wis2node.node.nodeconfig import CONFIG_PATH
+from wis2node.node.nodeconfig import CONFIG_PATH, ConfigError, NodeConfig, Tls
 
 TEMPFAIL = 75  # sysexits EX_TEMPFAIL: try again later
 
 
-def certbot_state(tls: dict) -> list[str]:
+def certbot_state(tls: Tls) -> list[str]:
     """certbot's options naming the ACME server and where it keeps its state (on the data volume)."""
+    if tls.acme_server is None:  # the renderer sets it in letsencrypt mode, the only one that runs certbot
+        raise ConfigError(f"tls.acme_server: not set, and certbot needs it (tls.mode is {tls.mode!r})")
     return [
         "--server",
-        tls["acme_server"],
+        tls.acme_server,
         "--config-dir",
-        tls["letsencrypt_dir"],
+        tls.letsencrypt_dir,
         "--work-dir",
-        tls["letsencrypt_work_dir"],
+        tls.letsencrypt_work_dir,
         "--logs-dir",
-        tls["letsencrypt_logs_dir"],
+        tls.letsencrypt_logs_dir,
     ]
 
 
-def letsencrypt(config: dict) -> int:
-    tls, fqdn = config["tls"], config["fqdn"]
-    live = os.path.join(tls["letsencrypt_dir"], "live", fqdn)
+def letsencrypt(config: NodeConfig) -> int:
+    tls, fqdn = config.tls, config.fqdn
+    live = os.path.join(tls.letsencrypt_dir, "live", fqdn)
     if os.path.exists(os.path.join(live, "fullchain.pem")):
         print(f"wis2-certificate: Let's Encrypt certificate for {fqdn} present; certbot.timer renews it")
         return 0
@@ -53,11 +55,9 @@ def letsencrypt(config: dict) -> int:
         "ecdsa",
         *certbot_state(tls),
         "--deploy-hook",
-        tls["deploy_hook"],
+        tls.deploy_hook,
     ]
-    command += (
-        ["--email", tls["letsencrypt_email"]] if tls["letsencrypt_email"] else ["--register-unsafely-without-email"]
-    )
+    command += ["--email", tls.letsencrypt_email] if tls.letsencrypt_email else ["--register-unsafely-without-email"]
     run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode != 0:
         reason = (run.stderr or run.stdout).strip().splitlines()[-3:]
@@ -71,27 +71,27 @@ def letsencrypt(config: dict) -> int:
     return 0
 
 
-def from_stack(config: dict) -> int:
+def from_stack(config: NodeConfig) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    tls = config["tls"]
-    ssm = boto3.client("ssm", region_name=config["region"])
+    tls = config.tls
+    ssm = boto3.client("ssm", region_name=config.region)
     try:
-        certificate = ssm.get_parameter(Name=tls["certificate_parameter"])["Parameter"]["Value"]
+        certificate = ssm.get_parameter(Name=tls.certificate_parameter)["Parameter"]["Value"]
     except (BotoCoreError, ClientError) as err:
         print(
-            f"wis2-certificate: no certificate in {tls['certificate_parameter']} yet ({err}); "
+            f"wis2-certificate: no certificate in {tls.certificate_parameter} yet ({err}); "
             "still serving the current one",
             file=sys.stderr,
         )
         return TEMPFAIL
     try:
-        key = ssm.get_parameter(Name=tls["key_parameter"], WithDecryption=True)["Parameter"]["Value"]
+        key = ssm.get_parameter(Name=tls.key_parameter, WithDecryption=True)["Parameter"]["Value"]
     except (BotoCoreError, ClientError) as err:
-        print(f"wis2-certificate: cannot read the key from {tls['key_parameter']}: {err}", file=sys.stderr)
+        print(f"wis2-certificate: cannot read the key from {tls.key_parameter}: {err}", file=sys.stderr)
         return TEMPFAIL
-    installed = os.path.join(tls["installed_dir"], "fullchain.pem")
+    installed = os.path.join(tls.installed_dir, "fullchain.pem")
     if os.path.exists(installed) and _read(installed) == certificate:
         print("wis2-certificate: the stack's certificate is already installed")
         return 0
@@ -101,15 +101,15 @@ def from_stack(config: dict) -> int:
             handle.write(certificate)
         with open(os.open(os.path.join(lineage, "privkey.pem"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
             handle.write(key)
-        subprocess.run([tls["deploy_hook"]], check=True, env={**os.environ, "RENEWED_LINEAGE": lineage})
+        subprocess.run([tls.deploy_hook], check=True, env={**os.environ, "RENEWED_LINEAGE": lineage})
     return 0
 
 
 def main(config_path: str = CONFIG_PATH) -> int:
-    from wis2node.node.nodeconfig import load
+    from wis2node.node.nodeconfig import load_config
 
-    config = load(config_path, (("tls", "letsencrypt_email"),))
-    return letsencrypt(config) if config["tls"]["mode"] == "letsencrypt" else from_stack(config)
+    config = load_config(config_path, (("tls", "letsencrypt_email"),))
+    return letsencrypt(config) if config.tls.mode == "letsencrypt" else from_stack(config)
 
 
 def _read(path: str) -> str:

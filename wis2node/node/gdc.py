@@ -25,9 +25,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wis2node.node.jsonobject import json_object
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, NodeConfig, load_config
 from wis2node.node.republish import records
 
 LOG = logging.getLogger("wis2node.node.gdc")
@@ -62,11 +63,10 @@ class Finding:
         return f"{self.catalogue}: " + ("; ".join(parts) if parts else "all records present and current")
 
 
-def catalogues(config: dict) -> list[tuple[str, str]]:
-    """(name, base URL) of each GDC: node.json's list (tests), else the catalogue's."""
+def catalogues(listed: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """(name, base URL) of each GDC: node.json's list (wis2.catalogues, tests), else the catalogue's."""
     from wis2node.node.watcher import catalogue
 
-    listed = config.get("wis2", {}).get("catalogues")
     if listed:
         found = [(str(item["name"]), str(item["url"])) for item in listed]
     else:
@@ -160,8 +160,8 @@ def compare(name: str, served: dict[str, str], listed: dict[str, str]) -> Findin
     return finding
 
 
-def served_records(config: dict) -> dict[str, str]:
-    return updated_by_id(Path(config["publishing"]["public_dir"]) / "metadata")
+def served_records(config: NodeConfig) -> dict[str, str]:
+    return updated_by_id(Path(config.publishing.public_dir) / "metadata")
 
 
 def updated_by_id(metadata_dir: Path) -> dict[str, str]:
@@ -174,22 +174,22 @@ def updated_by_id(metadata_dir: Path) -> dict[str, str]:
     }
 
 
-def check(config: dict, context: ssl.SSLContext | None = None) -> list[Finding]:
+def check(config: NodeConfig, context: ssl.SSLContext | None = None) -> list[Finding]:
     served = served_records(config)
     findings = []
-    for name, url in catalogues(config):
+    for name, url in catalogues(config.wis2.catalogues):
         try:
-            findings.append(compare(name, served, catalogue_records(url, config["centre_id"], context)))
+            findings.append(compare(name, served, catalogue_records(url, config.centre_id, context)))
         except (OSError, ValueError) as err:
             findings.append(Finding(name, error=str(err)[:300]))
         LOG.info("%s", findings[-1].describe())
     return findings
 
 
-def metrics(config: dict, findings: list[Finding]) -> list[dict]:
+def metrics(stack: str, findings: list[Finding]) -> list[dict]:
     data = []
     for finding in findings:
-        dimensions = [{"Name": "Stack", "Value": config["stack"]}, {"Name": "Catalogue", "Value": finding.catalogue}]
+        dimensions = [{"Name": "Stack", "Value": stack}, {"Name": "Catalogue", "Value": finding.catalogue}]
         figures = {"GDCUnreachable": 1.0 if finding.error else 0.0}
         if not finding.error:
             figures.update(
@@ -212,25 +212,24 @@ def main(config_path: str = CONFIG_PATH) -> int:
     from wis2node.node.watcher import alerts_topic
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    config = load(config_path, needs=())
-    session = boto3.session.Session(region_name=config["region"])
+    config = load_config(config_path, needs=())
+    session = boto3.session.Session(region_name=config.region)
     findings = check(config)
     session.client("cloudwatch").put_metric_data(
-        Namespace=config["monitoring"]["namespace"], MetricData=metrics(config, findings)
+        Namespace=config.monitoring.namespace, MetricData=metrics(config.stack, findings)
     )
     wrong = [f for f in findings if not f.ok]
     if wrong:
         message = "\n".join(
             [
-                f"The Global Discovery Catalogues and the records of {config['centre_id']} "
-                f"(stack {config['stack']}) differ:",
+                f"The Global Discovery Catalogues and the records of {config.centre_id} (stack {config.stack}) differ:",
                 "",
             ]
             + [f.describe() for f in findings]
             + ["", 'What to do: see the README, section "WIS2 alerts", "GDC check".']
         )
         session.client("sns").publish(
-            TopicArn=alerts_topic(config, session),
+            TopicArn=alerts_topic(config.wis2.alerts_topic_arn, config.wis2.alerts_topic_parameter, session),
             Subject=f"WIS2 WARNING: GDC check, {len(wrong)} catalogue(s) differ",
             Message=message,
         )

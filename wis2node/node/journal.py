@@ -19,7 +19,7 @@ import sys
 import urllib.request
 from collections.abc import Iterable, Iterator
 
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, Logs, load_config
 
 # The services operators read (`python -m wis2node logs --service NAME`), each from its units.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -166,12 +166,12 @@ def journal_command(cursor: str | None, unit_map: dict[str, str]) -> list[str]:
     return command + ([f"--after-cursor={cursor}"] if cursor else ["--boot"])
 
 
-def ship(config: dict, logs, lines: Iterable[str], stream: str, saved: dict, machine: str) -> tuple[dict, dict]:
-    """Send the lines' events; return (what each service took, the cursor state to save)."""
-    groups = config["logs"]["groups"]
+def ship(config: Logs, logs, lines: Iterable[str], stream: str, saved: dict, machine: str) -> tuple[dict, dict]:
+    """Send the lines' events where the logs section says; return (what each service took, the cursor to save)."""
+    groups = config.groups
     per_service: dict[str, list[dict]] = {}
     last = None
-    for count, (service, event, cursor) in enumerate(events(lines, config["logs"]["units"])):
+    for count, (service, event, cursor) in enumerate(events(lines, config.units)):
         per_service.setdefault(service, []).append(event)
         last = cursor
         if count + 1 >= MAX_ENTRIES_PER_RUN:
@@ -184,8 +184,8 @@ def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    config = load(config_path, needs=())
-    cursor_file = config["logs"]["cursor"]
+    config = load_config(config_path, needs=())
+    cursor_file = config.logs.cursor
     try:
         with open(cursor_file) as handle:
             saved = json.load(handle)
@@ -193,15 +193,15 @@ def main(config_path: str = CONFIG_PATH) -> int:
         saved = {}
     machine = machine_id()
     cursor = saved.get("cursor") if saved.get("machine_id") == machine else None
-    process = subprocess.Popen(journal_command(cursor, config["logs"]["units"]), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(journal_command(cursor, config.logs.units), stdout=subprocess.PIPE, text=True)
     lines = process.stdout
     assert lines is not None  # stdout=PIPE
     try:
         sent, state = ship(
-            config,
-            boto3.client("logs", region_name=config["region"]),
+            config.logs,
+            boto3.client("logs", region_name=config.region),
             lines,
-            config["logs"].get("stream") or instance_id(),
+            config.logs.stream or instance_id(),
             saved,
             machine,
         )

@@ -24,7 +24,7 @@ import sys
 
 from cryptography import x509
 
-from wis2node.node.nodeconfig import CONFIG_PATH
+from wis2node.node.nodeconfig import CONFIG_PATH, NodeConfig
 from wis2node.node.tls import days_left
 
 DEFAULT_ALARM_DAYS = 21  # wis2-node:certificateAlarmDays' default (wis2node/settings.py)
@@ -65,12 +65,12 @@ def renewal(
     return left, lifetime, left < overdue_threshold(lifetime, alarm_days)
 
 
-def renewal_failed(config: dict) -> bool | None:
+def renewal_failed(config: NodeConfig) -> bool | None:
     """Whether the last run of a renewal unit failed (systemd's Result); None where systemd cannot say."""
     systemctl = shutil.which("systemctl")
     if not systemctl:
         return None
-    units = RENEWAL_UNITS.get(config.get("tls", {}).get("mode"), DEFAULT_RENEWAL_UNITS)
+    units = RENEWAL_UNITS.get(config.tls.mode, DEFAULT_RENEWAL_UNITS)
     try:
         run = subprocess.run(
             [systemctl, "show", "--property=Result", "--value", *units], capture_output=True, text=True, timeout=20
@@ -88,13 +88,13 @@ def renewal_failed(config: dict) -> bool | None:
     return bool(failed)
 
 
-def measurements(config: dict) -> dict[str, float]:
+def measurements(config: NodeConfig) -> dict[str, float]:
     """Days left per served port ('443' and '8883' on the VM); unreachable ports are skipped."""
-    monitoring = config["monitoring"]
+    monitoring = config.monitoring
     found = {}
-    for label, port in (("https", monitoring["https_port"]), ("mqtts", monitoring["mqtts_port"])):
+    for label, port in (("https", monitoring.https_port), ("mqtts", monitoring.mqtts_port)):
         try:
-            found[label] = days_left(served_certificate(int(port), config["fqdn"]))
+            found[label] = days_left(served_certificate(port, config.fqdn))
         except (OSError, ssl.SSLError) as err:
             LOG.error("no certificate on port %s: %s", port, err)
     return found
@@ -125,25 +125,25 @@ def failing_units(units: list[str]) -> list[str]:
     return failing
 
 
-def served(config: dict) -> dict[str, bytes]:
+def served(config: NodeConfig) -> dict[str, bytes]:
     """The certificate served per port ('https', 'mqtts'); unreachable ports are skipped."""
-    monitoring = config["monitoring"]
+    monitoring = config.monitoring
     found = {}
-    for label, port in (("https", monitoring["https_port"]), ("mqtts", monitoring["mqtts_port"])):
+    for label, port in (("https", monitoring.https_port), ("mqtts", monitoring.mqtts_port)):
         try:
-            found[label] = served_certificate(int(port), config["fqdn"])
+            found[label] = served_certificate(port, config.fqdn)
         except (OSError, ssl.SSLError) as err:
             LOG.error("no certificate on port %s: %s", port, err)
     return found
 
 
-def report(config: dict, cloudwatch) -> list[dict]:
+def report(config: NodeConfig, cloudwatch) -> list[dict]:
     """Put the certificates' days left and overdue renewals, a failed renewal, a heartbeat; return them."""
-    dimensions = [{"Name": "Stack", "Value": config["stack"]}]
+    dimensions = [{"Name": "Stack", "Value": config.stack}]
     data = [{"MetricName": "Heartbeat", "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}]
-    if config.get("units"):  # the VM's node.json lists them; a local node has none
+    if config.units:  # the VM's node.json lists them; a local node has none
         try:
-            failing = failing_units(config["units"])
+            failing = failing_units(config.units)
         except OSError as err:  # no figure rather than a false zero
             LOG.error("units not counted: %s", err)
             failing = None
@@ -153,7 +153,9 @@ def report(config: dict, cloudwatch) -> list[dict]:
             data.append(
                 {"MetricName": "UnitsFailing", "Dimensions": dimensions, "Value": float(len(failing)), "Unit": "Count"}
             )
-    alarm_days = float(config["monitoring"].get("certificate_alarm_days", DEFAULT_ALARM_DAYS))
+    alarm_days = config.monitoring.certificate_alarm_days
+    if alarm_days is None:
+        alarm_days = DEFAULT_ALARM_DAYS
     for label, der in served(config).items():
         left, lifetime, overdue = renewal(der, alarm_days)
         endpoint = dimensions + [{"Name": "Endpoint", "Value": label}]
@@ -186,7 +188,7 @@ def report(config: dict, cloudwatch) -> list[dict]:
                 "Dimensions": dimensions,
             }
         )
-    cloudwatch.put_metric_data(Namespace=config["monitoring"]["namespace"], MetricData=data)
+    cloudwatch.put_metric_data(Namespace=config.monitoring.namespace, MetricData=data)
     return data
 
 
@@ -194,10 +196,10 @@ def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from wis2node.node.nodeconfig import load
+    from wis2node.node.nodeconfig import load_config
 
-    config = load(config_path, needs=(("monitoring", "certificate_alarm_days"),))
-    sent = report(config, boto3.client("cloudwatch", region_name=config["region"]))
+    config = load_config(config_path, needs=(("monitoring", "certificate_alarm_days"),))
+    sent = report(config, boto3.client("cloudwatch", region_name=config.region))
     for datapoint in sent:
         LOG.info("%s %s", datapoint["MetricName"], datapoint["Value"])
     return 0

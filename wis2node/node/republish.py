@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from wis2node.node.media_types import METADATA_TYPE
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, NodeConfig, load_config
 from wis2node.node.notification import build_notification
 from wis2node.node.rules import Rejected, check_file_name, topic_root
 
@@ -42,19 +42,19 @@ def records(metadata_dir: Path) -> list[tuple[Path, dict]]:
     return found
 
 
-def republish(config: dict, publisher, validate=None) -> list[str]:
+def republish(config: NodeConfig, publisher, validate=None) -> list[str]:
     """Publish one notification per record; return the record ids announced."""
     from wis2node.node.wmo_checks import validate_notification
 
     validate = validate or validate_notification
-    centre = config["centre_id"]
-    metadata_dir = Path(config["publishing"]["public_dir"]) / "metadata"
+    centre = config.centre_id
+    metadata_dir = Path(config.publishing.public_dir) / "metadata"
     announced = []
     for path, record in records(metadata_dir):
         content = path.read_bytes()
         message = build_notification(
             data_id=f"{centre}/metadata/{record['id']}",
-            href=f"https://{config['fqdn']}/metadata/{path.name}",
+            href=f"https://{config.fqdn}/metadata/{path.name}",
             content=content,
             media_type=METADATA_TYPE,
             rel="update",
@@ -71,14 +71,14 @@ def main(config_path: str = CONFIG_PATH) -> int:
     from wis2node.node.publisher import Publisher
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    config = load(config_path, needs=())
-    broker = config["broker"]
+    config = load_config(config_path, needs=())
+    broker = config.broker
     password = (
-        boto3.session.Session(region_name=config["region"])
+        boto3.session.Session(region_name=config.region)
         .client("ssm")
-        .get_parameter(Name=broker["password_parameter"], WithDecryption=True)["Parameter"]["Value"]
+        .get_parameter(Name=broker.password_parameter, WithDecryption=True)["Parameter"]["Value"]
     )
-    publisher = Publisher("127.0.0.1", int(broker["local_port"]), broker["publisher_user"], password)
+    publisher = Publisher("127.0.0.1", broker.local_port, broker.publisher_user, password)
     try:
         announced = republish(config, publisher)
     finally:

@@ -18,6 +18,7 @@ Node-side: standard library and boto3 only. Runs as root (the broker's password 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wis2node.node.certificate import certbot_state
-from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, load
+from wis2node.node.nodeconfig import CONFIG_PATH, RUNTIME_KEYS, NodeConfig, load_config
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -127,58 +128,57 @@ def systemctl(*args: str) -> None:
     subprocess.run(["systemctl", *args], check=True)
 
 
-def apply(config_path: str, ssm, *, act: Callable[[str, dict], None] | None = None) -> list[str]:
+def apply(node: NodeConfig, ssm, *, act: Callable[[str, NodeConfig], None] | None = None) -> list[str]:
     """Bring the node in line with the two parameters; return what was done, one line each."""
     from wis2node.node.credential import set_password
 
-    node = load(config_path, needs=())
-    runtime, broker = node["runtime"], node["broker"]
+    runtime, broker = node.runtime, node.broker
     act = act or _act
     done: list[str] = []
 
-    raw = ssm.get_parameter(Name=runtime["parameter"])["Parameter"]["Value"]
+    raw = ssm.get_parameter(Name=runtime.parameter)["Parameter"]["Value"]
     try:
         document = validate(json.loads(raw))
     except ValueError as err:  # keep what runs; say why
-        raise SystemExit(f"wis2-config: {runtime['parameter']} refused, keeping {runtime['file']}: {err}") from err
-    current = _read_json(runtime["file"])
+        raise SystemExit(f"wis2-config: {runtime.parameter} refused, keeping {runtime.file}: {err}") from err
+    current = _read_json(runtime.file)
     changes = changed_keys(current, document)
     if changes:
-        _write_json(runtime["file"], document, 0o644)
+        _write_json(runtime.file, document, 0o644)
         done.append(
-            f"{runtime['file']}: "
+            f"{runtime.file}: "
             + ", ".join(f"{s}.{n} {current.get(s, {}).get(n, '(unset)')!r} -> {document[s][n]!r}" for s, n in changes)
         )
         if current:  # at first boot nothing runs yet that would need a reload
             for action in dict.fromkeys(action for k in changes if (action := RUNTIME_KEYS[k])):
-                act(action, node | {"tls": {**node.get("tls", {}), **document["tls"]}})
+                act(action, dataclasses.replace(node, tls=dataclasses.replace(node.tls, **document["tls"])))
                 done.append(f"applied: {action}")
     # Kept in line at every run, not only on a change: the first boot of a machine writes it, and
     # a hand edit is undone. unattended-upgrades reads it when it next runs: nothing to reload.
-    apt_file = node["upgrades"]["apt_file"]
+    apt_file = node.upgrades.apt_file
     if _write_text(apt_file, apt_reboot_config(document["upgrades"]["reboot_time"]), 0o644):
         done.append(f"{apt_file}: automatic reboots at {document['upgrades']['reboot_time']} UTC")
 
-    state = _read_json(runtime["state"])
+    state = _read_json(runtime.state)
     try:
-        parameter = ssm.get_parameter(Name=broker["password_parameter"], WithDecryption=True)["Parameter"]
+        parameter = ssm.get_parameter(Name=broker.password_parameter, WithDecryption=True)["Parameter"]
     except ssm.exceptions.ParameterNotFound:  # the first boot creates it (publisher-credential)
         parameter = None
     if parameter is not None and parameter["Version"] != state.get("password_version"):
-        set_password(broker["password_file"], broker["publisher_user"], parameter["Value"])
-        reload_broker(broker["pid_file"])
-        _write_json(runtime["state"], {**state, "password_version": parameter["Version"]}, 0o600)
+        set_password(broker.password_file, broker.publisher_user, parameter["Value"])
+        reload_broker(broker.pid_file)
+        _write_json(runtime.state, {**state, "password_version": parameter["Version"]}, 0o600)
         done.append(f"publisher password version {parameter['Version']} set; the broker re-read its accounts")
     return done
 
 
-def _act(action: str, node: dict) -> None:
+def _act(action: str, node: NodeConfig) -> None:
     if action == "restart-agent":
         systemctl("try-restart", "wis2-agent.service")
     elif action == "certbot-account":
-        tls = node["tls"]
-        account = os.path.join(tls["letsencrypt_dir"], "accounts")
-        if tls.get("mode") != "letsencrypt" or not os.path.isdir(account) or not tls.get("letsencrypt_email"):
+        tls = node.tls
+        account = os.path.join(tls.letsencrypt_dir, "accounts")
+        if tls.mode != "letsencrypt" or not os.path.isdir(account) or not tls.letsencrypt_email:
             return  # no account yet: the next issuance registers with the new address
         subprocess.run(
             [
@@ -186,7 +186,7 @@ def _act(action: str, node: dict) -> None:
                 "update_account",
                 "--non-interactive",
                 "--email",
-                tls["letsencrypt_email"],
+                tls.letsencrypt_email,
                 *certbot_state(tls),
             ],
             check=True,
@@ -199,9 +199,9 @@ def main(config_path: str = CONFIG_PATH) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    region = load(config_path, needs=())["region"]
+    config = load_config(config_path, needs=())
     try:
-        done = apply(config_path, boto3.client("ssm", region_name=region))
+        done = apply(config, boto3.client("ssm", region_name=config.region))
     except (BotoCoreError, ClientError) as err:
         print(f"wis2-config: cannot read the node's parameters ({err}); keeping what runs, will retry", file=sys.stderr)
         return 75  # EX_TEMPFAIL

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from wis2node.node.accounts import READ_ONLY_PASSWORD, READ_ONLY_USER
 from wis2node.node.catalogue import DATA
-from wis2node.node.nodeconfig import CONFIG_PATH, load
+from wis2node.node.nodeconfig import CONFIG_PATH, NodeConfig, load_config
 from wis2node.node.rules import topic_root
 from wis2node.node.wis2events import ALARMING, Event, Malformed, parse
 
@@ -217,18 +217,21 @@ class Watcher:
 
     def __init__(
         self,
-        config: dict,
+        config: NodeConfig,
         *,
         alert: Callable[[str, str], None],
         put: Callable[[list], None],
         clock: Callable[[], float] = time.time,
     ):
-        self.centre_id = config["centre_id"]
-        self.stack = config["stack"]
+        self.centre_id = config.centre_id
+        self.stack = config.stack
         self.alert, self.put, self.clock = alert, put, clock
-        self.seen = SeenEvents(Path(config["wis2"]["state_dir"]) / "events.sqlite")
-        wis2 = config["wis2"]
-        self.relays = Relays(float(wis2.get("relay_grace", RELAY_GRACE)), float(wis2.get("cache_grace", CACHE_GRACE)))
+        wis2 = config.wis2
+        self.seen = SeenEvents(Path(wis2.state_dir) / "events.sqlite")
+        self.relays = Relays(
+            RELAY_GRACE if wis2.relay_grace is None else wis2.relay_grace,
+            CACHE_GRACE if wis2.cache_grace is None else wis2.cache_grace,
+        )
         self._events: list[str] = []  # severities heard since the last tick
         self._lock = threading.Lock()
         # How many Global Brokers the watcher is connected to (run() sets it; None: not reported).
@@ -430,38 +433,34 @@ class Connection:
             LOG.warning("%s: %s; retrying with back-off up to %d s", self.broker.name, reason, RECONNECT[1])
 
 
-def brokers_of(config: dict) -> list[Broker]:
+def brokers_of(config: NodeConfig) -> list[Broker]:
     """The node's own broker (loopback) and the Global Brokers: node.json's list, else the catalogue's."""
-    wis2 = config["wis2"]
-    local = Broker(name=LOCAL, host="127.0.0.1", port=int(config["broker"]["local_port"]), transport="mqtt")
-    listed = wis2.get("brokers")
+    local = Broker(name=LOCAL, host="127.0.0.1", port=config.broker.local_port, transport="mqtt")
+    listed = config.wis2.brokers
     remote = [Broker.from_dict(item) for item in listed] if listed else global_brokers()
     if len({b.name for b in remote}) < 2:
         raise ValueError("the watcher needs at least two Global Brokers")
     return [local, *remote]
 
 
-def client_id(config: dict, broker: Broker) -> str:
+def client_id(config: NodeConfig, broker: Broker) -> str:
     """Stable per node and broker (its session survives a reconnect), not guessable from the centre-id alone."""
-    digest = hashlib.sha256(f"{config['stack']}/{config['fqdn']}/{broker.name}".encode()).hexdigest()[:16]
-    return f"wis2-watch-{config['centre_id'][:40]}-{digest}"
+    digest = hashlib.sha256(f"{config.stack}/{config.fqdn}/{broker.name}".encode()).hexdigest()[:16]
+    return f"wis2-watch-{config.centre_id[:40]}-{digest}"
 
 
-def alerts_topic(config: dict, session) -> str:
-    """The stack's SNS topic: node.json may name it; otherwise the parameter the monitoring component writes."""
-    return (
-        config["wis2"].get("alerts_topic_arn")
-        or session.client("ssm").get_parameter(Name=config["wis2"]["alerts_topic_parameter"])["Parameter"]["Value"]
-    )
+def alerts_topic(arn: str | None, parameter: str, session) -> str:
+    """The stack's SNS topic: node.json may name it (arn); otherwise the parameter the monitoring component writes."""
+    return arn or session.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
 
 
-def run(config: dict, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
+def run(config: NodeConfig, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
     import boto3
 
-    session = session or boto3.session.Session(region_name=config["region"])
+    session = session or boto3.session.Session(region_name=config.region)
     sns, cloudwatch = session.client("sns"), session.client("cloudwatch")
-    topic_arn = alerts_topic(config, session)
-    namespace = config["monitoring"]["namespace"]
+    topic_arn = alerts_topic(config.wis2.alerts_topic_arn, config.wis2.alerts_topic_parameter, session)
+    namespace = config.monitoring.namespace
 
     def alert(subject: str, message: str) -> None:
         sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)
@@ -473,7 +472,7 @@ def run(config: dict, *, session=None, stop: threading.Event | None = None, inte
     watcher = Watcher(config, alert=alert, put=put)
     connections = [Connection(broker, watcher, client_id(config, broker)) for broker in brokers_of(config)]
     watcher.listening = lambda: sum(c.connected.is_set() for c in connections if c.broker.name != LOCAL)
-    LOG.info("watching %s on %s", config["centre_id"], ", ".join(c.broker.name for c in connections))
+    LOG.info("watching %s on %s", config.centre_id, ", ".join(c.broker.name for c in connections))
     for connection in connections:
         connection.start()
     stop = stop or threading.Event()
@@ -490,10 +489,10 @@ def run(config: dict, *, session=None, stop: threading.Event | None = None, inte
 
 def main(config_path: str = CONFIG_PATH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    config = load(config_path, needs=())
+    config = load_config(config_path, needs=())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    interval = float(config["wis2"].get("interval", 60))
+    interval = 60.0 if config.wis2.interval is None else config.wis2.interval
     run(config, stop=stop, interval=interval)
     return 0
 
