@@ -219,6 +219,25 @@ def canonical(message: dict) -> dict:
     return next(link for link in message["links"] if link["rel"] in ("canonical", "update"))
 
 
+def sessions_and_agent_state_came_along(
+    node: BootedNode, persistent_id: str, body: bytes, everything: Client, name: str
+) -> None:
+    """On a machine that is new (replaced, or restored): the broker's session, kept on the data
+    volume, still holds what was published before; the agent's state came along, so the next file
+    is announced, and once only."""
+    reader = node.client(client_id=persistent_id, persistent=True)
+    assert reader.session_present
+    [message] = data_messages(reader, 1, timeout=30)
+    assert node.download(canonical(message)["href"]) == body
+    put(node.ingest, name, b"after " + name.encode())
+    data_messages(everything, 1, timeout=120)
+    time.sleep(5)
+    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
+    assert len(announced) == 1 and announced[0].endswith(name), announced
+    reader.close()
+    everything.close()
+
+
 def test_cloud_init_finishes_and_every_step_of_the_node_is_up(node):
     status = node.status
     # In a container cloud-init reports no failed module that matters: NTP is skipped (no
@@ -432,20 +451,9 @@ def test_a_replaced_instance_keeps_certificate_sessions_files_state_and_password
         ssm.get_parameter(Name=SETTINGS.parameter_name("publisher-password"), WithDecryption=True)["Parameter"]["Value"]
         == password
     )
-    # The broker's session, kept on the data volume, still holds what was published before.
-    reader = node.client(client_id=persistent_id, persistent=True)
-    assert reader.session_present
-    [message] = data_messages(reader, 1, timeout=30)
-    assert node.download(canonical(message)["href"]) == body
-    # The agent's state came along: the new instance publishes the next file, and nothing again.
-    name = "WIGOS_0-20000-0-10004_20261204T030000.bufr4"
-    put(node.ingest, name, b"after the replacement")
-    data_messages(everything, 1, timeout=120)
-    time.sleep(5)
-    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
-    assert len(announced) == 1 and announced[0].endswith(name), announced
-    reader.close()
-    everything.close()
+    sessions_and_agent_state_came_along(
+        node, persistent_id, body, everything, "WIGOS_0-20000-0-10004_20261204T030000.bufr4"
+    )
 
 
 def test_memory_of_the_node_after_a_burst(node):
@@ -495,16 +503,6 @@ def test_a_restore_from_a_snapshot_brings_the_node_back(node):
     assert node.machine.sh(f"findmnt -n -o SOURCE {DATA_ROOT}").stdout.strip() == "/dev/xvdf"  # the copy
     assert node.served_certificate(443) == certificate
     assert node.machine.sh(f"find {DATA_ROOT}/public -type f | sort").stdout == published
-    reader = node.client(client_id=persistent_id, persistent=True)
-    assert reader.session_present
-    [message] = data_messages(reader, 1, timeout=30)
-    assert node.download(canonical(message)["href"]) == body
-    # The agent's state came along: the restored node publishes the next file, and nothing again.
-    name = "WIGOS_0-20000-0-10006_20261204T060000.bufr4"
-    put(node.ingest, name, b"after the restore")
-    data_messages(everything, 1, timeout=120)
-    time.sleep(5)
-    announced = [m["properties"]["data_id"] for m in data_messages(everything, 1, timeout=1)]
-    assert len(announced) == 1 and announced[0].endswith(name), announced
-    reader.close()
-    everything.close()
+    sessions_and_agent_state_came_along(
+        node, persistent_id, body, everything, "WIGOS_0-20000-0-10006_20261204T060000.bufr4"
+    )

@@ -9,6 +9,8 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -86,3 +88,14 @@ class StandInGlobalBroker:
             self.relay.disconnect()
             self.relay.loop_stop()
         self.stop_broker()
+
+
+@contextmanager
+def stand_in_brokers(node: LocalNode, folder: Path, names: tuple[str, ...] = ("gb-one", "gb-two")) -> Iterator[list]:
+    """Two Global Brokers relaying the node (the watcher and verify need at least two), stopped after."""
+    started = [StandInGlobalBroker(name, folder / name, node).start() for name in names]
+    try:
+        yield started
+    finally:
+        for broker in started:
+            broker.stop()

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.wis2node.global_broker import StandInGlobalBroker, example
+from tests.wis2node.global_broker import example, stand_in_brokers
 from tests.wis2node.mqtt_clients import Client
 from wis2node.endpoints import PUBLISHER_USER
 from wis2node.local import LocalNode
@@ -47,10 +47,8 @@ def node(tmp_path_factory):
 
 @pytest.fixture
 def brokers(node, tmp_path):
-    started = [StandInGlobalBroker(name, tmp_path / name, node).start() for name in ("gb-one", "gb-two")]
-    yield started
-    for broker in started:
-        broker.stop()
+    with stand_in_brokers(node, tmp_path) as started:
+        yield started
 
 
 def config_for(node: LocalNode, brokers, state_dir, **wis2) -> dict:
