@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wis2node.node import rules
+from wis2node.node import aws, rules
 from wis2node.node.datasets import BucketDatasets, Dataset
 from wis2node.node.deleter import Deleter, acquire_up_to
 from wis2node.node.nodeconfig import CONFIG_PATH, ConfigError, NodeConfig
@@ -52,15 +52,16 @@ INCOMING = "incoming"
 class Agent:
     """Takes the node's bucket events from its queue and publishes them; see the module's docstring."""
 
-    def __init__(self, config: NodeConfig, *, session=None, password: str | None = None):
-        import boto3
+    def __init__(self, config: NodeConfig, *, session: aws.Session | None = None, password: str | None = None):
         from botocore.config import Config
 
         self.config = config
         publishing = config.publishing
         if publishing.max_file_bytes is None:  # a runtime key: load_config fills it in when the agent needs it
             raise ConfigError("publishing.max_file_bytes: not set (the runtime configuration was never applied)")
-        session = session or boto3.session.Session(region_name=config.region)
+        # First, so that the memory its short-lived session used is free for the clients kept
+        password = password or _publisher_password(config)
+        session = session or aws.Session(config.region, ("s3", "sqs"))
         # a connection per worker (and the poller's and deleter's), a read timeout well above the 1 s long poll
         connections = Config(
             max_pool_connections=WORKERS + 2, connect_timeout=5, read_timeout=30, retries={"mode": "standard"}
@@ -82,7 +83,7 @@ class Agent:
             "127.0.0.1",
             broker.local_port,
             broker.publisher_user,
-            password or self._publisher_password(session),
+            password,
         )
         self.stopping = threading.Event()
         self._topics = topic_validator(self.centre_id)
@@ -414,17 +415,6 @@ class Agent:
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
         )
 
-    def _publisher_password(self, session) -> str:
-        """Read once at start: the SSM client (and its service model) is not kept around."""
-        name = self.config.broker.password_parameter
-        ssm = session.client("ssm")
-        try:
-            return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-        finally:
-            ssm.close()
-            del ssm
-            gc.collect()
-
     def close(self) -> None:
         """Stop taking events and leave the broker."""
         self.stopping.set()
@@ -467,6 +457,17 @@ def _mount_of(path: Path) -> tuple:
     except OSError:  # no /proc: the device number is all there is to compare
         return ("", path.stat().st_dev)
     return best
+
+
+def _publisher_password(config: NodeConfig) -> str:
+    """Read once at start, through a session of its own: nothing of SSM's stays in the agent's memory."""
+    ssm = aws.Session(config.region, ("ssm",)).client("ssm")
+    try:
+        return ssm.get_parameter(Name=config.broker.password_parameter, WithDecryption=True)["Parameter"]["Value"]
+    finally:
+        ssm.close()
+        del ssm
+        gc.collect()
 
 
 def main(config_path: str = CONFIG_PATH) -> int:

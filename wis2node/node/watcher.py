@@ -455,9 +455,9 @@ def alerts_topic(arn: str | None, parameter: str, session) -> str:
 
 
 def run(config: NodeConfig, *, session=None, stop: threading.Event | None = None, interval: float = 60) -> None:
-    import boto3
+    from wis2node.node import aws
 
-    session = session or boto3.session.Session(region_name=config.region)
+    session = session or aws.Session(config.region, ("sns", "cloudwatch", "ssm"))
     sns, cloudwatch = session.client("sns"), session.client("cloudwatch")
     topic_arn = alerts_topic(config.wis2.alerts_topic_arn, config.wis2.alerts_topic_parameter, session)
     namespace = config.monitoring.namespace
