@@ -3,6 +3,7 @@ resolve those services exactly as botocore's own session does."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -98,6 +99,16 @@ def test_each_call_leaves_exactly_as_a_stock_boto3_clients(region, monkeypatch):
         stock = boto3.session.Session(region_name=region).client(service)
         ours = session.client(service)
         assert request_of(ours, operation, **params) == request_of(stock, operation, **params), (service, operation)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"version": 4}, {"partitions": {"aws": {}}}, {"partitions": [{"partition": "aws", "services": ["s3"]}]}],
+)
+def test_an_endpoint_document_of_another_shape_is_left_as_botocore_wrote_it(document, tmp_path, monkeypatch):
+    (tmp_path / "endpoints.json").write_text(json.dumps(document))
+    monkeypatch.setattr(aws._NamedServicesOnly, "ENDPOINTS", str(tmp_path / "endpoints"))
+    assert aws._NamedServicesOnly(frozenset({"s3"})).load_file(str(tmp_path / "endpoints")) == document
 
 
 def test_a_service_the_session_was_not_made_for_is_refused():

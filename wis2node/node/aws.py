@@ -34,13 +34,20 @@ class _NamedServicesOnly(JSONFileLoader):
 
     def load_file(self, file_path):
         data = super().load_file(file_path)
-        if data is None or file_path != self.ENDPOINTS:
-            return data
+        if file_path != self.ENDPOINTS or not _partitions_with_services(data):
+            return data  # another file, or a shape this botocore does not have: left as botocore wrote it
         partitions = [
             {**partition, "services": {n: s for n, s in partition["services"].items() if n in self.services}}
             for partition in data["partitions"]
         ]
         return {**data, "partitions": partitions}
+
+
+def _partitions_with_services(data) -> bool:
+    partitions = data.get("partitions") if isinstance(data, dict) else None
+    return isinstance(partitions, list) and all(
+        isinstance(p, dict) and isinstance(p.get("services"), dict) for p in partitions
+    )
 
 
 class Session:
