@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from wis2node.node.notification import build_notification
 from wis2node.node.rules import Rejected
-from wis2node.node.wmo_checks import validate_notification
+from wis2node.node.wmo_checks import _cached_schema_suite, validate_notification, wnm_test_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,72 @@ def test_the_rest_of_pywis_pubsub_still_imports_in_the_agents_process():
     run = run_python(AGENT_CHECKS + REST_OF_PACKAGE)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "whole package"
+
+
+# The suite's schema test, its validator built once (wmo_checks.wnm_test_suite), against WMO's own
+# test on the same messages: the same verdict, the same errors, word for word.
+def hostile_messages() -> list[dict]:
+    good = message()
+    variants: list[dict] = [good]
+
+    def variant(change) -> None:
+        changed = json.loads(json.dumps(good))
+        change(changed)
+        variants.append(changed)
+
+    variant(lambda m: m["properties"].pop("pubtime"))
+    variant(lambda m: m.update(id=12345))
+    variant(lambda m: m.update(type="FeatureCollection"))
+    variant(lambda m: m.update(geometry={"type": "Point", "coordinates": "north"}))
+    variant(lambda m: m.update(links=[]))
+    variant(lambda m: m["links"][0].update(href=None, rel=7))
+    variant(lambda m: m["properties"].update(integrity={"method": "md4", "value": 5}))
+    variant(lambda m: m["properties"].update(datetime=1764000000))
+    variant(lambda m: m.update(conformsTo="http://wis.wmo.int/spec/wnm/1/conf/core"))
+    variant(lambda m: m.pop("properties"))
+    variants.append({})
+    variants.append({"id": "x" * 10_000, "links": [{"href": "\u0000"}] * 50})
+    return variants
+
+
+def test_the_schema_test_built_once_gives_wmos_own_verdict_and_errors():
+    suite = wnm_test_suite()
+    wmo = suite.__mro__[1]
+    assert wmo.__name__ == "WNMTestSuite" and wmo.__module__.startswith("pywis_pubsub")
+    verdicts = []
+    for candidate in hostile_messages():
+        ours, theirs = suite(candidate).test_requirement_validation(), wmo(candidate).test_requirement_validation()
+        assert ours == theirs, candidate
+        verdicts.append(ours["code"])
+    assert verdicts[0] == "PASSED" and verdicts[1:] == ["FAILED"] * (len(verdicts) - 1)
+
+
+def schema_global(suite: type) -> tuple[ModuleType, str]:
+    module = sys.modules[suite.__module__]
+    return module, "WNM_MESSAGE_SCHEMA" if hasattr(module, "WNM_MESSAGE_SCHEMA") else "MESSAGE_SCHEMA"
+
+
+def test_a_schema_changed_on_disk_is_read_again(tmp_path, monkeypatch):
+    wmo = wnm_test_suite().__mro__[1]
+    module, name = schema_global(wmo)
+    schema = json.loads(getattr(module, name).read_text())
+    copy = tmp_path / "wis2-notification-message-bundled.json"
+    copy.write_text(json.dumps(schema))
+    monkeypatch.setattr(module, name, copy)
+    suite = _cached_schema_suite(wmo)
+    without_pubtime = message()
+    del without_pubtime["properties"]["pubtime"]
+    assert suite(without_pubtime).test_requirement_validation()["code"] == "FAILED"
+    # a schema that no longer requires pubtime (a bundle sync, say): the next message is checked by it
+    schema["properties"]["properties"]["required"].remove("pubtime")
+    copy.write_text(json.dumps(schema, indent=1))
+    assert suite(without_pubtime).test_requirement_validation() == wmo(without_pubtime).test_requirement_validation()
+    assert suite(without_pubtime).test_requirement_validation()["code"] == "PASSED"
+
+
+def test_without_its_schema_the_suite_says_so_as_wmos_does(tmp_path, monkeypatch):
+    wmo = wnm_test_suite().__mro__[1]
+    module, name = schema_global(wmo)
+    monkeypatch.setattr(module, name, tmp_path / "absent.json")
+    with pytest.raises(RuntimeError, match="WNM schema missing"):
+        _cached_schema_suite(wmo)(message()).test_requirement_validation()
