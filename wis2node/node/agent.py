@@ -356,7 +356,8 @@ class Agent:
     def _write(self, target: Path, content: bytes) -> None:
         """Write beside the state, then rename into place: readers see the old file or the new one."""
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.is_dir():  # most files go to a folder that is there already
+                target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise Rejected("one of its folders is a published file") from None
         if target.is_dir():
@@ -365,7 +366,7 @@ class Agent:
         try:
             with os.fdopen(handle, "wb") as stream:
                 stream.write(content)
-            os.chmod(partial, 0o644)
+                os.fchmod(handle, 0o644)
             os.replace(partial, target)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
@@ -475,6 +476,10 @@ def main(config_path: str = CONFIG_PATH) -> int:
     from wis2node.node.nodeconfig import load_config
 
     agent = Agent(load_config(config_path, (("publishing", "max_file_bytes"),)))
+    # What start made (modules, botocore's models and clients, the validators) lives as long as
+    # the process: out of the collector's sight, so its full collections stop walking it again
+    gc.collect()
+    gc.freeze()
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
