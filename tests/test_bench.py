@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 SMALLEST = {
     "agent_burst.py": ["--files", "20"],
-    "agent_cost.py": ["--files", "20"],
+    "agent_cost.py": ["--files", "20", "--rounds", "2"],  # two: the second round takes the agent first
     "broker_fanout_native.py": ["--subscribers", "2", "--messages", "50"],
     "fanout.py": ["--subscribers", "2", "--messages", "50"],
     "https_wrk.py": ["--connections", "2", "--seconds", "1", "--rounds", "1"],
