@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from wis2node.node import wmo_checks
 from wis2node.node.notification import build_notification
 from wis2node.node.rules import Rejected
 from wis2node.node.wmo_checks import _cached_schema_suite, validate_notification, wnm_test_suite
@@ -53,6 +54,7 @@ def test_a_notification_in_local_time_fails_the_suites_temporal_test():
 AGENT_CHECKS = """
 import datetime, json, sys
 import wis2node.node.agent as agent
+from wis2node.node import wmo_checks
 from wis2node.node.notification import build_notification
 from wis2node.node.rules import Rejected
 good = build_notification(data_id="aq-examplemet-test/x", href="https://node.example.org/x", content=b"x",
@@ -171,3 +173,21 @@ def test_without_its_schema_the_suite_says_so_as_wmos_does(tmp_path, monkeypatch
     monkeypatch.setattr(module, name, tmp_path / "absent.json")
     with pytest.raises(RuntimeError, match="WNM schema missing"):
         _cached_schema_suite(wmo)(message()).test_requirement_validation()
+
+
+def test_a_corrupt_schema_keeps_the_event_queued_and_is_not_kept_once_mended(tmp_path, monkeypatch):
+    wmo = wnm_test_suite().__mro__[1]
+    module, name = schema_global(wmo)
+    whole = getattr(module, name).read_text()
+    copy = tmp_path / "wis2-notification-message-bundled.json"
+    copy.write_text(whole[: len(whole) // 2])  # half written, as a sync cut short leaves it
+    monkeypatch.setattr(module, name, copy)
+    suite = _cached_schema_suite(wmo)
+    monkeypatch.setattr(wmo_checks, "_SUITE", suite)
+    # not Rejected (the agent would park the upload as a bad notification): the node's own fault,
+    # as a missing schema is, so the event stays in the queue and comes back
+    with pytest.raises(RuntimeError, match=r"WNM schema .*wis2-notification-message-bundled\.json is not JSON"):
+        validate_notification(message())
+    copy.write_text(whole)
+    assert json.loads(validate_notification(message()))["id"]
+    assert suite(message()).test_requirement_validation() == wmo(message()).test_requirement_validation()
